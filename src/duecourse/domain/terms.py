@@ -1,0 +1,120 @@
+"""Product terms, bucket sets and collection stages: the configuration the rules read.
+
+These are validated values (``config.py`` builds them from ``duecourse.toml`` and reports every problem
+with its file:line); the rules in ``delinquency`` and the set-based engine take them as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from duecourse.domain.model import COMPONENTS
+
+PRODUCT_KINDS = ("card", "instalment_loan")
+CARD_INTEREST_MODES = ("none", "full_amount", "unpaid_portion")
+LATE_FEE_MODES = ("none", "percent", "flat")
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A named range of delinquency days, ``min`` to ``max`` inclusive; ``max`` None is open-ended."""
+
+    name: str
+    min: int
+    max: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSet:
+    """Buckets in order, without gaps or overlaps, starting at 1 day; 0 days is ``current_name``."""
+
+    name: str
+    buckets: tuple[Bucket, ...]
+    current_name: str = "current"
+
+    def bucket_for(self, delinquency_days: int) -> str:
+        if delinquency_days <= 0:
+            return self.current_name
+        for bucket in self.buckets:
+            if bucket.min <= delinquency_days and (bucket.max is None or delinquency_days <= bucket.max):
+                return bucket.name
+        # Validation guarantees the buckets cover 1..infinity; reaching here means they were built by hand.
+        raise ValueError(f"bucket set {self.name} does not cover {delinquency_days} days")
+
+
+@dataclass(frozen=True, slots=True)
+class LateFee:
+    """违约金 or a late fee, charged once per missed due date on the unpaid required amount.
+
+    Attributes:
+        mode: ``none``, ``percent`` (of the unpaid minimum, CN-FEE-05) or ``flat``.
+        percent: e.g. ``Decimal("0.05")`` for 5 %.
+        floor / cap: bounds applied after rounding (``None`` for none).
+        flat: the amount in ``flat`` mode.
+        limit_to_minimum: never more than the minimum payment that was due (Reg Z 1026.52(b)).
+    """
+
+    mode: str = "none"
+    percent: Decimal = Decimal(0)
+    floor: Decimal | None = None
+    cap: Decimal | None = None
+    flat: Decimal = Decimal(0)
+    limit_to_minimum: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Charges:
+    """The charges duecourse accrues for a product (left at zero when the bank bills them itself).
+
+    Attributes:
+        penalty_daily_rate: 罚息, a daily rate on overdue principal (contract rate × 1.5, CN-LOAN-01).
+        card_interest_mode: ``none``, ``full_amount`` (全额计息 from the posting date, CN-FEE-06) or
+            ``unpaid_portion``.
+        card_daily_rate: the card's daily interest rate (0.0005 = 0.05 %/day).
+        late_fee: see ``LateFee``.
+    Interest never accrues on fees or penalties (PBoC 银发〔2016〕111号 §3): only principal dues bear it.
+    """
+
+    penalty_daily_rate: Decimal = Decimal(0)
+    card_interest_mode: str = "none"
+    card_daily_rate: Decimal = Decimal(0)
+    late_fee: LateFee = field(default_factory=LateFee)
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    code: str
+    kind: str
+    currency: str
+    grace_days: int
+    bucket_set: str
+    calendar: str
+    allocation_order: tuple[str, ...] = COMPONENTS
+    charges: Charges = field(default_factory=Charges)
+
+    def component_rank(self, component: str) -> int:
+        return self.allocation_order.index(component)
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """A collection stage: an account is in it when every condition set here holds (inclusive)."""
+
+    name: str
+    min_days_past_due: int | None = None
+    min_delinquency_days: int | None = None
+    min_amount_past_due: Decimal | None = None
+    min_missed_dues: int | None = None
+
+
+CURRENT_STAGE = "current"
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """Everything the daily run reads from configuration."""
+
+    products: dict[str, Product]
+    bucket_sets: dict[str, BucketSet]
+    stages: tuple[Stage, ...]
