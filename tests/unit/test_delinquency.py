@@ -1,0 +1,171 @@
+"""The readable specification of the snapshot, checked against the worked examples in rules.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from duecourse.domain.delinquency import snapshot
+from duecourse.domain.model import Due, Payment
+from duecourse.domain.terms import Bucket, BucketSet, Charges, LateFee, Product, Stage
+
+D = dt.date.fromisoformat
+CN_M = BucketSet(
+    "cn_m",
+    (
+        Bucket("M1", 1, 30),
+        Bucket("M2", 31, 60),
+        Bucket("M3", 61, 90),
+        Bucket("M4", 91, 120),
+        Bucket("M5", 121, 150),
+        Bucket("M6", 151, 180),
+        Bucket("M7+", 181, None),
+    ),
+)
+STAGES = (
+    Stage("early", min_days_past_due=1),
+    Stage("M1", min_delinquency_days=1),
+    Stage("M2", min_delinquency_days=31),
+)
+
+
+def card(mode: str = "full_amount", fee: LateFee | None = None, grace: int = 0) -> Product:
+    return Product(
+        "card_cn",
+        "card",
+        "CNY",
+        grace,
+        "cn_m",
+        "CN",
+        ("penalty", "fee", "interest", "principal"),
+        Charges(card_interest_mode=mode, card_daily_rate=Decimal("0.0005"), late_fee=fee or LateFee()),
+    )
+
+
+def loan(rate: str = "0", grace: int = 0) -> Product:
+    return Product(
+        "loan_cn", "instalment_loan", "CNY", grace, "cn_m", "CN",
+        ("penalty", "fee", "interest", "principal"), Charges(penalty_daily_rate=Decimal(rate)),
+    )
+
+
+def dues(text: str) -> list[Due]:
+    """One due a line: due_id due_date amount component [minimum] [posted_on]."""
+    out = []
+    for line in text.strip().splitlines():
+        f = line.split()
+        out.append(
+            Due(
+                "A1", f[0], D(f[1]), Decimal(f[2]), f[3],
+                Decimal(f[4]) if len(f) > 4 and f[4] != "-" else None,
+                D(f[5]) if len(f) > 5 else None,
+            )
+        )
+    return out
+
+
+def pays(text: str) -> list[Payment]:
+    """One payment a line: payment_id paid_on amount."""
+    return [Payment(f[0], "A1", D(f[1]), Decimal(f[2])) for f in (ln.split() for ln in text.strip().splitlines())]
+
+
+def snap(product: Product, due_text: str, pay_text: str, as_of: str):  # type: ignore[no-untyped-def]
+    return snapshot("A1", product, CN_M, STAGES, dues(due_text), pays(pay_text) if pay_text else [], D(as_of))
+
+
+def test_e_cn_1_full_amount_interest_counts_both_ends_of_each_range() -> None:
+    s = snap(card(), "S1 2025-04-23 1000.00 principal 100.00 2025-03-30", "P1 2025-04-23 100.00", "2025-05-05")
+    assert s.card_interest == Decimal("17.85")
+    assert s.days_past_due == 0  # the minimum was paid: current, but the interest-free period is lost
+
+
+def test_e_cn_1_unpaid_portion_mode_charges_only_what_was_left_at_the_due_date() -> None:
+    s = snap(card("unpaid_portion"), "S1 2025-04-23 1000.00 principal 100.00 2025-03-30",
+             "P1 2025-04-23 100.00", "2025-05-05")
+    assert s.card_interest == Decimal("16.65")
+
+
+def test_e_cn_2_ccb_example() -> None:
+    s = snap(card(), "S1 2025-01-27 10000.00 principal 1000.00 2025-01-05", "P1 2025-01-27 8000.00", "2025-02-07")
+    assert s.card_interest == Decimal("122.00")
+
+
+def test_statement_paid_in_full_by_the_due_date_bears_no_interest() -> None:
+    s = snap(card(), "S1 2025-01-27 10000.00 principal 1000.00 2025-01-05", "P1 2025-01-27 10000.00", "2025-02-07")
+    assert s.card_interest == 0 and s.outstanding == 0
+
+
+@pytest.mark.parametrize(
+    ("fee", "expected"),
+    [
+        pytest.param(LateFee("percent", Decimal("0.05")), "35.00", id="5pct-of-unpaid-minimum"),
+        pytest.param(LateFee("percent", Decimal("0.05"), floor=Decimal("50.00")), "50.00", id="floor"),
+        pytest.param(LateFee("percent", Decimal("0.05"), cap=Decimal("20.00")), "20.00", id="cap"),
+        pytest.param(LateFee("flat", flat=Decimal("30.00")), "30.00", id="flat"),
+    ],
+)
+def test_e_cn_3_late_fee_on_the_unpaid_part_of_the_minimum(fee: LateFee, expected: str) -> None:
+    s = snap(card("none", fee), "S1 2025-04-23 10000.00 principal 1000.00 2025-03-30",
+             "P1 2025-04-20 300.00", "2025-04-24")
+    assert s.late_fees == Decimal(expected)
+    assert s.past_due["fee"] == Decimal(expected)
+    assert s.past_due["principal"] == Decimal("700.00")
+
+
+def test_e_cn_4_three_thousand_unpaid() -> None:
+    fee = LateFee("percent", Decimal("0.05"), floor=Decimal("10.00"))
+    s = snap(card("full_amount", fee), "S1 2025-04-23 3000.00 principal 300.00 2025-03-30", "", "2025-05-05")
+    assert s.card_interest == Decimal("55.50")
+    assert s.late_fees == Decimal("15.00")
+    assert s.card_interest + s.late_fees == Decimal("70.50")
+    assert s.outstanding == Decimal("3070.50")
+    assert s.days_past_due == 12 and s.bucket == "M1" and s.stage == "M1"
+    assert s.amount_past_due == Decimal("315.00")  # the unpaid minimum and the fee; interest is billed later
+
+
+def test_partial_payment_that_clears_the_oldest_due_moves_the_anchor_and_drops_the_stage() -> None:
+    due_text = """
+    I1 2025-01-10 500.00 principal
+    I2 2025-02-10 500.00 principal
+    I3 2025-03-10 500.00 principal
+    """
+    before = snap(loan(), due_text, "", "2025-03-15")
+    assert (before.days_past_due, before.stage, before.missed_dues) == (64, "M2", 3)
+    after = snap(loan(), due_text, "P1 2025-03-15 600.00", "2025-03-15")
+    assert after.oldest_unpaid_due_date == D("2025-02-10")
+    assert (after.days_past_due, after.stage, after.missed_dues) == (33, "M2", 2)
+    cured = snap(loan(), due_text, "P1 2025-03-15 1000.00", "2025-03-15")
+    assert (cured.days_past_due, cured.stage, cured.bucket) == (5, "M1", "M1")
+
+
+def test_overpayment_is_credit_for_later_dues() -> None:
+    s = snap(loan(), "I1 2025-01-10 500.00 principal\nI2 2025-02-10 500.00 principal", "P1 2025-01-05 1200.00",
+             "2025-03-01")
+    assert s.days_past_due == 0 and s.outstanding == 0 and s.credit == Decimal("200.00")
+
+
+def test_a_due_is_past_due_from_the_day_after_its_due_date() -> None:
+    text = "I1 2025-01-10 500.00 principal"
+    assert snap(loan(), text, "", "2025-01-10").days_past_due == 0
+    assert snap(loan(), text, "", "2025-01-11").days_past_due == 1
+
+
+def test_grace_days_delay_delinquency_but_not_days_past_due() -> None:
+    s = snap(loan(grace=3), "I1 2025-01-10 500.00 principal", "", "2025-01-13")
+    assert (s.days_past_due, s.delinquency_days, s.bucket, s.stage) == (3, 0, "current", "early")
+
+
+def test_penalty_interest_accrues_on_unpaid_principal_only_after_the_due_date() -> None:
+    due_text = "I1 2025-01-10 1000.00 principal\nI1i 2025-01-10 50.00 interest"
+    # 11th..20th: 1000 unpaid principal (10 days); from the 21st the 600 paid goes to interest then principal:
+    # 450 unpaid until the 31st (11 days). 0.00075 × (10×1000 + 11×450) = 11.2125 → 11.21.
+    s = snap(loan("0.00075"), due_text, "P1 2025-01-21 600.00", "2025-01-31")
+    assert s.penalty_interest == Decimal("11.21")
+    assert s.past_due["penalty"] == Decimal("11.21") and s.past_due["principal"] == Decimal("450.00")
+
+
+def test_payments_after_as_of_are_not_counted() -> None:
+    s = snap(loan(), "I1 2025-01-10 500.00 principal", "P1 2025-02-01 500.00", "2025-01-20")
+    assert s.days_past_due == 10 and s.paid_total == 0
