@@ -1,0 +1,937 @@
+"""``duecourse.toml``: loading the configuration and checking every line of it before a run.
+
+The file holds the product terms, the bucket sets and the collection stages (``domain/terms.py``); other
+sections (``issuer``, ``channels``, ``rulepacks``, the strategy's actions, ...) are kept untouched in
+``Config.raw`` for the code that reads them. Three bucket sets are shipped in ``defaults/bucket_sets.toml``
+and are always available; a ``[bucket_sets.NAME]`` table of the same name in the file replaces one.
+
+Every problem is collected before anything is raised and each one says where it is, as ``FILE:LINE``
+(Fineract-style stable codes such as ``config.bucket_gap``). tomllib keeps no positions, so ``KeyLines``
+scans the text once and maps each key path (``("products", "card_cn", "grace_days")``,
+``("strategy", "stages", 2, "name")``, ``("bucket_sets", "cn_m", "buckets", 3)``) to its line.
+
+Rates and amounts are ``Decimal``: written as strings (``"0.0005"``) or integers, never as TOML floats,
+which are binary fractions and would not keep ``0.0005`` exact.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from duecourse.domain.calendar import KNOWN_CODES as CALENDARS
+from duecourse.domain.errors import Problem, ProblemsError
+from duecourse.domain.model import COMPONENTS
+from duecourse.domain.money import CURRENCIES, MoneyError, quantum, to_decimal
+from duecourse.domain.terms import (
+    CARD_INTEREST_MODES,
+    CURRENT_STAGE,
+    LATE_FEE_MODES,
+    PRODUCT_KINDS,
+    Bucket,
+    BucketSet,
+    Charges,
+    LateFee,
+    Product,
+    Stage,
+    Terms,
+)
+
+DEFAULT_PATH = Path("duecourse.toml")
+DEFAULT_SOURCE = "<default>"
+SHIPPED_BUCKET_SETS_SOURCE = "<shipped bucket_sets.toml>"
+
+KeyPath = tuple[str | int, ...]
+
+SECTIONS = ("bucket_sets", "products", "strategy")
+BUCKET_SET_KEYS = ("buckets", "current")
+BUCKET_KEYS = ("name", "min", "max")
+PRODUCT_KEYS = ("kind", "currency", "grace_days", "bucket_set", "calendar", "allocation_order", "charges")
+PRODUCT_REQUIRED = ("kind", "currency", "grace_days", "bucket_set", "calendar")
+CHARGES_KEYS = ("penalty_daily_rate", "card_interest_mode", "card_daily_rate", "late_fee")
+LATE_FEE_KEYS = ("mode", "percent", "floor", "cap", "flat", "limit_to_minimum")
+# Which late-fee keys each mode reads, and which it cannot do without.
+LATE_FEE_USES = {
+    "none": frozenset[str](),
+    "percent": frozenset({"percent", "floor", "cap", "limit_to_minimum"}),
+    "flat": frozenset({"flat", "limit_to_minimum"}),
+}
+LATE_FEE_NEEDS = {"none": (), "percent": ("percent",), "flat": ("flat",)}
+STAGE_CONDITIONS = ("min_days_past_due", "min_delinquency_days", "min_amount_past_due", "min_missed_dues")
+
+_RATE_EXAMPLE = '"0.0005"'
+_AMOUNT_EXAMPLE = '"10.00"'
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A loaded, validated configuration.
+
+    Attributes:
+        source: the path shown in problems (``duecourse.toml``, or ``<default>`` for the shipped one).
+        terms: products, bucket sets (the shipped ones and the file's) and stages.
+        raw: the parsed TOML, for the sections other code reads (issuer, channels, strategy actions).
+    """
+
+    source: str
+    terms: Terms
+    raw: dict[str, object]
+
+
+def load_config(path: Path | None) -> Config:
+    """Load and check ``path`` (``None``: ./duecourse.toml, else the shipped default); raise every problem."""
+    config, problems = _load(path)
+    if problems or config is None:
+        raise ProblemsError(problems)
+    return config
+
+
+def check_config(path: Path | None) -> list[Problem]:
+    """The same checks as ``load_config``, returning the problems (empty when the file is good)."""
+    return _load(path)[1]
+
+
+def config_from_text(text: str, source: str = DEFAULT_SOURCE) -> Config:
+    """Check a configuration given as text; ``source`` names it in problems."""
+    config, problems = _check_text(text, source)
+    if problems or config is None:
+        raise ProblemsError(problems)
+    return config
+
+
+def default_config_text() -> str:
+    """The shipped, commented default ``duecourse.toml``."""
+    return _shipped("duecourse.toml")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _shipped(name: str) -> str:
+    return (resources.files("duecourse.defaults") / name).read_text(encoding="utf-8")
+
+
+def _load(path: Path | None) -> tuple[Config | None, list[Problem]]:
+    path = DEFAULT_PATH if path is None else path
+    if path == DEFAULT_PATH and not path.exists():
+        return _check_text(default_config_text(), DEFAULT_SOURCE)
+    source = str(path)
+    try:
+        # utf-8-sig: a byte-order mark left by an editor is not a TOML error worth stopping for.
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        return None, [Problem("config.missing_file", "no such configuration file", source)]
+    except UnicodeDecodeError as exc:
+        message = f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        return None, [Problem("config.not_utf8", message, source)]
+    except OSError as exc:
+        message = f"cannot read the configuration: {exc.strerror or exc}"
+        return None, [Problem("config.unreadable", message, source)]
+    return _check_text(text, source)
+
+
+def _parse(text: str, source: str) -> dict[str, Any] | Problem:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+        if at:
+            line = int(at[1])
+            message = f"{message[: at.start()]} (column {at[2]})"
+        else:
+            line = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
+            message = message.replace(" (at end of document)", " at the end of the file")
+        return Problem("config.bad_toml", f"invalid TOML: {message}", f"{source}:{line}")
+
+
+def _check_text(text: str, source: str) -> tuple[Config | None, list[Problem]]:
+    data = _parse(text, source)
+    if isinstance(data, Problem):
+        return None, [data]
+    shipped, shipped_problems = _shipped_bucket_sets()
+    check = _Check(source, KeyLines(text))
+    _check_sections(check, data)
+    bucket_sets: dict[str, BucketSet | None] = {**shipped, **_bucket_sets(check, data)}
+    products = _products(check, data, bucket_sets)
+    stages = _stages(check, data)
+    problems = shipped_problems + check.problems
+    if problems:
+        return None, problems
+    valid_sets = {name: b for name, b in bucket_sets.items() if b is not None}
+    return Config(source, Terms(products, valid_sets, stages), data), []
+
+
+def _shipped_bucket_sets() -> tuple[dict[str, BucketSet | None], list[Problem]]:
+    text = _shipped("bucket_sets.toml")
+    data = _parse(text, SHIPPED_BUCKET_SETS_SOURCE)
+    if isinstance(data, Problem):
+        return {}, [data]
+    check = _Check(SHIPPED_BUCKET_SETS_SOURCE, KeyLines(text))
+    return _bucket_sets(check, data), check.problems
+
+
+# ---------------------------------------------------------------- where problems go
+
+
+@dataclass(slots=True)
+class _Check:
+    """The problems found so far in one text, and the lines to say where they are."""
+
+    source: str
+    lines: KeyLines
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, code: str, message: str, path: KeyPath) -> None:
+        self.problems.append(Problem(code, message, f"{self.source}:{self.lines.line(path)}"))
+
+
+def _show(value: object) -> str:
+    """A value as the user wrote it in TOML (strings quoted), or what it is when it is a container."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return str(value)
+
+
+def _suggest(word: str, known: Sequence[str], cutoff: float = 0.6) -> str | None:
+    """The known word closest to ``word``, if any is close; difflib's default cutoff for suggestions."""
+    matches = difflib.get_close_matches(word, known, n=1, cutoff=cutoff)
+    return matches[0] if matches else None
+
+
+# Where unknown keys are allowed (other sections, a stage's actions), only this close a miss is a typo.
+_TYPO = 0.75
+
+
+def _unknown_key(check: _Check, key: str, known: Sequence[str], path: KeyPath) -> None:
+    near = _suggest(key, known)
+    hint = f"did you mean '{near}'?" if near else f"expected one of: {', '.join(known)}"
+    check.add("config.unknown_key", f"unknown key '{key}'; {hint}", path + (key,))
+
+
+def _keys(
+    check: _Check, table: Mapping[str, Any], path: KeyPath, known: Sequence[str], required: Sequence[str]
+) -> None:
+    for key in table:
+        if key not in known:
+            _unknown_key(check, key, known, path)
+    for key in required:
+        if key not in table:
+            check.add("config.missing_key", f"missing key '{key}' in {_name(path)}", path)
+
+
+def _name(path: KeyPath) -> str:
+    """How a table is called in messages: [products.card_cn], [[strategy.stages]] #2, bucket #3."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out = f"{out} #{part + 1}"
+        else:
+            out = f"{out}.{part}" if out else part
+    return f"[{out}]"
+
+
+def _table(check: _Check, value: object, path: KeyPath) -> dict[str, Any] | None:
+    if isinstance(value, dict):
+        return value
+    check.add("config.bad_type", f"{_name(path)} must be a table, not {_show(value)}", path)
+    return None
+
+
+# ---------------------------------------------------------------- typed values
+
+
+def _text(check: _Check, table: Mapping[str, Any], key: str, path: KeyPath) -> str | None:
+    """A non-empty string, or None (a problem was added, or the key is absent)."""
+    if key not in table:
+        return None
+    value = table[key]
+    if not isinstance(value, str) or not value.strip():
+        check.add("config.bad_type", f"{key} must be a non-empty string, not {_show(value)}", path + (key,))
+        return None
+    return value
+
+
+def _choice(
+    check: _Check, table: Mapping[str, Any], key: str, path: KeyPath, choices: Sequence[str]
+) -> str | None:
+    if key not in table:
+        return None
+    value = table[key]
+    if isinstance(value, str) and value in choices:
+        return value
+    near = _suggest(value, choices) if isinstance(value, str) else None
+    hint = f"; did you mean {_show(near)}?" if near else ""
+    known = ", ".join(_show(c) for c in choices)
+    check.add("config.bad_value", f"{key} must be one of {known}, not {_show(value)}{hint}", path + (key,))
+    return None
+
+
+def _int(
+    check: _Check,
+    table: Mapping[str, Any],
+    key: str,
+    path: KeyPath,
+    *,
+    minimum: int | None,
+    why: str = "",
+) -> int | None:
+    if key not in table:
+        return None
+    value = table[key]
+    if isinstance(value, int) and not isinstance(value, bool) and (minimum is None or value >= minimum):
+        return value
+    wanted = "a whole number" if minimum is None else f"a whole number, at least {minimum}"
+    code = "config.bad_type" if not isinstance(value, int) or isinstance(value, bool) else "config.bad_value"
+    check.add(code, f"{key} must be {wanted}, not {_show(value)}{why}", path + (key,))
+    return None
+
+
+def _bool(check: _Check, table: Mapping[str, Any], key: str, path: KeyPath) -> bool | None:
+    if key not in table:
+        return None
+    value = table[key]
+    if isinstance(value, bool):
+        return value
+    check.add("config.bad_type", f"{key} must be true or false, not {_show(value)}", path + (key,))
+    return None
+
+
+def _decimal(
+    check: _Check, table: Mapping[str, Any], key: str, path: KeyPath, *, what: str, example: str
+) -> Decimal | None:
+    """A rate or an amount, exact: a string like "0.0005" or an integer, never a TOML float; >= 0."""
+    if key not in table:
+        return None
+    value = table[key]
+    where = path + (key,)
+    if isinstance(value, float):
+        message = (
+            f"{key} = {value} is a TOML float; write {what} as strings, e.g. {example}, to keep them exact"
+        )
+        check.add("config.float_number", message, where)
+        return None
+    try:
+        number = to_decimal(value) if isinstance(value, str | int) else None
+    except MoneyError:
+        number = None
+    if number is None:
+        check.add(
+            "config.bad_type", f"{key} must be a decimal number like {example}, not {_show(value)}", where
+        )
+        return None
+    if number < 0:
+        check.add("config.bad_value", f"{key} must not be negative, not {_show(value)}", where)
+        return None
+    return number
+
+
+def _amount(
+    check: _Check, table: Mapping[str, Any], key: str, path: KeyPath, currency: str | None
+) -> Decimal | None:
+    """An amount that fits the currency's minor unit (no fractions of a cent)."""
+    number = _decimal(check, table, key, path, what="amounts", example=_AMOUNT_EXAMPLE)
+    if number is None or currency is None:
+        return number
+    digits = CURRENCIES[currency].minor_digits
+    try:
+        fits = number == number.quantize(quantum(currency))
+    except InvalidOperation:  # more digits than the decimal context holds: far too large to be a fee
+        fits = False
+    if not fits:
+        message = f"{key} = {_show(table[key])} does not fit {currency}, which has {digits} decimal places"
+        check.add("config.bad_value", message, path + (key,))
+        return None
+    return number
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _check_sections(check: _Check, data: Mapping[str, Any]) -> None:
+    """Other sections are allowed (later code reads them), but a near miss of ours is a typo."""
+    for key in data:
+        if key in SECTIONS:
+            continue
+        near = _suggest(key, SECTIONS, _TYPO)
+        if near:
+            check.add("config.unknown_section", f"unknown section '{key}'; did you mean '{near}'?", (key,))
+
+
+def _section(check: _Check, data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A top-level table of tables (``[products.CODE]``), with any entry that is not a table reported."""
+    if key not in data:
+        return {}
+    section = _table(check, data[key], (key,))
+    if section is None:
+        return {}
+    out: dict[str, Any] = {}
+    for name, value in section.items():
+        table = _table(check, value, (key, name))
+        if table is not None:
+            out[name] = table
+    return out
+
+
+# ---------------------------------------------------------------- bucket sets
+
+
+def _bucket_sets(check: _Check, data: Mapping[str, Any]) -> dict[str, BucketSet | None]:
+    """Every [bucket_sets.NAME] by name; None for one that has problems (so it still counts as defined)."""
+    raw = data.get("bucket_sets")
+    # A set with problems (even one that is not a table) still counts as defined, so a product naming it
+    # gets no second, misleading "not defined".
+    out: dict[str, BucketSet | None] = dict.fromkeys(raw if isinstance(raw, dict) else (), None)
+    for name, table in _section(check, data, "bucket_sets").items():
+        out[name] = _bucket_set(check, name, table, ("bucket_sets", name))
+    return out
+
+
+def _bucket_set(check: _Check, name: str, table: Mapping[str, Any], path: KeyPath) -> BucketSet | None:
+    before = len(check.problems)
+    _keys(check, table, path, BUCKET_SET_KEYS, required=("buckets",))
+    current = _text(check, table, "current", path) or CURRENT_STAGE
+    items = table.get("buckets")
+    if items is None:
+        return None
+    if not isinstance(items, list) or not items:
+        message = 'buckets must be a non-empty array like [{ name = "M1", min = 1, max = 30 }, ...]'
+        check.add("config.bad_type", message, path + ("buckets",))
+        return None
+    buckets: list[Bucket | None] = [
+        _bucket(check, item, path + ("buckets", i)) for i, item in enumerate(items)
+    ]
+    _check_ranges(check, buckets, path + ("buckets",))
+    seen: set[str] = set()
+    for i, bucket in enumerate(buckets):
+        if bucket is None:
+            continue
+        where = path + ("buckets", i, "name")
+        if bucket.name in seen:
+            check.add("config.bucket_duplicate", f"bucket name '{bucket.name}' is used twice", where)
+        if bucket.name == current:
+            message = f"bucket name '{bucket.name}' is the name of 0 days (current = {_show(current)})"
+            check.add("config.bucket_duplicate", message, where)
+        seen.add(bucket.name)
+    if len(check.problems) > before:
+        return None
+    return BucketSet(name, tuple(b for b in buckets if b is not None), current)
+
+
+def _bucket(check: _Check, item: object, path: KeyPath) -> Bucket | None:
+    if not isinstance(item, dict):
+        message = f'each bucket must be a table like {{ name = "M1", min = 1, max = 30 }}, not {_show(item)}'
+        check.add("config.bad_type", message, path)
+        return None
+    before = len(check.problems)
+    _keys(check, item, path, BUCKET_KEYS, required=("name", "min"))
+    name = _text(check, item, "name", path)
+    low = _int(check, item, "min", path, minimum=None)
+    high = _int(check, item, "max", path, minimum=None)
+    if name is None or low is None or len(check.problems) > before:
+        return None
+    if high is not None and low > high:
+        message = f"bucket '{name}' has min {low} greater than max {high}"
+        check.add("config.bucket_range", message, path + ("max",))
+        return None
+    return Bucket(name, low, high)
+
+
+def _check_ranges(check: _Check, buckets: Sequence[Bucket | None], path: KeyPath) -> None:
+    """Fineract's rule: ranges in order from 1 day, each starting the day after the last ends, open-ended."""
+    first, last = buckets[0], buckets[-1]
+    if first is not None and first.min != 1:
+        message = f"the first bucket '{first.name}' must start at 1 day (min = 1), not {first.min}"
+        check.add("config.bucket_start", message, path + (0, "min"))
+    for i in range(1, len(buckets)):
+        before, bucket = buckets[i - 1], buckets[i]
+        if before is None or bucket is None:
+            continue
+        if before.max is None:
+            message = (
+                f"only the last bucket may be open-ended (no max): '{before.name}' has no max "
+                f"but '{bucket.name}' follows it"
+            )
+            check.add("config.bucket_open", message, path + (i - 1,))
+            continue
+        ends = f"'{before.name}' (ends at {before.max}) and '{bucket.name}' (starts at {bucket.min})"
+        if bucket.min > before.max + 1:
+            message = f"gap between buckets {ends}; '{bucket.name}' should start at {before.max + 1}"
+            check.add("config.bucket_gap", message, path + (i,))
+        elif bucket.min <= before.max:
+            message = f"buckets {ends} overlap; '{bucket.name}' should start at {before.max + 1}"
+            check.add("config.bucket_overlap", message, path + (i,))
+    if last is not None and last.max is not None:
+        message = (
+            f"the last bucket '{last.name}' must be open-ended (leave out max) "
+            f"so that every day past {last.max} has a bucket"
+        )
+        check.add("config.bucket_closed", message, path + (len(buckets) - 1, "max"))
+
+
+# ---------------------------------------------------------------- products
+
+
+def _products(
+    check: _Check, data: Mapping[str, Any], bucket_sets: Mapping[str, BucketSet | None]
+) -> dict[str, Product]:
+    tables = _section(check, data, "products")
+    if not data.get("products"):
+        check.add("config.no_products", "no products: add a [products.CODE] table for each product", ())
+    out: dict[str, Product] = {}
+    for code, table in tables.items():
+        product = _product(check, code, table, ("products", code), bucket_sets)
+        if product is not None:
+            out[code] = product
+    return out
+
+
+def _product(
+    check: _Check,
+    code: str,
+    table: Mapping[str, Any],
+    path: KeyPath,
+    bucket_sets: Mapping[str, BucketSet | None],
+) -> Product | None:
+    before = len(check.problems)
+    _keys(check, table, path, PRODUCT_KEYS, required=PRODUCT_REQUIRED)
+    kind = _choice(check, table, "kind", path, PRODUCT_KINDS)
+    currency = _choice(check, table, "currency", path, tuple(CURRENCIES))
+    grace_days = _int(check, table, "grace_days", path, minimum=0)
+    calendar = _choice(check, table, "calendar", path, CALENDARS)
+    bucket_set = _text(check, table, "bucket_set", path)
+    if bucket_set is not None and bucket_set not in bucket_sets:
+        known = sorted(bucket_sets)
+        near = _suggest(bucket_set, known)
+        hint = f"did you mean '{near}'?" if near else f"known: {', '.join(known)}"
+        message = f"bucket_set '{bucket_set}' is not defined; {hint}"
+        check.add("config.unknown_bucket_set", message, path + ("bucket_set",))
+    order = _allocation_order(check, table, path)
+    charges = Charges()
+    if "charges" in table:
+        charges_table = _table(check, table["charges"], path + ("charges",))
+        if charges_table is not None:
+            charges = _charges(check, charges_table, path + ("charges",), kind, currency)
+    if (
+        len(check.problems) > before
+        or kind is None
+        or currency is None
+        or grace_days is None
+        or calendar is None
+        or bucket_set is None
+    ):
+        return None
+    return Product(code, kind, currency, grace_days, bucket_set, calendar, order, charges)
+
+
+def _allocation_order(check: _Check, table: Mapping[str, Any], path: KeyPath) -> tuple[str, ...]:
+    if "allocation_order" not in table:
+        return COMPONENTS
+    value = table["allocation_order"]
+    where = path + ("allocation_order",)
+    example = json.dumps(list(COMPONENTS))
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        message = f"allocation_order must be an array of components like {example}, not {_show(value)}"
+        check.add("config.bad_type", message, where)
+        return COMPONENTS
+    details = []
+    unknown = [c for c in value if c not in COMPONENTS]
+    twice = sorted({c for c in value if value.count(c) > 1})
+    missing = [c for c in COMPONENTS if c not in value]
+    if unknown:
+        details.append(f"unknown: {', '.join(unknown)}")
+    if twice:
+        details.append(f"twice: {', '.join(twice)}")
+    if missing:
+        details.append(f"missing: {', '.join(missing)}")
+    if details:
+        message = f"allocation_order must list each of {', '.join(COMPONENTS)} once ({'; '.join(details)})"
+        check.add("config.allocation_order", message, where)
+        return COMPONENTS
+    return tuple(value)
+
+
+def _charges(
+    check: _Check, table: Mapping[str, Any], path: KeyPath, kind: str | None, currency: str | None
+) -> Charges:
+    _keys(check, table, path, CHARGES_KEYS, required=())
+    penalty = _decimal(check, table, "penalty_daily_rate", path, what="rates", example=_RATE_EXAMPLE)
+    mode = _choice(check, table, "card_interest_mode", path, CARD_INTEREST_MODES)
+    card_rate = _decimal(check, table, "card_daily_rate", path, what="rates", example=_RATE_EXAMPLE)
+    if kind is not None and kind != "card":
+        if mode is not None and mode != "none":
+            message = f"card_interest_mode = {_show(mode)} applies to cards only; this product is {kind!r}"
+            check.add("config.card_only", message, path + ("card_interest_mode",))
+        if card_rate:
+            message = f"card_daily_rate applies to cards only; this product is {kind!r}"
+            check.add("config.card_only", message, path + ("card_daily_rate",))
+    late_fee = LateFee()
+    if "late_fee" in table:
+        fee_table = _table(check, table["late_fee"], path + ("late_fee",))
+        checked = None if fee_table is None else _late_fee(check, fee_table, path + ("late_fee",), currency)
+        late_fee = checked if checked is not None else late_fee
+    return Charges(
+        penalty_daily_rate=penalty if penalty is not None else Decimal(0),
+        card_interest_mode=mode or "none",
+        card_daily_rate=card_rate if card_rate is not None else Decimal(0),
+        late_fee=late_fee,
+    )
+
+
+def _late_fee(check: _Check, table: Mapping[str, Any], path: KeyPath, currency: str | None) -> LateFee | None:
+    before = len(check.problems)
+    _keys(check, table, path, LATE_FEE_KEYS, required=("mode",))
+    mode = _choice(check, table, "mode", path, LATE_FEE_MODES)
+    percent = _decimal(check, table, "percent", path, what="rates", example='"0.05"')
+    if percent is not None and percent > 1:
+        shown = _show(table["percent"])
+        message = f'percent is a fraction of the unpaid minimum: write "0.05" for 5 %, not {shown}'
+        check.add("config.bad_value", message, path + ("percent",))
+    floor = _amount(check, table, "floor", path, currency)
+    cap = _amount(check, table, "cap", path, currency)
+    flat = _amount(check, table, "flat", path, currency)
+    limit = _bool(check, table, "limit_to_minimum", path)
+    if mode is not None:
+        for key in table:
+            if key in LATE_FEE_KEYS and key != "mode" and key not in LATE_FEE_USES[mode]:
+                message = f"{key} is not used when mode = {_show(mode)}; remove it or change the mode"
+                check.add("config.late_fee_unused", message, path + (key,))
+        for key in LATE_FEE_NEEDS[mode]:
+            if key not in table:
+                check.add("config.missing_key", f"mode = {_show(mode)} needs {key}", path + ("mode",))
+    if floor is not None and cap is not None and floor > cap:
+        check.add("config.bad_value", f"floor {floor} is greater than cap {cap}", path + ("floor",))
+    if len(check.problems) > before or mode is None:
+        return None
+    return LateFee(
+        mode=mode,
+        percent=percent if percent is not None else Decimal(0),
+        floor=floor,
+        cap=cap,
+        flat=flat if flat is not None else Decimal(0),
+        limit_to_minimum=bool(limit),
+    )
+
+
+# ---------------------------------------------------------------- stages
+
+
+def _stages(check: _Check, data: Mapping[str, Any]) -> tuple[Stage, ...]:
+    no_stages = "no collection stages: add [[strategy.stages]] tables, from least to most severe"
+    if "strategy" not in data:
+        check.add("config.no_stages", no_stages, ())
+        return ()
+    strategy = _table(check, data["strategy"], ("strategy",))
+    if strategy is None:
+        return ()
+    items = strategy.get("stages")
+    if items is None or items == []:
+        check.add("config.no_stages", no_stages, ("strategy",))
+        return ()
+    if not isinstance(items, list):
+        message = f"strategy.stages must be an array of tables ([[strategy.stages]]), not {_show(items)}"
+        check.add("config.bad_type", message, ("strategy", "stages"))
+        return ()
+    found: list[tuple[int, Stage]] = []
+    names: set[str] = set()
+    for i, item in enumerate(items):
+        path: KeyPath = ("strategy", "stages", i)
+        table = _table(check, item, path)
+        if table is None:
+            continue
+        stage = _stage(check, table, path)
+        if stage is None:
+            continue
+        if stage.name in names:
+            check.add("config.stage_duplicate", f"stage name '{stage.name}' is used twice", path + ("name",))
+            continue
+        names.add(stage.name)
+        found.append((i, stage))
+    _check_reachable(check, found)
+    return tuple(stage for _, stage in found)
+
+
+def _stage(check: _Check, table: Mapping[str, Any], path: KeyPath) -> Stage | None:
+    before = len(check.problems)
+    known = ("name", *STAGE_CONDITIONS)
+    for key in table:
+        # Other keys (``actions``, ...) belong to later parts of the strategy; a near miss of ours is a typo.
+        if key not in known and (key.startswith("min_") or _suggest(key, known, _TYPO)):
+            _unknown_key(check, key, known, path)
+    if "name" not in table:
+        check.add("config.missing_key", f"missing key 'name' in {_name(path)}", path)
+    name = _text(check, table, "name", path)
+    always = " (0 always holds)"
+    days = _int(check, table, "min_days_past_due", path, minimum=1, why=always)
+    delinquency = _int(check, table, "min_delinquency_days", path, minimum=1, why=always)
+    amount = _decimal(check, table, "min_amount_past_due", path, what="amounts", example='"100.00"')
+    if amount is not None and amount == 0:
+        message = "min_amount_past_due must be more than 0 (0 always holds)"
+        check.add("config.bad_value", message, path + ("min_amount_past_due",))
+        amount = None
+    missed = _int(check, table, "min_missed_dues", path, minimum=1, why=always)
+    if name is not None and name.strip().lower() == CURRENT_STAGE:
+        message = f"'{CURRENT_STAGE}' is the stage of accounts that match no stage; choose another name"
+        check.add("config.stage_reserved", message, path + ("name",))
+    if not any(key in table for key in STAGE_CONDITIONS):
+        message = (
+            f"stage '{name or '?'}' has no condition, so every account would be in it; "
+            f"set at least one of {', '.join(STAGE_CONDITIONS)}"
+        )
+        check.add("config.stage_no_condition", message, path)
+    if len(check.problems) > before or name is None:
+        return None
+    return Stage(name, days, delinquency, amount, missed)
+
+
+def _conditions(stage: Stage) -> dict[str, int | Decimal]:
+    values = {key: getattr(stage, key) for key in STAGE_CONDITIONS}
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _check_reachable(check: _Check, stages: Sequence[tuple[int, Stage]]) -> None:
+    """The most severe matching stage wins, so a stage is dead when a later one matches whenever it does.
+
+    A later stage Y matches whenever X does when each of Y's conditions is also one of X's with a threshold
+    no higher (Y asks for less). Kill Bill checks its overdue states the same way, in order.
+    """
+    for n, (i, stage) in enumerate(stages):
+        mine = _conditions(stage)
+        for _, later in stages[n + 1 :]:
+            theirs = _conditions(later)
+            if all(key in mine and theirs[key] <= mine[key] for key in theirs):
+                message = (
+                    f"stage '{stage.name}' can never be chosen: stage '{later.name}' (later, more severe) "
+                    f"matches whenever '{stage.name}' does"
+                )
+                check.add("config.stage_unreachable", message, ("strategy", "stages", i))
+                break
+
+
+# ---------------------------------------------------------------- where each key is
+
+
+class KeyLines:
+    """The 1-based line of every key, table header and array item of a TOML text, by key path.
+
+    ``[table]`` and ``[[array]]`` headers, dotted keys, quoted keys, arrays and inline tables over several
+    lines are followed; an ``[[array]]`` element is addressed by its index (``("strategy", "stages", 2)``),
+    as is an item of an inline array (``("bucket_sets", "cn_m", "buckets", 3)``). Meant for text tomllib
+    has accepted; on anything else it still ends, with fewer lines known.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._found: dict[KeyPath, int] = {}
+        _Scanner(text, self._found).document()
+
+    def line(self, path: Sequence[str | int]) -> int:
+        """The line of ``path``, else of its nearest enclosing key or table; 1 when none is known."""
+        key = tuple(path)
+        while key:
+            if key in self._found:
+                return self._found[key]
+            key = key[:-1]
+        return 1
+
+
+_BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", "e": "\x1b", '"': '"', "\\": "\\"}
+_SCALAR_ENDS = ("", ",", "]", "}", "\n", "\r", "#")
+
+
+class _Scanner:
+    """A reader of TOML structure only: it records where keys are and skips over values."""
+
+    def __init__(self, text: str, found: dict[KeyPath, int]) -> None:
+        self.text = text
+        self.pos = 0
+        self.line = 1
+        self.found = found
+        self.arrays: dict[KeyPath, int] = {}  # last index of each [[array]], by its full path
+
+    def peek(self, ahead: int = 0) -> str:
+        i = self.pos + ahead
+        return self.text[i] if i < len(self.text) else ""
+
+    def take(self, count: int = 1) -> str:
+        chunk = self.text[self.pos : self.pos + count]
+        self.line += chunk.count("\n")
+        self.pos += len(chunk)
+        return chunk
+
+    def blank(self, newlines: bool) -> None:
+        """Skip spaces, tabs and comments, and line breaks when asked."""
+        while True:
+            c = self.peek()
+            if c in (" ", "\t") or (newlines and c in ("\r", "\n")):
+                self.take()
+            elif c == "#":
+                while self.peek() not in ("", "\n"):
+                    self.take()
+            else:
+                return
+
+    def mark(self, path: KeyPath, line: int, exact: bool = True) -> None:
+        # Parents first mentioned here (dotted keys, [a.b] before [a]) get this line until defined.
+        for n in range(1, len(path)):
+            self.found.setdefault(path[:n], line)
+        if exact:
+            self.found[path] = line
+        else:
+            self.found.setdefault(path, line)
+
+    def document(self) -> None:
+        table: KeyPath = ()
+        while self.peek():
+            self.blank(newlines=True)
+            start = self.pos
+            if self.peek() == "[":
+                table = self.header()
+            elif self.peek():
+                self.keyval(table)
+            if self.pos == start:
+                self.take()  # never stall on text that is not TOML
+
+    def header(self) -> KeyPath:
+        line = self.line
+        double = self.peek(1) == "["
+        self.take(2 if double else 1)
+        keys = self.key()
+        self.blank(newlines=False)
+        self.take(2 if double else 1)
+        path: KeyPath = ()
+        for n, key in enumerate(keys):
+            path += (key,)
+            if n < len(keys) - 1 and path in self.arrays:
+                path += (self.arrays[path],)  # [a.b] under [[a]] is inside a's last element
+        if double:
+            index = self.arrays.get(path, -1) + 1
+            self.arrays[path] = index
+            self.mark(path, line, exact=False)
+            path += (index,)
+        self.mark(path, line)
+        return path
+
+    def key(self) -> list[str]:
+        parts: list[str] = []
+        while True:
+            self.blank(newlines=False)
+            if self.peek() in ('"', "'"):
+                parts.append(self.string())
+            else:
+                start = self.pos
+                while self.peek() in _BARE_KEY:
+                    self.take()
+                parts.append(self.text[start : self.pos])
+            self.blank(newlines=False)
+            if self.peek() != ".":
+                return parts
+            self.take()
+
+    def keyval(self, table: KeyPath) -> None:
+        line = self.line
+        path = table + tuple(self.key())
+        self.mark(path, line)
+        self.blank(newlines=False)
+        if self.peek() == "=":
+            self.take()
+        self.blank(newlines=False)
+        self.value(path)
+
+    def value(self, path: KeyPath) -> None:
+        c = self.peek()
+        if c in ('"', "'"):
+            self.string()
+        elif c == "[":
+            self.array(path)
+        elif c == "{":
+            self.inline_table(path)
+        else:
+            while self.peek() not in _SCALAR_ENDS:
+                self.take()
+
+    def array(self, path: KeyPath) -> None:
+        self.take()
+        index = 0
+        while True:
+            self.blank(newlines=True)
+            c = self.peek()
+            if c in ("", "]"):
+                self.take()
+                return
+            if c == ",":
+                self.take()
+                continue
+            self.mark(path + (index,), self.line)
+            start = self.pos
+            self.value(path + (index,))
+            if self.pos == start:
+                self.take()
+            index += 1
+
+    def inline_table(self, path: KeyPath) -> None:
+        self.take()
+        while True:
+            self.blank(newlines=True)
+            c = self.peek()
+            if c in ("", "}"):
+                self.take()
+                return
+            if c == ",":
+                self.take()
+                continue
+            start = self.pos
+            self.keyval(path)
+            if self.pos == start:
+                self.take()
+
+    def string(self) -> str:
+        """Skip a string of any of the four kinds; the text of a one-line string (a quoted key)."""
+        quote = self.take()
+        basic = quote == '"'
+        if self.peek() == quote and self.peek(1) == quote:
+            self.take(2)
+            while self.peek():
+                if basic and self.peek() == "\\":
+                    self.take(2)
+                elif self.text.startswith(quote * 3, self.pos):
+                    self.take(3)
+                    while self.peek() == quote:  # up to two quotes may end the content itself
+                        self.take()
+                    return ""
+                else:
+                    self.take()
+            return ""
+        chars: list[str] = []
+        while self.peek() not in ("", quote, "\n"):
+            c = self.take()
+            if basic and c == "\\":
+                chars.append(self.escape())
+            else:
+                chars.append(c)
+        self.take()
+        return "".join(chars)
+
+    def escape(self) -> str:
+        c = self.take()
+        if c in ("u", "U"):
+            digits = self.take(4 if c == "u" else 8)
+            try:
+                return chr(int(digits, 16))
+            except ValueError:
+                return digits
+        return _ESCAPES.get(c, c)
