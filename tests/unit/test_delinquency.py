@@ -46,8 +46,14 @@ def card(mode: str = "full_amount", fee: LateFee | None = None, grace: int = 0) 
 
 def loan(rate: str = "0", grace: int = 0) -> Product:
     return Product(
-        "loan_cn", "instalment_loan", "CNY", grace, "cn_m", "CN",
-        ("penalty", "fee", "interest", "principal"), Charges(penalty_daily_rate=Decimal(rate)),
+        "loan_cn",
+        "instalment_loan",
+        "CNY",
+        grace,
+        "cn_m",
+        "CN",
+        ("penalty", "fee", "interest", "principal"),
+        Charges(penalty_daily_rate=Decimal(rate)),
     )
 
 
@@ -58,7 +64,11 @@ def dues(text: str) -> list[Due]:
         f = line.split()
         out.append(
             Due(
-                "A1", f[0], D(f[1]), Decimal(f[2]), f[3],
+                "A1",
+                f[0],
+                D(f[1]),
+                Decimal(f[2]),
+                f[3],
                 Decimal(f[4]) if len(f) > 4 and f[4] != "-" else None,
                 D(f[5]) if len(f) > 5 else None,
             )
@@ -68,7 +78,9 @@ def dues(text: str) -> list[Due]:
 
 def pays(text: str) -> list[Payment]:
     """One payment a line: payment_id paid_on amount."""
-    return [Payment(f[0], "A1", D(f[1]), Decimal(f[2])) for f in (ln.split() for ln in text.strip().splitlines())]
+    return [
+        Payment(f[0], "A1", D(f[1]), Decimal(f[2])) for f in (ln.split() for ln in text.strip().splitlines())
+    ]
 
 
 def snap(product: Product, due_text: str, pay_text: str, as_of: str):  # type: ignore[no-untyped-def]
@@ -76,24 +88,34 @@ def snap(product: Product, due_text: str, pay_text: str, as_of: str):  # type: i
 
 
 def test_e_cn_1_full_amount_interest_counts_both_ends_of_each_range() -> None:
-    s = snap(card(), "S1 2025-04-23 1000.00 principal 100.00 2025-03-30", "P1 2025-04-23 100.00", "2025-05-05")
+    s = snap(
+        card(), "S1 2025-04-23 1000.00 principal 100.00 2025-03-30", "P1 2025-04-23 100.00", "2025-05-05"
+    )
     assert s.card_interest == Decimal("17.85")
     assert s.days_past_due == 0  # the minimum was paid: current, but the interest-free period is lost
 
 
 def test_e_cn_1_unpaid_portion_mode_charges_only_what_was_left_at_the_due_date() -> None:
-    s = snap(card("unpaid_portion"), "S1 2025-04-23 1000.00 principal 100.00 2025-03-30",
-             "P1 2025-04-23 100.00", "2025-05-05")
+    s = snap(
+        card("unpaid_portion"),
+        "S1 2025-04-23 1000.00 principal 100.00 2025-03-30",
+        "P1 2025-04-23 100.00",
+        "2025-05-05",
+    )
     assert s.card_interest == Decimal("16.65")
 
 
 def test_e_cn_2_ccb_example() -> None:
-    s = snap(card(), "S1 2025-01-27 10000.00 principal 1000.00 2025-01-05", "P1 2025-01-27 8000.00", "2025-02-07")
+    s = snap(
+        card(), "S1 2025-01-27 10000.00 principal 1000.00 2025-01-05", "P1 2025-01-27 8000.00", "2025-02-07"
+    )
     assert s.card_interest == Decimal("122.00")
 
 
 def test_statement_paid_in_full_by_the_due_date_bears_no_interest() -> None:
-    s = snap(card(), "S1 2025-01-27 10000.00 principal 1000.00 2025-01-05", "P1 2025-01-27 10000.00", "2025-02-07")
+    s = snap(
+        card(), "S1 2025-01-27 10000.00 principal 1000.00 2025-01-05", "P1 2025-01-27 10000.00", "2025-02-07"
+    )
     assert s.card_interest == 0 and s.outstanding == 0
 
 
@@ -107,8 +129,12 @@ def test_statement_paid_in_full_by_the_due_date_bears_no_interest() -> None:
     ],
 )
 def test_e_cn_3_late_fee_on_the_unpaid_part_of_the_minimum(fee: LateFee, expected: str) -> None:
-    s = snap(card("none", fee), "S1 2025-04-23 10000.00 principal 1000.00 2025-03-30",
-             "P1 2025-04-20 300.00", "2025-04-24")
+    s = snap(
+        card("none", fee),
+        "S1 2025-04-23 10000.00 principal 1000.00 2025-03-30",
+        "P1 2025-04-20 300.00",
+        "2025-04-24",
+    )
     assert s.late_fees == Decimal(expected)
     assert s.past_due["fee"] == Decimal(expected)
     assert s.past_due["principal"] == Decimal("700.00")
@@ -141,8 +167,12 @@ def test_partial_payment_that_clears_the_oldest_due_moves_the_anchor_and_drops_t
 
 
 def test_overpayment_is_credit_for_later_dues() -> None:
-    s = snap(loan(), "I1 2025-01-10 500.00 principal\nI2 2025-02-10 500.00 principal", "P1 2025-01-05 1200.00",
-             "2025-03-01")
+    s = snap(
+        loan(),
+        "I1 2025-01-10 500.00 principal\nI2 2025-02-10 500.00 principal",
+        "P1 2025-01-05 1200.00",
+        "2025-03-01",
+    )
     assert s.days_past_due == 0 and s.outstanding == 0 and s.credit == Decimal("200.00")
 
 

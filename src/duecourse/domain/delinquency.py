@@ -257,18 +257,24 @@ def choose_stage(
         checks = []
         if stage.min_days_past_due is not None:
             checks.append(
-                (days_past_due >= stage.min_days_past_due, f"days past due {days_past_due} ≥ "
-                 f"{stage.min_days_past_due}")
+                (
+                    days_past_due >= stage.min_days_past_due,
+                    f"days past due {days_past_due} ≥ {stage.min_days_past_due}",
+                )
             )
         if stage.min_delinquency_days is not None:
             checks.append(
-                (delinquency_days >= stage.min_delinquency_days, f"delinquency days {delinquency_days} ≥ "
-                 f"{stage.min_delinquency_days}")
+                (
+                    delinquency_days >= stage.min_delinquency_days,
+                    f"delinquency days {delinquency_days} ≥ {stage.min_delinquency_days}",
+                )
             )
         if stage.min_amount_past_due is not None:
             checks.append(
-                (amount_past_due >= stage.min_amount_past_due, f"amount past due {amount_past_due} ≥ "
-                 f"{stage.min_amount_past_due}")
+                (
+                    amount_past_due >= stage.min_amount_past_due,
+                    f"amount past due {amount_past_due} ≥ {stage.min_amount_past_due}",
+                )
             )
         if stage.min_missed_dues is not None:
             checks.append(

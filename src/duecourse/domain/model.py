@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 
 
-class Component(str, Enum):
+class Component(StrEnum):
     PRINCIPAL = "principal"
     INTEREST = "interest"
     FEE = "fee"

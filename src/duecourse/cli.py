@@ -1,0 +1,217 @@
+"""The ``duecourse`` command: parse, call a service, print. No rules and no tables here."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from duecourse.domain.errors import DuecourseError, Problem, ProblemsError
+
+DEFAULT_CONFIG = Path("duecourse.toml")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="duecourse", description="Collections: delinquency, stages and the daily run over a portfolio."
+    )
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL (default $DUECOURSE_DATABASE_URL or sqlite:///./duecourse.db)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        type=Path,
+        help="configuration file (default ./duecourse.toml, else the shipped default)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("init", help="create or migrate the database")
+
+    imp = sub.add_parser("import", help="import customers, accounts, dues or payments (.csv or .parquet)")
+    imp.add_argument("kind", choices=["customers", "accounts", "dues", "payments"])
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--json", action="store_true", help="print the result or the problems as JSON")
+
+    run = sub.add_parser("run", help="the daily run as of a date (idempotent)")
+    run.add_argument("--as-of", required=True, type=_date, metavar="YYYY-MM-DD")
+    run.add_argument("--json", action="store_true")
+
+    exp = sub.add_parser("export", help="export data")
+    exp_sub = exp.add_subparsers(dest="what", required=True, metavar="WHAT")
+    st = exp_sub.add_parser("state", help="one row per account as of a date")
+    st.add_argument("--as-of", required=True, type=_date, metavar="YYYY-MM-DD")
+    st.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
+
+    ex = sub.add_parser("explain", help="why an account is where it is")
+    ex.add_argument("account_id")
+    ex.add_argument("--as-of", required=True, type=_date, metavar="YYYY-MM-DD")
+    ex.add_argument("--json", action="store_true")
+
+    demo = sub.add_parser("demo", help="simulate a synthetic portfolio day by day and report")
+    demo.add_argument(
+        "--accounts", type=_positive, default=20_000, metavar="N", help="number of customers (default 20000)"
+    )
+    demo.add_argument(
+        "--days", type=_positive, default=120, metavar="N", help="days to simulate (default 120)"
+    )
+    demo.add_argument("--seed", type=int, default=7, metavar="N")
+    demo.add_argument("--out", type=Path, default=Path("out"), metavar="DIR")
+    demo.add_argument("--start", type=_date, default=dt.date(2026, 6, 1), metavar="YYYY-MM-DD")
+
+    cfg = sub.add_parser("config", help="configuration")
+    cfg_sub = cfg.add_subparsers(dest="what", required=True, metavar="WHAT")
+    chk = cfg_sub.add_parser("check", help="validate the configuration and report every problem")
+    chk.add_argument("--json", action="store_true")
+    cfg_sub.add_parser("example", help="print a complete, commented duecourse.toml")
+    return parser
+
+
+def _config_path(args: argparse.Namespace) -> Path | None:
+    if args.config is not None:
+        if not args.config.exists():
+            raise ProblemsError(
+                [Problem("config.missing", f"configuration file {args.config} does not exist")]
+            )
+        return Path(args.config)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def _print_problems(problems: Sequence[Problem], as_json: bool) -> None:
+    if as_json:
+        print(
+            json.dumps(
+                {"ok": False, "problems": [p.as_dict() for p in problems]}, ensure_ascii=False, indent=2
+            )
+        )
+    else:
+        for p in problems:
+            print(str(p), file=sys.stderr)
+        print(
+            f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found; nothing was changed.",
+            file=sys.stderr,
+        )
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "config":
+        from duecourse.config import check_config, default_config_text
+
+        if args.what == "example":
+            sys.stdout.write(default_config_text())
+            return 0
+        path = _config_path(args)
+        problems = check_config(path)
+        if problems:
+            _print_problems(problems, args.json)
+            return 1
+        where = str(path) if path else "the shipped default configuration"
+        print(json.dumps({"ok": True, "file": where}) if args.json else f"{where}: OK")
+        return 0
+
+    from duecourse.bootstrap import bootstrap
+
+    app = bootstrap(args.db, _config_path(args))
+    if args.command == "demo":
+        from duecourse.services.demo import run_demo
+
+        run_demo(app, customers=args.accounts, days=args.days, seed=args.seed, out=args.out, start=args.start)
+        return 0
+
+    from duecourse.services import portfolio
+
+    if args.command == "init":
+        revision = portfolio.init_database(app)
+        print(f"database ready at revision {revision}")
+        return 0
+    portfolio.init_database(app)
+    if args.command == "import":
+        result = portfolio.import_file(app, args.kind, args.file)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "ok": True,
+                        "kind": result.kind,
+                        "file": result.file,
+                        "rows_added": result.rows_added,
+                        "rows_unchanged": result.rows_unchanged,
+                    }
+                )
+            )
+        else:
+            print(
+                f"{result.file}: {result.rows_added} {result.kind} added, "
+                f"{result.rows_unchanged} already there"
+            )
+        return 0
+    if args.command == "run":
+        r = portfolio.run_day(app, args.as_of)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "as_of": r.as_of.isoformat(),
+                        "accounts": r.accounts,
+                        "seconds": r.seconds,
+                        "stages": r.stages,
+                        "stage_changes": r.stage_changes,
+                    }
+                )
+            )
+        else:
+            timing = ", ".join(f"{k} {v:.2f}s" for k, v in r.seconds.items())
+            print(f"run {r.as_of}: {r.accounts} accounts ({timing}); {r.stage_changes} stage changes")
+            for stage, count in r.stages.items():
+                print(f"  {stage:<20} {count:>10}")
+        return 0
+    if args.command == "export":
+        rows = portfolio.export_state(app, args.as_of, args.out)
+        print(f"{args.out}: {rows} accounts as of {args.as_of}")
+        return 0
+    if args.command == "explain":
+        e = portfolio.explain_account(app, args.account_id, args.as_of)
+        if args.json:
+            print(json.dumps(e.data, ensure_ascii=False, indent=2))
+        else:
+            sys.stdout.write(e.text)
+        return 0
+    raise AssertionError(f"unhandled command {args.command}")  # argparse only lets known commands through
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ProblemsError as exc:
+        _print_problems(exc.problems, bool(getattr(args, "json", False)))
+        return 1
+    except DuecourseError as exc:
+        print(f"duecourse: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

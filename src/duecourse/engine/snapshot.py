@@ -1,0 +1,800 @@
+"""The snapshot of every account as of a date, computed over whole columns (docs/semantics.md).
+
+``domain/delinquency.py`` is the readable specification, one account at a time with Decimal and loops;
+this module computes the same for a whole portfolio with Polars, and a property test holds the two equal
+to the cent and the day. Money is integer minor units throughout; rates are applied exactly as integer
+fractions ``num / 10**k`` and each charge is rounded once with integer arithmetic (never a float).
+
+How it is computed:
+
+1. **Accounts are numbered** 0..n-1 in account_id order (``aidx``), so a per-account figure is a dense
+   column read with ``gather(aidx)`` and written with ``scatter``: no joins after the first.
+2. **Payments** with ``paid_on <= as_of`` are sorted by (account, day) with a running total: the paid total
+   ``P(d)`` of any account and day is a binary search (``search_sorted``) for the key (account, day).
+3. **Dues** are sorted by (account, due date, component rank, due_id): "the order". Running totals of the
+   required parts and remainders, reset at each account (a global ``cum_sum`` less the account's starting
+   offset), give every waterfall in one expression: the allocation of a paid total ``P`` through an
+   ordered block is ``clip(P - total_before, 0, amount)``. Block 1 (past-due required parts) comes first,
+   so the anchor, the missed dues and the unpaid amounts by component follow from ``P(as_of)``, and the
+   late fees from ``P(due_date)`` at the last due of each date.
+4. **Interest** (penalty and card) is ``Σ_days (amount − paid(d))``. Money is poured through the accrual
+   waterfall (required parts, then remainders) as it arrives, so on the axis of the running paid total
+   each due owns two slots (its required part and its remainder) and each payment covers a slice that
+   arrived on its day. ``Σ_days paid(d)`` is then the integral, over the due's slots, of the number of
+   accrual days after the money arrived: a piecewise-linear function of the position on that axis,
+   evaluated with two binary searches per slot. Only principal dues past due and not fully paid by their
+   due date can bear interest; the rest are never looked at.
+5. **Blocks 2–6** (charges due now, future required parts, remainders, card interest, credit) follow from
+   the account totals; then the bucket, the stage and the hold.
+
+Payments and dues are non-negative (a reversal removes a payment; it is not a negative one): the paid
+total never decreases, which is what makes "paid in full by the due date" final and the slots above exact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+
+import polars as pl
+
+from duecourse.domain.model import COMPONENTS, Component
+from duecourse.domain.money import HALF_EVEN, HALF_UP, currency_spec, to_minor
+from duecourse.domain.terms import CARD_INTEREST_MODES, CURRENT_STAGE, LATE_FEE_MODES, Terms
+from duecourse.engine.schema import SNAPSHOTS
+
+__all__ = ["compute_snapshots"]
+
+_N_COMP = len(COMPONENTS)
+_PRINCIPAL = COMPONENTS.index(Component.PRINCIPAL.value)
+_INTEREST = COMPONENTS.index(Component.INTEREST.value)
+_FEE = COMPONENTS.index(Component.FEE.value)
+_PENALTY = COMPONENTS.index(Component.PENALTY.value)
+_FULL_AMOUNT = CARD_INTEREST_MODES.index("full_amount")
+_UNPAID_PORTION = CARD_INTEREST_MODES.index("unpaid_portion")
+_PERCENT = LATE_FEE_MODES.index("percent")
+_FLAT = LATE_FEE_MODES.index("flat")
+_EPOCH = dt.date(1970, 1, 1)
+_INT64_SAFE = 1 << 62
+
+
+def compute_snapshots(  # noqa: PLR0917 - the signature the run and the property test call
+    accounts: pl.DataFrame,
+    dues: pl.DataFrame,
+    payments: pl.DataFrame,
+    terms: Terms,
+    as_of: dt.date,
+    on_hold: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """One snapshot row per account as of ``as_of`` (schema ``SNAPSHOTS``), sorted by account_id."""
+    day_d = (as_of - _EPOCH).days
+    accts, params = _index_accounts(accounts, terms)
+    n = accts.height
+    payments = payments.filter(pl.col("paid_on") <= as_of)
+    _check_amounts(dues, payments)
+    keys = _Keys.for_inputs(dues, payments, n)
+    ids = accts.lazy().select("account_id", "aidx", "pidx")
+
+    paid = _Payments.build(payments, ids, keys, n)
+    due_rows = _sorted_dues(dues, ids, params, keys)
+    figures = _due_figures(due_rows, paid, keys, n, day_d)
+    late_fees = _late_fees(figures.late_rows, accts, params, n)
+    penalty, card = _interest(figures.candidates, paid, accts, params, keys=keys, day_d=day_d)
+
+    frame = _assemble(
+        accts, params, figures, paid=paid, penalty=penalty, card=card, late_fees=late_fees, day_d=day_d
+    )
+    frame = _with_bucket(frame, terms, params)
+    frame = _with_stage(frame, terms, params)
+    frame = frame.with_columns(on_hold=_holds(on_hold, ids, n), as_of=pl.lit(as_of, dtype=pl.Date))
+    return frame.select([pl.col(name).cast(dtype) for name, dtype in SNAPSHOTS.items()])
+
+
+# --- inputs and parameters ---------------------------------------------------------------------------
+
+
+def _index_accounts(accounts: pl.DataFrame, terms: Terms) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Accounts sorted by id with their index ``aidx`` and product index ``pidx``; the product parameters."""
+    accts = accounts.select("account_id", "product_code").sort("account_id").with_row_index("aidx")
+    ids = accts["account_id"]
+    duplicated = ids.slice(1).filter(ids.slice(1) == ids.slice(0, max(0, len(ids) - 1)))
+    if len(duplicated):
+        raise ValueError(f"duplicate account_id: {', '.join(duplicated.unique().sort().head(10).to_list())}")
+    codes = sorted(accts["product_code"].unique().to_list())
+    params = _product_params(terms, codes)
+    accts = accts.with_columns(
+        pl.col("aidx").cast(pl.Int64),
+        pidx=pl.col("product_code").replace_strict(codes, list(range(len(codes))), return_dtype=pl.Int64),
+    )
+    return accts, params
+
+
+def _check_amounts(dues: pl.DataFrame, payments: pl.DataFrame) -> None:
+    unknown = dues.filter(~pl.col("component").is_in(COMPONENTS))["component"].unique().sort()
+    if len(unknown):
+        raise ValueError(f"unknown due component(s) {unknown.to_list()}; known: {', '.join(COMPONENTS)}")
+    negative = (
+        (dues["amount_minor"] < 0).any()
+        or (dues["minimum_minor"] < 0).any()
+        or (payments["amount_minor"] < 0).any()
+    )
+    if negative:
+        raise ValueError("dues, minimums and payments must not be negative (a reversal removes a payment)")
+
+
+def _rate_parts(rate: Decimal, what: str) -> tuple[int, int]:
+    """``(num, 10**k)`` with ``rate == num / 10**k`` exactly."""
+    if not rate.is_finite() or rate < 0:
+        raise ValueError(f"{what} must be a non-negative number, not {rate}")
+    exponent = rate.as_tuple().exponent
+    if not isinstance(exponent, int):  # only NaN and the infinities have a str exponent
+        raise ValueError(f"{what} must be finite, not {rate}")
+    if exponent >= 0:
+        return int(rate), 1
+    return int(rate.scaleb(-exponent)), 10**-exponent
+
+
+def _optional_minor(value: Decimal | None, currency: str) -> int | None:
+    return None if value is None else to_minor(value, currency)
+
+
+_PARAMS_SCHEMA: dict[str, pl.DataType] = {
+    "code": pl.String(),
+    "currency": pl.String(),
+    "grace_days": pl.Int64(),
+    "half_even": pl.Boolean(),
+    "penalty_first": pl.Boolean(),
+    "pen_num": pl.Int128(),
+    "pen_den": pl.Int128(),
+    "card_mode": pl.Int64(),
+    "card_num": pl.Int128(),
+    "card_den": pl.Int128(),
+    "fee_mode": pl.Int64(),
+    "fee_num": pl.Int128(),
+    "fee_den": pl.Int128(),
+    "fee_floor": pl.Int64(),
+    "fee_cap": pl.Int64(),
+    "fee_flat": pl.Int64(),
+    "fee_limit": pl.Boolean(),
+    "bucket_set": pl.String(),
+}
+
+
+def _product_params(terms: Terms, codes: list[str]) -> pl.DataFrame:
+    """One row per product used, in ``pidx`` order: the numbers the kernels read, in minor units."""
+    unknown = [code for code in codes if code not in terms.products]
+    if unknown:
+        raise ValueError(f"accounts refer to unknown product(s): {', '.join(unknown)}")
+    rows: list[dict[str, object]] = []
+    for code in codes:
+        product = terms.products[code]
+        charges, fee, currency = product.charges, product.charges.late_fee, product.currency
+        spec = currency_spec(currency)
+        if spec.rounding not in (HALF_UP, HALF_EVEN):
+            raise ValueError(f"currency {currency}: rounding {spec.rounding} is not supported by the engine")
+        if charges.card_interest_mode not in CARD_INTEREST_MODES:
+            raise ValueError(f"product {code}: unknown card interest mode {charges.card_interest_mode!r}")
+        if fee.mode not in LATE_FEE_MODES:
+            raise ValueError(f"product {code}: unknown late fee mode {fee.mode!r}")
+        if product.bucket_set not in terms.bucket_sets:
+            raise ValueError(f"product {code}: unknown bucket set {product.bucket_set!r}")
+        pen_num, pen_den = _rate_parts(charges.penalty_daily_rate, f"product {code} penalty_daily_rate")
+        card_num, card_den = _rate_parts(charges.card_daily_rate, f"product {code} card_daily_rate")
+        fee_num, fee_den = _rate_parts(fee.percent, f"product {code} late fee percent")
+        order = product.allocation_order
+        # Block 2 pays the charges in the product's order of their components (penalty interest is a
+        # penalty, late fees a fee); a component missing from the order goes last.
+        rank_penalty = order.index("penalty") if "penalty" in order else len(order)
+        rank_fee = order.index("fee") if "fee" in order else len(order) + 1
+        row: dict[str, object] = {
+            "code": code,
+            "currency": currency,
+            "grace_days": product.grace_days,
+            "half_even": spec.rounding == HALF_EVEN,
+            "penalty_first": rank_penalty < rank_fee,
+            "pen_num": pen_num,
+            "pen_den": pen_den,
+            "card_mode": CARD_INTEREST_MODES.index(charges.card_interest_mode),
+            "card_num": card_num,
+            "card_den": card_den,
+            "fee_mode": LATE_FEE_MODES.index(fee.mode),
+            "fee_num": fee_num,
+            "fee_den": fee_den,
+            "fee_floor": _optional_minor(fee.floor, currency),
+            "fee_cap": _optional_minor(fee.cap, currency),
+            "fee_flat": to_minor(fee.flat, currency),
+            "fee_limit": fee.limit_to_minimum,
+            "bucket_set": product.bucket_set,
+        }
+        for c, component in enumerate(COMPONENTS):
+            row[f"rank_{c}"] = order.index(component) if component in order else None
+        for i, stage in enumerate(terms.stages):
+            threshold = stage.min_amount_past_due
+            # amount_past_due >= threshold in minor units; rounding the threshold up keeps it exact.
+            row[f"stage_apd_{i}"] = (
+                None
+                if threshold is None
+                else int(threshold.scaleb(spec.minor_digits).to_integral_value(rounding=ROUND_CEILING))
+            )
+        rows.append(row)
+    schema = dict(_PARAMS_SCHEMA)
+    schema |= {f"rank_{c}": pl.Int64() for c in range(_N_COMP)}
+    schema |= {f"stage_apd_{i}": pl.Int64() for i in range(len(terms.stages))}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _by_product(params: pl.DataFrame, column: str, pidx: pl.Expr | None = None) -> pl.Expr:
+    """A product parameter for each row, looked up by the row's ``pidx``."""
+    return pl.lit(params[column]).gather(pl.col("pidx") if pidx is None else pidx)
+
+
+def _by_account(values: pl.Series) -> pl.Expr:
+    """A dense per-account column for each row, looked up by the row's ``aidx``."""
+    return pl.lit(values).gather(pl.col("aidx"))
+
+
+def _dense(n: int, aidx: pl.Series, values: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """A column of n accounts holding ``values`` at ``aidx`` and 0 elsewhere."""
+    return pl.repeat(0, n, dtype=dtype, eager=True).alias(values.name).scatter(aidx, values.cast(dtype))
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """Packs (account, day) into one Int64, ordered like the pair: ``aidx << day_bits | (day - base)``."""
+
+    base: int
+    day_bits: int
+
+    @classmethod
+    def for_inputs(cls, dues: pl.DataFrame, payments: pl.DataFrame, n: int) -> _Keys:
+        days = pl.concat([dues["due_date"].cast(pl.Int64), payments["paid_on"].cast(pl.Int64)])
+        low, high = days.min(), days.max()
+        if not isinstance(low, int) or not isinstance(high, int):
+            return cls(0, 1)
+        day_bits = (high - low + 1).bit_length()
+        if n.bit_length() + day_bits + 3 > 62:
+            raise ValueError(f"dates from {low} to {high} (days since 1970) span too long a time")
+        return cls(low, day_bits)
+
+    def day_key(self, day: pl.Expr) -> pl.Expr:
+        """Key of (aidx, day); a day outside the inputs' range still keeps the account's order."""
+        offset = (day.cast(pl.Int64) - self.base).clip(-1, (1 << self.day_bits) - 1)
+        return pl.col("aidx") * (1 << self.day_bits) + offset
+
+
+# --- payments ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Payments:
+    """Payments up to D with amount > 0, sorted by (account, day).
+
+    Attributes:
+        rows: aidx, day, pay, key, cum (global running total, this payment included).
+        total: per account (dense), the paid total P(D).
+        start: per account (dense), the global running total before the account's first payment, so
+            that a global running total less ``start`` is the account's own.
+    """
+
+    rows: pl.DataFrame
+    total: pl.Series
+    start: pl.Series
+
+    @classmethod
+    def build(cls, payments: pl.DataFrame, ids: pl.LazyFrame, keys: _Keys, n: int) -> _Payments:
+        rows = (
+            payments.lazy()
+            .filter(pl.col("amount_minor") > 0)
+            .join(ids.select("account_id", "aidx"), on="account_id", how="inner")
+            .select(
+                "aidx", pl.col("paid_on").cast(pl.Int64).alias("day"), pl.col("amount_minor").alias("pay")
+            )
+            .with_columns(key=keys.day_key(pl.col("day")))
+            .sort("key")
+            .with_columns(cum=pl.col("pay").cum_sum())
+            .collect()
+        )
+        last = rows.filter(_last_of(pl.col("aidx")))
+        total = _dense(n, last["aidx"], last["cum"].diff().fill_null(last["cum"]), pl.Int64())
+        return cls(rows, total.alias("paid_total"), (total.cum_sum() - total).alias("start"))
+
+    def paid_by_sorted(self, frame: pl.LazyFrame, day: pl.Expr, keys: _Keys) -> pl.LazyFrame:
+        """``frame`` (sorted by account, then ``day``) with ``P``: the account's payments up to ``day``."""
+        return (
+            frame.with_columns(_key=keys.day_key(day))
+            .join_asof(self.rows.lazy().select("key", "cum"), left_on="_key", right_on="key")
+            .with_columns(P=pl.col("cum").fill_null(0) - _by_account(self.start))
+            .drop("_key", "key", "cum", strict=False)
+        )
+
+    def paid_by(self, key: pl.Series, aidx: pl.Series) -> pl.Series:
+        """P(day) of each (account, day) key in any order: the account's payments with paid_on <= day."""
+        through = self.rows["key"].search_sorted(key, side="right")
+        cum = pl.concat([pl.Series([0], dtype=pl.Int64), self.rows["cum"]])
+        return cum.gather(through) - self.start.gather(aidx)
+
+
+def _first_of(col: pl.Expr) -> pl.Expr:
+    return (col != col.shift(1)).fill_null(True)
+
+
+def _last_of(col: pl.Expr) -> pl.Expr:
+    return (col != col.shift(-1)).fill_null(True)
+
+
+# --- dues --------------------------------------------------------------------------------------------
+
+
+def _sorted_dues(dues: pl.DataFrame, ids: pl.LazyFrame, params: pl.DataFrame, keys: _Keys) -> pl.DataFrame:
+    """The dues of known accounts in the order: (account, due date, component rank, due_id).
+
+    Columns: aidx, day, comp (index in COMPONENTS), req, rem (minor units), posted (day or null).
+    """
+    ranks = [rank for row in params.select(f"rank_{c}" for c in range(_N_COMP)).rows() for rank in row]
+    rank_table = pl.Series("rank", ranks, dtype=pl.Int64)
+    rank_bits = max(1, int(rank_table.max() or 0).bit_length())  # type: ignore[arg-type]
+    comp = pl.col("component").cast(pl.Enum(COMPONENTS)).to_physical().cast(pl.Int64)
+    amount = pl.col("amount_minor")
+    required = pl.min_horizontal(pl.col("minimum_minor").fill_null(amount), amount)
+    rows = (
+        dues.lazy()
+        .join(ids, on="account_id", how="inner")
+        .select(
+            "aidx",
+            pl.col("due_date").cast(pl.Int64).alias("day"),
+            comp.alias("comp"),
+            required.alias("req"),
+            (amount - required).alias("rem"),
+            pl.col("posted_on").cast(pl.Int64).alias("posted"),
+            pl.lit(rank_table).gather(pl.col("pidx") * _N_COMP + comp).alias("rank"),
+            "pidx",
+            "due_id",
+        )
+        .with_columns(order=keys.day_key(pl.col("day")) * (1 << rank_bits) + pl.col("rank"))
+    )
+    # Sorting on one Int64 is several times faster than on four columns with a string among them. Dues
+    # tied on (account, date, rank) keep the order of their due_id (docs/semantics.md): only when the
+    # portfolio has such ties does the engine sort again with due_id.
+    out = rows.drop("due_id").sort("order").collect()
+    if out["rank"].null_count():
+        row = out.filter(pl.col("rank").is_null()).row(0, named=True)
+        raise ValueError(
+            f"product {params['code'][row['pidx']]}: the allocation order lacks {COMPONENTS[row['comp']]!r}, "
+            "which its dues use"
+        )
+    order = out["order"]
+    if (order.slice(1) == order.slice(0, max(0, len(order) - 1))).any():
+        out = rows.sort(["order", "due_id"]).drop("due_id").collect()
+    return out.drop("order", "rank", "pidx")
+
+
+@dataclass(frozen=True, slots=True)
+class _DueFigures:
+    """What the dues say per account (dense columns of n) and the rows the charges start from."""
+
+    sums: pl.DataFrame  # required_total, remainder_total, req_past, missed, unpaid_<c>
+    anchor_day: pl.Series  # null when nothing is past due
+    late_rows: pl.DataFrame  # aidx, shortfall_t, required_t: one per missed due date
+    candidates: pl.DataFrame  # principal dues past due and not fully paid by the end of their due date
+
+
+def _due_figures(due_rows: pl.DataFrame, paid: _Payments, keys: _Keys, n: int, day_d: int) -> _DueFigures:
+    """Allocation block 1, the late fee shortfalls and the interest candidates, from the sorted dues."""
+    aidx, day, req, rem = pl.col("aidx"), pl.col("day"), pl.col("req"), pl.col("rem")
+    first_acct, last_acct = _first_of(aidx), _last_of(aidx)
+
+    def running(x: pl.Expr) -> pl.Expr:
+        """Running total of x within the account, this row included."""
+        total = x.cum_sum()
+        return total - pl.when(first_acct).then(total - x).forward_fill()
+
+    base = (
+        paid.paid_by_sorted(due_rows.lazy(), day, keys)  # P: paid by the end of the due date
+        .with_columns(R=running(req), Rem=running(rem))  # required parts, remainders through this due
+        .collect()
+    )
+    paid_d = _by_account(paid.total)  # P(as_of)
+    required_before = pl.col("R") - req
+    is_past = day < day_d
+
+    totals = base.lazy().filter(last_acct).select("aidx", "R", "Rem")
+    past_totals = base.lazy().filter(is_past & (last_acct | (day.shift(-1) >= day_d))).select("aidx", "R")
+    # Block 1: the required part of a past-due due left unpaid as of D (few rows: the arrears).
+    unpaid = req - (paid_d - required_before).clip(0, req)
+    arrears = (
+        base.lazy()
+        .filter(is_past & (req > 0) & (paid_d < pl.col("R")))
+        .with_columns(unpaid=unpaid)
+        .group_by("aidx")
+        .agg(
+            *[
+                pl.col("unpaid").filter(pl.col("comp") == c).sum().alias(f"unpaid_{c}")
+                for c in range(_N_COMP)
+            ],
+            pl.col("day").min().alias("anchor_day"),  # the oldest due left unpaid
+            pl.col("day").n_unique().alias("missed"),  # distinct due dates with an unpaid required part
+        )
+    )
+    # Late fees: a due date's required total and what of it was unpaid at the end of that date, read at
+    # the date's last due.
+    date_start = pl.when(first_acct | _first_of(day)).then(required_before).forward_fill()
+    required_t = pl.col("R") - pl.col("date_start")
+    late_rows = (
+        base.lazy()
+        .with_columns(date_start=date_start)
+        .filter((last_acct | _last_of(day)) & is_past)
+        .with_columns(
+            required_t=required_t,
+            shortfall_t=required_t - (pl.col("P") - pl.col("date_start")).clip(0, required_t),
+        )
+        .filter(pl.col("shortfall_t") > 0)
+        .select("aidx", "shortfall_t", "required_t")
+    )
+    last, last_past, owing, late = pl.collect_all([totals, past_totals, arrears, late_rows])
+
+    sums = pl.DataFrame(
+        [
+            _dense(n, last["aidx"], last["R"], pl.Int64()).alias("required_total"),
+            _dense(n, last["aidx"], last["Rem"], pl.Int64()).alias("remainder_total"),
+            _dense(n, last_past["aidx"], last_past["R"], pl.Int64()).alias("req_past"),
+            _dense(n, owing["aidx"], owing["missed"], pl.Int64()),
+            *[_dense(n, owing["aidx"], owing[f"unpaid_{c}"], pl.Int64()) for c in range(_N_COMP)],
+        ]
+    )
+    anchor_day = pl.Series("anchor_day", [None] * n, dtype=pl.Int64).scatter(
+        owing["aidx"], owing["anchor_day"]
+    )
+
+    # Interest accrues only on principal, and a due paid in full by the end of its due date bears none
+    # (the paid total never decreases, so it stays paid): the only rows the interest kernel looks at.
+    required_total = _by_account(sums["required_total"])
+    remainder_before = pl.col("Rem") - rem
+    paid_at_t = (pl.col("P") - required_before).clip(0, req) + (
+        pl.col("P") - required_total - remainder_before
+    ).clip(0, rem)
+    candidates = (
+        base.lazy()
+        .filter(is_past & (pl.col("comp") == _PRINCIPAL) & (req + rem - paid_at_t > 0))
+        .select(
+            "aidx",
+            "day",
+            "posted",
+            "req",
+            "rem",
+            "P",
+            required_before.alias("req_before"),
+            remainder_before.alias("rem_before"),
+            required_total.alias("Rtot"),
+        )
+        .collect()
+    )
+    return _DueFigures(sums, anchor_day, late, candidates)
+
+
+# --- charges -----------------------------------------------------------------------------------------
+
+
+def _round_rate(amount: pl.Expr, num: pl.Expr, den: pl.Expr, half_even: pl.Expr) -> pl.Expr:
+    """round(amount × num / den) for amount >= 0 by the currency's rule, in Int128 (no overflow)."""
+    scaled = amount.cast(pl.Int128) * num
+    half_up = (scaled * 2 + den) // (den * 2)
+    quotient = scaled // den
+    twice_rest = (scaled - quotient * den) * 2
+    up = (twice_rest > den) | ((twice_rest == den) & (quotient % 2 == 1))
+    return pl.when(half_even).then(quotient + up.cast(pl.Int128)).otherwise(half_up).cast(pl.Int64)
+
+
+def _late_fees(late_rows: pl.DataFrame, accts: pl.DataFrame, params: pl.DataFrame, n: int) -> pl.Series:
+    """违约金 / late fee (CN-FEE-05), once per due date t < D whose required total was unpaid at t."""
+    pidx = pl.lit(accts["pidx"]).gather(pl.col("aidx"))
+
+    def p(column: str) -> pl.Expr:
+        return _by_product(params, column, pidx)
+
+    pct = _round_rate(pl.col("shortfall_t"), p("fee_num"), p("fee_den"), p("half_even"))
+    pct = pl.max_horizontal(pct, p("fee_floor").fill_null(pct))
+    pct = pl.min_horizontal(pct, p("fee_cap").fill_null(pct))
+    mode = p("fee_mode")
+    fee = pl.when(mode == _PERCENT).then(pct).when(mode == _FLAT).then(p("fee_flat")).otherwise(0)
+    # Reg Z 1026.52(b): with limit_to_minimum, never more than the minimum payment due that date.
+    fee = pl.when(p("fee_limit")).then(pl.min_horizontal(fee, pl.col("required_t"))).otherwise(fee)
+    per_account = (
+        late_rows.lazy()
+        .with_columns(fee=fee)
+        .group_by("aidx")
+        .agg(pl.col("fee").sum().alias("late_fees"))
+        .collect()
+    )
+    return _dense(n, per_account["aidx"], per_account["late_fees"], pl.Int64())
+
+
+def _interest(
+    candidates: pl.DataFrame,
+    paid: _Payments,
+    accts: pl.DataFrame,
+    params: pl.DataFrame,
+    *,
+    keys: _Keys,
+    day_d: int,
+) -> tuple[pl.Series, pl.Series]:
+    """Penalty interest (罚息, CN-LOAN-01) and card interest (全额计息, CN-FEE-06) per account, rounded once.
+
+    For a due with accrual days a..D: ``Σ_d (amount − paid(d)) = amount × days − Σ_d paid(d)``, where
+    paid(d) pours P(d) through the required parts, then the remainders, of the account's dues in order
+    (charges left out, docs/semantics.md). See ``_MoneyIntegral`` for ``Σ_d paid(d)``.
+    """
+    n = accts.height
+    cands = candidates.with_columns(pidx=pl.lit(accts["pidx"]).gather(pl.col("aidx")))
+
+    def p(column: str) -> pl.Expr:
+        return _by_product(params, column)
+
+    posted, mode = pl.col("posted"), p("card_mode")
+    pen = cands.filter(p("pen_num") > 0)
+    card = cands.filter(
+        mode.is_in([_FULL_AMOUNT, _UNPAID_PORTION]) & (p("card_num") > 0) & posted.is_not_null()
+    )
+    if pen.is_empty() and card.is_empty():
+        zeros = pl.repeat(0, n, dtype=pl.Int64, eager=True)
+        return zeros, zeros
+    integral = _MoneyIntegral(paid, day_d)
+    # Penalty: days due_date+1 .. D; money that had arrived by the due date counts on each of them.
+    pen_sum = integral.unpaid_days(pen, pl.lit(day_d) - pl.col("day"), pl.col("P"))
+    # Card, full amount: days posted_on .. D, both ends counted; a payment on day d lowers that day's
+    # balance, so money counts from its own day (money that arrived before posting, on every day). Unpaid
+    # portion: a day before the due date counts the balance left at the due date, so money that arrived
+    # by the due date counts on every day of the range.
+    card = card.with_columns(
+        P_before_posting=paid.paid_by(card.select(keys.day_key(posted - 1)).to_series(), card["aidx"])
+    )
+    split = pl.when(mode == _UNPAID_PORTION).then(pl.max_horizontal("P", "P_before_posting"))
+    card_sum = integral.unpaid_days(
+        card, (pl.lit(day_d) - posted + 1).clip(lower_bound=0), split.otherwise(pl.col("P_before_posting"))
+    )
+    zero = pl.lit(0, dtype=pl.Int128)
+    per_account = (
+        pl.concat(
+            [
+                pen.lazy().select("aidx", "pidx", pen=pen_sum.cast(pl.Int128), card=zero),
+                card.lazy().select("aidx", "pidx", pen=zero, card=card_sum.cast(pl.Int128)),
+            ]
+        )
+        .group_by("aidx")
+        .agg(pl.col("pen", "card").sum(), pl.col("pidx").first())
+        .select(
+            "aidx",
+            _round_rate(pl.col("pen"), p("pen_num"), p("pen_den"), p("half_even")).alias("pen"),
+            _round_rate(pl.col("card"), p("card_num"), p("card_den"), p("half_even")).alias("card"),
+        )
+        .collect()
+    )
+    return (
+        _dense(n, per_account["aidx"], per_account["pen"], pl.Int64()),
+        _dense(n, per_account["aidx"], per_account["card"], pl.Int64()),
+    )
+
+
+class _MoneyIntegral:
+    """``Σ_d paid(d)`` of a due as an integral over the axis of running paid totals.
+
+    Money is poured through the accrual waterfall as it arrives, so on the axis of the account's running
+    paid total each due owns two slots (its required part, then later its remainder) and each payment
+    covers the slice that arrived on its day τ. A unit of money in a due's slot is part of paid(d) on
+    every accrual day d >= τ: ``Σ_d paid(d)`` is the integral over the due's slots of that count of days.
+    Money below ``split`` (what had arrived before the accrual days started to count it) counts on every
+    accrual day; money above it, on the D − τ + 1 days from τ to D.
+
+    With all accounts' payments laid end to end on one global axis, ``G(x) = ∫_0^x (D − τ(y) + 1) dy`` is
+    piecewise linear: G(x) = G(start of the payment covering x) + (x − that start) × its count of days.
+    """
+
+    __slots__ = ("dtype", "paid", "table")
+
+    def __init__(self, paid: _Payments, day_d: int) -> None:
+        rows = paid.rows
+        first_day = rows["day"].min()
+        span = day_d + 1 - first_day if isinstance(first_day, int) else 1
+        total = rows["pay"].sum()
+        # Σ pay × days over a whole portfolio fits Int64 in practice; Int128 when it might not.
+        self.dtype: pl.DataType = pl.Int64() if int(total) * max(span, 1) < _INT64_SAFE else pl.Int128()
+        self.paid = paid
+        weight = (pl.lit(day_d + 1) - pl.col("day")).cast(self.dtype)
+        weighted = pl.col("pay").cast(self.dtype) * weight
+        self.table = rows.select(
+            start=pl.col("cum") - pl.col("pay"),  # strictly increasing: every payment is > 0
+            weight=weight,
+            before=weighted.cum_sum() - weighted,  # G at the payment's start
+        )
+
+    def _g(self, points: pl.Series) -> pl.Series:
+        """G at points sorted along the global axis."""
+        matched = pl.DataFrame({"x": points}).join_asof(
+            self.table, left_on="x", right_on="start", strategy="backward", coalesce=False
+        )
+        x, start = pl.col("x"), pl.col("start")
+        return matched.select(pl.col("before") + (x - start).cast(self.dtype) * pl.col("weight")).to_series()
+
+    def unpaid_days(self, cands: pl.DataFrame, days: pl.Expr, split: pl.Expr) -> pl.Series:
+        """For each due: Σ over its ``days`` accrual days of (amount − paid(d)), in minor units × days."""
+        paid_d = pl.col("PD")
+        frame = cands.select(
+            days=days.cast(self.dtype),
+            split=split.clip(0, _by_account(self.paid.total)),
+            PD=_by_account(self.paid.total),
+            start=_by_account(self.paid.start),
+            amount=(pl.col("req") + pl.col("rem")).cast(self.dtype),
+            req_lo=pl.col("req_before"),
+            req_hi=pl.col("req_before") + pl.col("req"),
+            rem_lo=pl.col("Rtot") + pl.col("rem_before"),
+            rem_hi=pl.col("Rtot") + pl.col("rem_before") + pl.col("rem"),
+        )
+        total = frame["amount"] * frame["days"]
+        for lo_name, hi_name in (("req_lo", "req_hi"), ("rem_lo", "rem_hi")):
+            lo, hi, split_at = (
+                pl.col(lo_name).clip(0, paid_d),
+                pl.col(hi_name).clip(0, paid_d),
+                pl.col("split"),
+            )
+            slot = frame.select(
+                "start",
+                hi=hi,
+                early=(pl.min_horizontal(hi, split_at) - lo).clip(lower_bound=0).cast(self.dtype)
+                * pl.col("days"),
+                late_lo=pl.min_horizontal(pl.max_horizontal(lo, split_at), hi),
+            ).with_row_index("i")
+            total = total - slot["early"]
+            late = slot.filter(pl.col("hi") > pl.col("late_lo"))
+            if late.is_empty() or self.table.is_empty():
+                continue
+            # (late_lo, hi) pairs of successive dues follow each other along the axis: one sorted pass.
+            points = late.select(
+                pl.concat_list(pl.col("start") + pl.col("late_lo"), pl.col("start") + pl.col("hi"))
+            )
+            g = self._g(points.to_series().explode())
+            late_days = g.gather_every(2, offset=1) - g.gather_every(2)
+            total = total - pl.repeat(0, len(total), dtype=self.dtype, eager=True).scatter(
+                late["i"], late_days
+            )
+        return total
+
+
+# --- the snapshot ------------------------------------------------------------------------------------
+
+
+def _assemble(
+    accts: pl.DataFrame,
+    params: pl.DataFrame,
+    figures: _DueFigures,
+    *,
+    paid: _Payments,
+    penalty: pl.Series,
+    card: pl.Series,
+    late_fees: pl.Series,
+    day_d: int,
+) -> pl.DataFrame:
+    """Days past due, amounts past due by component, outstanding and credit per account."""
+    frame = pl.concat(
+        [
+            accts,
+            figures.sums,
+            pl.DataFrame(
+                [
+                    figures.anchor_day,
+                    paid.total.alias("paid_total"),
+                    penalty.alias("penalty_interest_minor"),
+                    card.alias("card_interest_minor"),
+                    late_fees.alias("late_fees_minor"),
+                ]
+            ),
+        ],
+        how="horizontal",
+    )
+    pen, fee = pl.col("penalty_interest_minor"), pl.col("late_fees_minor")
+    penalty_first = _by_product(params, "penalty_first")
+    # Block 2: what is left after the past-due required parts pays the charges due now, in product order.
+    left = (pl.col("paid_total") - pl.col("req_past")).clip(lower_bound=0)
+    first_charge = pl.when(penalty_first).then(pen).otherwise(fee)
+    paid_first = pl.min_horizontal(left, first_charge)
+    paid_second = pl.min_horizontal(
+        (left - first_charge).clip(lower_bound=0), pl.when(penalty_first).then(fee).otherwise(pen)
+    )
+    pen_paid = pl.when(penalty_first).then(paid_first).otherwise(paid_second)
+    fee_paid = pl.when(penalty_first).then(paid_second).otherwise(paid_first)
+    days_past_due = (pl.lit(day_d) - pl.col("anchor_day")).fill_null(0)
+    owed = pl.col("required_total") + pl.col("remainder_total") + pen + fee + pl.col("card_interest_minor")
+    return frame.with_columns(
+        currency=_by_product(params, "currency"),
+        days_past_due=days_past_due,
+        delinquency_days=(days_past_due - _by_product(params, "grace_days")).clip(lower_bound=0),
+        oldest_unpaid_due_date=pl.col("anchor_day").cast(pl.Int32).cast(pl.Date),
+        principal_past_due_minor=pl.col(f"unpaid_{_PRINCIPAL}"),
+        interest_past_due_minor=pl.col(f"unpaid_{_INTEREST}"),
+        fee_past_due_minor=pl.col(f"unpaid_{_FEE}") + fee - fee_paid,
+        penalty_past_due_minor=pl.col(f"unpaid_{_PENALTY}") + pen - pen_paid,
+        missed_dues=pl.col("missed"),
+        outstanding_minor=(owed - pl.col("paid_total")).clip(lower_bound=0),
+        credit_minor=(pl.col("paid_total") - owed).clip(lower_bound=0),
+    ).with_columns(
+        amount_past_due_minor=pl.sum_horizontal(
+            "principal_past_due_minor",
+            "interest_past_due_minor",
+            "fee_past_due_minor",
+            "penalty_past_due_minor",
+        )
+    )
+
+
+def _with_bucket(frame: pl.DataFrame, terms: Terms, params: pl.DataFrame) -> pl.DataFrame:
+    """The bucket of the delinquency days from the product's bucket set.
+
+    Each product's set is tabulated day by day up to one past its last finite bound (beyond it, the
+    open-ended bucket), with ``BucketSet.bucket_for`` itself, and looked up by position.
+    """
+    names: list[str | None] = []
+    offsets: list[int] = []
+    caps: list[int] = []
+    for name in params["bucket_set"]:
+        bucket_set = terms.bucket_sets[name]
+        bounds = [b.min for b in bucket_set.buckets] + [
+            b.max for b in bucket_set.buckets if b.max is not None
+        ]
+        cap = max(bounds, default=0) + 1
+        offsets.append(len(names))
+        caps.append(cap)
+        for days in range(cap + 1):
+            try:
+                names.append(bucket_set.bucket_for(days))
+            except ValueError:  # a hand-built set with a gap: reported below if an account falls in it
+                names.append(None)
+    params = params.with_columns(
+        offset=pl.Series(offsets, dtype=pl.Int64), cap=pl.Series(caps, dtype=pl.Int64)
+    )
+    position = _by_product(params, "offset") + pl.min_horizontal(
+        "delinquency_days", _by_product(params, "cap")
+    )
+    frame = frame.with_columns(bucket=pl.lit(pl.Series(names, dtype=pl.String)).gather(position))
+    uncovered = frame.filter(pl.col("bucket").is_null())
+    if len(uncovered):
+        row = uncovered.row(0, named=True)
+        raise ValueError(
+            f"the bucket set of product {row['product_code']} does not cover {row['delinquency_days']} days"
+        )
+    return frame
+
+
+def _with_stage(frame: pl.DataFrame, terms: Terms, params: pl.DataFrame) -> pl.DataFrame:
+    """The most severe stage whose set conditions all hold (thresholds inclusive), else ``current``.
+
+    A stage with no condition set never matches (the reading of ``delinquency.choose_stage``).
+    """
+    stage: pl.Expr = pl.lit(CURRENT_STAGE, dtype=pl.String)
+    # Built from least to most severe, so the most severe stage is the outermost `when`, tested first.
+    for i, st in enumerate(terms.stages):
+        conditions: list[pl.Expr] = []
+        if st.min_days_past_due is not None:
+            conditions.append(pl.col("days_past_due") >= st.min_days_past_due)
+        if st.min_delinquency_days is not None:
+            conditions.append(pl.col("delinquency_days") >= st.min_delinquency_days)
+        if st.min_amount_past_due is not None:
+            conditions.append(pl.col("amount_past_due_minor") >= _by_product(params, f"stage_apd_{i}"))
+        if st.min_missed_dues is not None:
+            conditions.append(pl.col("missed_dues") >= st.min_missed_dues)
+        if conditions:
+            stage = pl.when(pl.all_horizontal(conditions)).then(pl.lit(st.name)).otherwise(stage)
+    return frame.with_columns(stage=stage)
+
+
+def _holds(on_hold: pl.DataFrame | None, ids: pl.LazyFrame, n: int) -> pl.Series:
+    held = pl.Series("on_hold", [False] * n, dtype=pl.Boolean)
+    if on_hold is None:
+        return held
+    aidx = (
+        on_hold.lazy()
+        .filter(pl.col("on_hold").fill_null(False))
+        .join(ids, on="account_id", how="inner")
+        .select("aidx")
+        .unique()
+        .collect()["aidx"]
+    )
+    return held.scatter(aidx, True)

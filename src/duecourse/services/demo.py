@@ -1,0 +1,229 @@
+"""``duecourse demo``: a synthetic portfolio run day by day, with the tables a strategist reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from duecourse.bootstrap import App
+from duecourse.domain.money import currency_spec
+from duecourse.services import portfolio as svc
+from duecourse.services.synth import generate_portfolio, write_csvs
+from duecourse.store import repo
+from duecourse.store.db import make_engine
+
+
+def _money(minor: int, currency: str) -> str:
+    digits = currency_spec(currency).minor_digits
+    return f"{minor / 10**digits:,.{digits}f}" if digits else f"{minor:,}"  # display only, never stored
+
+
+def _write_payments(payments: pl.DataFrame, path: Path, digits: pl.DataFrame) -> None:
+    """A day's payments as the bank would send them: the import format, amounts as decimals."""
+    payments.join(digits, on="account_id", how="left").select(
+        "payment_id",
+        "account_id",
+        "paid_on",
+        svc.money_text(pl.col("amount_minor"), pl.col("minor_digits")).alias("amount"),
+    ).write_csv(path)
+
+
+def _bucket_order(app: App, names: list[str]) -> list[str]:
+    ordered: list[str] = []
+    for bucket_set in app.config.terms.bucket_sets.values():
+        for name in [bucket_set.current_name, *(b.name for b in bucket_set.buckets)]:
+            if name in names and name not in ordered:
+                ordered.append(name)
+    return ordered + sorted(n for n in names if n not in ordered)
+
+
+def run_demo(
+    app: App, *, customers: int, days: int, seed: int, out: Path, start: dt.date
+) -> dict[str, object]:
+    """Generate, import, run every day from ``start``, report; deterministic for a seed."""
+    console = Console(width=max(120, Console().width))
+    out.mkdir(parents=True, exist_ok=True)
+    if app.url.startswith("sqlite") and not app.url.endswith(str(out / "demo.db")):
+        db_file = out / "demo.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{db_file}"
+        app = replace(app, url=url, engine=make_engine(url))
+    end = start + dt.timedelta(days=days - 1)
+    console.print(
+        f"[bold]duecourse demo[/]: {customers:,} customers, {days} days from {start} to {end}, "
+        f"seed {seed}, database {app.url}"
+    )
+
+    t0 = time.perf_counter()
+    synth = generate_portfolio(customers=customers, start=start, days=days, seed=seed)
+    # Payments arrive day by day: the history before the first day is loaded with the portfolio, and each
+    # day's payments are imported as that day's file just before its run.
+    history = replace(synth, payments=synth.payments.filter(pl.col("paid_on") < start))
+    files = write_csvs(history, out / "input")
+    svc.init_database(app)
+    imported = {kind: svc.import_file(app, kind, files[kind]) for kind in svc.KINDS}
+    t_import = time.perf_counter() - t0
+    rows = sum(r.rows_added + r.rows_unchanged for r in imported.values())
+    console.print(
+        f"imported {rows:,} rows from {out / 'input'} in {t_import:.1f}s: "
+        + ", ".join(f"{r.rows_added:,} {k}" for k, r in imported.items())
+    )
+
+    portfolio = repo.load_portfolio(app.engine)
+    digits = svc.account_digits(app)
+    daily_dir = out / "input" / "daily-payments"
+    daily_dir.mkdir(parents=True, exist_ok=True)
+    runs: list[svc.RunResult] = []
+    arrived = 0
+    with Progress(
+        TextColumn("daily runs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("", total=days)
+        for offset in range(days):
+            as_of = start + dt.timedelta(days=offset)
+            todays = synth.payments.filter(pl.col("paid_on") == as_of)
+            if todays.height:
+                day_file = daily_dir / f"payments-{as_of}.csv"
+                _write_payments(todays, day_file, digits)
+                arrived += svc.import_file(app, "payments", day_file).rows_added
+                portfolio = replace(portfolio, payments=pl.concat([portfolio.payments, todays]))
+            result = svc.run_day(app, as_of, portfolio)
+            runs.append(result)
+            delinquent = result.accounts - result.stages.get("current", 0)
+            progress.update(task, advance=1, description=f"{as_of}: {delinquent:,} in collection")
+    console.print(f"{arrived:,} payments arrived during the period, imported day by day")
+
+    final = repo.snapshot_for(app.engine, end)
+    month_ago = repo.snapshot_for(app.engine, max(start, end - dt.timedelta(days=30)))
+    state_file = out / f"state-{end}.csv"
+    svc.export_state(app, end, state_file)
+
+    bucket_set_of = {code: p.bucket_set for code, p in app.config.terms.products.items()}
+    sets = portfolio.accounts.select(
+        "account_id",
+        pl.col("product_code").replace_strict(bucket_set_of, return_dtype=pl.String).alias("set"),
+    )
+    final_b = final.join(sets, on="account_id")
+    for set_name in sorted(final_b.get_column("set").unique().to_list()):
+        bucket_set = app.config.terms.bucket_sets[set_name]
+        names = [bucket_set.current_name, *(b.name for b in bucket_set.buckets)]
+        in_set = final_b.filter(pl.col("set") == set_name)
+        products = ", ".join(sorted(c for c, s_ in bucket_set_of.items() if s_ == set_name))
+        table = Table(title=f"Bucket set {set_name} ({products}): accounts and balances as of {end}")
+        table.add_column("bucket")
+        table.add_column("accounts", justify="right")
+        currencies = sorted(in_set.get_column("currency").unique().to_list())
+        for cur in currencies:
+            table.add_column(f"past due {cur}", justify="right")
+            table.add_column(f"outstanding {cur}", justify="right")
+        by_bucket = in_set.group_by("bucket", "currency").agg(
+            pl.len().alias("n"), pl.col("amount_past_due_minor").sum(), pl.col("outstanding_minor").sum()
+        )
+        for bucket in names:
+            rows_b = by_bucket.filter(pl.col("bucket") == bucket)
+            cells = [bucket, f"{int(rows_b.get_column('n').sum()):,}"]
+            for cur in currencies:
+                r = rows_b.filter(pl.col("currency") == cur)
+                cells += [
+                    _money(int(r.get_column("amount_past_due_minor").sum()), cur),
+                    _money(int(r.get_column("outstanding_minor").sum()), cur),
+                ]
+            table.add_row(*cells)
+        console.print(table)
+
+        # Roll rates: where the accounts of each bucket 30 days ago are now.
+        roll = month_ago.select("account_id", pl.col("bucket").alias("from")).join(
+            in_set.select("account_id", pl.col("bucket").alias("to")), on="account_id"
+        )
+        roll_table = Table(
+            title=f"Roll rates in {set_name}: bucket on {month_ago.get_column('as_of')[0]} → "
+            f"bucket on {end}, % of the row's accounts"
+        )
+        roll_table.add_column("from \\ to")
+        roll_table.add_column("accounts", justify="right")
+        for name in names:
+            roll_table.add_column(name, justify="right")
+        for b_from in names:
+            sub = roll.filter(pl.col("from") == b_from)
+            if sub.height == 0:
+                continue
+            counts = dict(sub.group_by("to").len().iter_rows())
+            roll_table.add_row(
+                b_from,
+                f"{sub.height:,}",
+                *[f"{100 * counts[n] / sub.height:.1f}" if counts.get(n) else "·" for n in names],
+            )
+        console.print(roll_table)
+
+    # Cure rate: of the accounts that were in collection on some day, how many are current at the end.
+    ever_ids = repo.accounts_ever_in_collection(app.engine, start, end)
+    cured = final.filter(
+        pl.col("account_id").is_in(ever_ids.implode()) & (pl.col("stage") == "current")
+    ).height
+    stage_table = Table(title=f"Collection stages as of {end}")
+    stage_table.add_column("stage")
+    stage_table.add_column("accounts", justify="right")
+    stage_table.add_column("share", justify="right")
+    stage_counts = dict(final.group_by("stage").len().iter_rows())
+    stage_names = ["current", *(s.name for s in app.config.terms.stages)]
+    for name in stage_names:
+        n = stage_counts.get(name, 0)
+        stage_table.add_row(name, f"{n:,}", f"{100 * n / max(1, final.height):.1f}%")
+    console.print(stage_table)
+
+    behaviours = synth.behaviours.join(final.select("account_id", "stage", "days_past_due"), on="account_id")
+    beh_table = Table(title="Behaviours at the end (synthetic truth vs what the engine sees)")
+    for col in ("behaviour", "accounts", "in collection", "avg days past due"):
+        beh_table.add_column(col, justify="left" if col == "behaviour" else "right")
+    for row in (
+        behaviours.group_by("behaviour")
+        .agg(
+            pl.len().alias("n"),
+            (pl.col("stage") != "current").sum().alias("late"),
+            pl.col("days_past_due").mean().alias("dpd"),
+        )
+        .sort("behaviour")
+        .iter_rows(named=True)
+    ):
+        beh_table.add_row(row["behaviour"], f"{row['n']:,}", f"{row['late']:,}", f"{row['dpd']:.1f}")
+    console.print(beh_table)
+
+    run_seconds = sum(sum(r.seconds.values()) for r in runs)
+    ever = int(ever_ids.len())
+    cure_rate = cured / max(1, ever)
+    summary: dict[str, object] = {
+        "customers": customers,
+        "accounts": final.height,
+        "days": days,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "import_seconds": round(t_import, 2),
+        "run_seconds_total": round(run_seconds, 2),
+        "ever_in_collection": int(ever_ids.len()),
+        "cured": cured,
+        "cure_rate": round(cure_rate, 4),
+        "stages": {k: int(v) for k, v in stage_counts.items()},
+        "state_export": str(state_file),
+    }
+    console.print(
+        f"Cure rate: {cured:,} of {int(ever_ids.len()):,} accounts that were in collection during the "
+        f"period are current on {end} ({100 * cure_rate:.1f}%)"
+    )
+    console.print(f"{days} daily runs in {run_seconds:.1f}s; state export written to {state_file}")
+    (out / "demo-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

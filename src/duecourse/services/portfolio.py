@@ -1,0 +1,350 @@
+"""The use cases of the core: import a file, run the day, export the state, explain an account.
+
+Each is one function taking the ``App`` (database and configuration); the CLI, the API and the web call
+these and never touch tables or rules themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from duecourse.bootstrap import App
+from duecourse.domain import delinquency
+from duecourse.domain.errors import Problem, ProblemsError, UnknownAccount
+from duecourse.domain.model import Account, Customer, Due, Payment
+from duecourse.domain.money import currency_spec, from_minor
+from duecourse.engine import schema
+from duecourse.engine.snapshot import compute_snapshots
+from duecourse.io.readers import Refs, read_table
+from duecourse.services import explain as explain_words
+from duecourse.store import repo
+from duecourse.store.db import init_db
+from duecourse.store.frames import read_frame, replace_snapshots, write_frame
+
+KINDS = ("customers", "accounts", "dues", "payments")
+KEYS = {
+    "customers": ["customer_id"],
+    "accounts": ["account_id"],
+    "dues": ["account_id", "due_id"],
+    "payments": ["payment_id"],
+}
+STATE_COLUMNS = (
+    "account_id",
+    "as_of",
+    "days_past_due",
+    "delinquency_days",
+    "bucket",
+    "amount_past_due",
+    "principal_past_due",
+    "interest_past_due",
+    "fee_past_due",
+    "penalty_past_due",
+    "oldest_unpaid_due_date",
+    "missed_dues",
+    "stage",
+    "on_hold",
+)
+
+
+def init_database(app: App) -> str:
+    """Create or migrate the database; returns the schema revision."""
+    return init_db(app.url)
+
+
+# ---------------------------------------------------------------- import
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    kind: str
+    file: str
+    rows_added: int
+    rows_unchanged: int
+
+
+def account_digits(app: App) -> pl.DataFrame:
+    accounts = read_frame(app.engine, "SELECT account_id, product_code FROM accounts")
+    digits = {code: currency_spec(p.currency).minor_digits for code, p in app.config.terms.products.items()}
+    return accounts.select(
+        "account_id",
+        pl.col("product_code").replace_strict(digits, default=2, return_dtype=pl.Int64).alias("minor_digits"),
+    )
+
+
+def _refs(app: App, kind: str) -> Refs:
+    if kind == "accounts":
+        customers = read_frame(app.engine, "SELECT customer_id FROM customers")
+        return Refs(
+            customer_ids=customers.get_column("customer_id"),
+            product_digits={
+                code: currency_spec(p.currency).minor_digits for code, p in app.config.terms.products.items()
+            },
+        )
+    if kind in ("dues", "payments"):
+        return Refs(account_digits=account_digits(app))
+    return Refs()
+
+
+def _changed_rows(kind: str, path: Path, frame: pl.DataFrame, stored: pl.DataFrame) -> list[Problem]:
+    """Rows whose id is already stored with other content: each differing cell is a problem."""
+    keys = KEYS[kind]
+    numbered = frame.with_row_index("row", offset=2)
+    joined = numbered.join(stored, on=keys, how="inner", suffix="__stored")
+    problems: list[Problem] = []
+    for column in [c for c in frame.columns if c not in keys]:
+        differs = joined.filter(pl.col(column).ne_missing(pl.col(f"{column}__stored"))).select(
+            "row", *keys, column, f"{column}__stored"
+        )
+        for row in differs.iter_rows(named=True):
+            ident = "/".join(str(row[k]) for k in keys)
+            problems.append(
+                Problem(
+                    "import.changed_row",
+                    f"{kind[:-1]} {ident} is already imported with {column} = {row[f'{column}__stored']!s}; "
+                    f"this file says {row[column]!s} (stored rows are never changed; use a new id)",
+                    f"{path}:{row['row']}:{column}",
+                )
+            )
+    return problems
+
+
+def import_file(app: App, kind: str, path: Path) -> ImportResult:
+    """Validate a whole file, then write its new rows in one transaction, or nothing at all."""
+    if kind not in KINDS:
+        raise ProblemsError(
+            [Problem("import.kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")]
+        )
+    frame = read_table(kind, path, _refs(app, kind))
+    stored = repo.existing_keys(app.engine, kind, frame)
+    problems = _changed_rows(kind, path, frame, stored)
+    if problems:
+        raise ProblemsError(problems)
+    new_rows = frame.join(stored.select(KEYS[kind]), on=KEYS[kind], how="anti")
+    if new_rows.height:
+        write_frame(app.engine, kind, new_rows)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    repo.record_import(
+        app.engine,
+        kind,
+        str(path),
+        digest,
+        new_rows.height,
+        frame.height - new_rows.height,
+        dt.datetime.now(dt.UTC),
+    )
+    return ImportResult(kind, str(path), new_rows.height, frame.height - new_rows.height)
+
+
+# ---------------------------------------------------------------- the daily run
+
+
+@dataclass(frozen=True)
+class RunResult:
+    as_of: dt.date
+    accounts: int
+    seconds: dict[str, float]
+    stages: dict[str, int] = field(default_factory=dict)
+    stage_changes: int = 0
+
+
+def _holds_active(app: App, as_of: dt.date) -> pl.DataFrame:
+    return repo.accounts_on_hold(app.engine, as_of)
+
+
+def compute_day(
+    app: App, portfolio: repo.Portfolio, as_of: dt.date, on_hold: pl.DataFrame | None
+) -> pl.DataFrame:
+    """The snapshot of every account as of the date (the set-based engine)."""
+    return compute_snapshots(
+        portfolio.accounts, portfolio.dues, portfolio.payments, app.config.terms, as_of, on_hold
+    )
+
+
+def run_day(app: App, as_of: dt.date, portfolio: repo.Portfolio | None = None) -> RunResult:
+    """The daily run: snapshot every account, store the day and the stage changes. Idempotent per date."""
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    if portfolio is None:
+        portfolio = repo.load_portfolio(app.engine)
+    on_hold = _holds_active(app, as_of)
+    t1 = time.perf_counter()
+    snaps = compute_day(app, portfolio, as_of, on_hold)
+    t2 = time.perf_counter()
+    previous = repo.latest_stages_before(app.engine, as_of)
+    changes = (
+        snaps.select("account_id", "stage")
+        .join(previous.select("account_id", pl.col("stage").alias("previous")), on="account_id", how="left")
+        .filter(pl.col("previous").is_null() | (pl.col("stage") != pl.col("previous")))
+        .select("account_id", "stage", pl.lit(as_of).alias("entered_on"))
+    )
+    replace_snapshots(app.engine, as_of, snaps)
+    repo.replace_stage_changes_on(app.engine, as_of, changes)
+    t3 = time.perf_counter()
+    counts = dict(snaps.group_by("stage").len().sort("stage").iter_rows())
+    repo.record_run(app.engine, as_of, started, dt.datetime.now(dt.UTC), snaps.height, "ok")
+    return RunResult(
+        as_of,
+        snaps.height,
+        {"read": t1 - t0, "compute": t2 - t1, "store": t3 - t2},
+        {str(k): int(v) for k, v in counts.items()},
+        changes.height,
+    )
+
+
+# ---------------------------------------------------------------- export
+
+
+def money_text(minor: pl.Expr, digits: pl.Expr) -> pl.Expr:
+    """Integer minor units as a plain decimal string with the currency's digits ("100000" → "1000.00")."""
+    absolute = minor.abs()
+    scale = pl.lit(10, dtype=pl.Int64).pow(digits)
+    whole = (absolute // scale).cast(pl.String)
+    frac = (absolute % scale).cast(pl.String).str.zfill(digits)
+    sign = pl.when(minor < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    return pl.when(digits == 0).then(sign + whole).otherwise(sign + whole + pl.lit(".") + frac)
+
+
+def state_frame(snaps: pl.DataFrame) -> pl.DataFrame:
+    """The export columns from stored snapshots, amounts as plain decimals."""
+    digits = (
+        pl.col("currency").replace_strict(
+            {
+                code: currency_spec(code).minor_digits
+                for code in snaps.get_column("currency").unique().to_list()
+            },
+            return_dtype=pl.Int64,
+        )
+        if snaps.height
+        else pl.lit(2, dtype=pl.Int64)
+    )
+    amounts = [
+        "amount_past_due",
+        "principal_past_due",
+        "interest_past_due",
+        "fee_past_due",
+        "penalty_past_due",
+    ]
+    return snaps.sort("account_id").select(
+        "account_id",
+        pl.col("as_of").cast(pl.String),
+        "days_past_due",
+        "delinquency_days",
+        "bucket",
+        *[money_text(pl.col(f"{a}_minor"), digits).alias(a) for a in amounts],
+        pl.col("oldest_unpaid_due_date").cast(pl.String),
+        "missed_dues",
+        "stage",
+        pl.when(pl.col("on_hold")).then(pl.lit("true")).otherwise(pl.lit("false")).alias("on_hold"),
+    )
+
+
+def export_state(app: App, as_of: dt.date, out: Path) -> int:
+    """Write the state of every account as of the date (from that day's run) to a CSV file."""
+    snaps = repo.snapshot_for(app.engine, as_of)
+    if snaps.height == 0:
+        raise ProblemsError(
+            [
+                Problem(
+                    "export.no_run",
+                    f"no run is stored for {as_of}; run `duecourse run --as-of {as_of}` first",
+                )
+            ]
+        )
+    frame = state_frame(snaps)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_csv(out, null_value="")
+    return frame.height
+
+
+# ---------------------------------------------------------------- explain
+
+
+@dataclass(frozen=True)
+class Explanation:
+    text: str
+    data: dict[str, Any]
+    snapshot: delinquency.AccountSnapshot
+
+
+def _records(app: App, account_id: str) -> tuple[Account, Customer | None, list[Due], list[Payment]]:
+    acc = read_frame(
+        app.engine, "SELECT * FROM accounts WHERE account_id = :a", {"a": account_id}, schema.ACCOUNTS
+    )
+    if acc.height == 0:
+        raise UnknownAccount(f"account {account_id!r} is not imported")
+    a = acc.row(0, named=True)
+    account = Account(a["account_id"], a["customer_id"], a["product_code"], a["opened_on"])
+    product = app.config.terms.products[account.product_code]
+    cur = product.currency
+    cust = read_frame(
+        app.engine,
+        "SELECT * FROM customers WHERE customer_id = :c",
+        {"c": account.customer_id},
+        schema.CUSTOMERS,
+    )
+    customer = Customer(**cust.row(0, named=True)) if cust.height else None
+    dues_f = read_frame(
+        app.engine, "SELECT * FROM dues WHERE account_id = :a", {"a": account_id}, schema.DUES
+    )
+    pays_f = read_frame(
+        app.engine, "SELECT * FROM payments WHERE account_id = :a", {"a": account_id}, schema.PAYMENTS
+    )
+    dues = [
+        Due(
+            r["account_id"],
+            r["due_id"],
+            r["due_date"],
+            from_minor(r["amount_minor"], cur),
+            r["component"],
+            None if r["minimum_minor"] is None else from_minor(r["minimum_minor"], cur),
+            r["posted_on"],
+        )
+        for r in dues_f.iter_rows(named=True)
+    ]
+    payments = [
+        Payment(r["payment_id"], r["account_id"], r["paid_on"], from_minor(r["amount_minor"], cur))
+        for r in pays_f.sort("paid_on", "payment_id").iter_rows(named=True)
+    ]
+    return account, customer, dues, payments
+
+
+def explain_account(app: App, account_id: str, as_of: dt.date) -> Explanation:
+    """Why the account is where it is as of the date, computed by the readable specification."""
+    account, customer, dues, payments = _records(app, account_id)
+    terms = app.config.terms
+    product = terms.products[account.product_code]
+    bucket_set = terms.bucket_sets[product.bucket_set]
+    held = _holds_active(app, as_of)
+    on_hold = bool(held.filter(pl.col("account_id") == account_id).height)
+    snap = delinquency.snapshot(
+        account_id, product, bucket_set, terms.stages, dues, payments, as_of, on_hold=on_hold
+    )
+    entered = repo.stage_entered_on(app.engine, account_id, as_of, snap.stage)
+    ordered = delinquency.ordered_dues(dues, product)
+    text = explain_words.explain_text(
+        snap, account, customer, product, bucket_set, ordered, payments, entered
+    )
+    return Explanation(text, explain_words.explain_json(snap, entered), snap)
+
+
+def as_decimal_state(snap: delinquency.AccountSnapshot) -> dict[str, Decimal | int | str | None]:
+    """The snapshot's export fields as exact values (used by tests that compare the two engines)."""
+    return {
+        "days_past_due": snap.days_past_due,
+        "delinquency_days": snap.delinquency_days,
+        "bucket": snap.bucket,
+        "amount_past_due": snap.amount_past_due,
+        "stage": snap.stage,
+        "missed_dues": snap.missed_dues,
+        "oldest_unpaid_due_date": snap.oldest_unpaid_due_date.isoformat()
+        if snap.oldest_unpaid_due_date
+        else None,
+    }

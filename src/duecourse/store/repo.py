@@ -1,0 +1,241 @@
+"""The store's small typed functions that the services call.
+
+Frames go through ``frames.py`` (bulk); the few single rows (a run, an import) through SQLAlchemy
+Core. Each function takes the engine and runs in its own transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, true, union
+
+from duecourse.store import frames
+from duecourse.store.tables import (
+    KEYS,
+    accounts,
+    customers,
+    dues,
+    holds,
+    imports,
+    payments,
+    runs,
+    snapshots,
+)
+from duecourse.store.tables import stage_history as _stage_history
+
+# The stage of an account that no collection stage's conditions hold for.
+CURRENT_STAGE = "current"
+
+# The kinds whose rows an import or a run writes, with their keys (see tables.KEYS).
+KINDS: tuple[str, ...] = ("customers", "accounts", "dues", "payments", "snapshots", "stage_history")
+
+
+@dataclass(frozen=True, slots=True)
+class Portfolio:
+    """The stored portfolio, as frames in the schemas of ``engine/schema.py``, each sorted by its key.
+
+    Attributes:
+        customers: one row per customer.
+        accounts: one row per account, with its customer and product.
+        dues: every due of every account.
+        payments: every payment received.
+    """
+
+    customers: pl.DataFrame
+    accounts: pl.DataFrame
+    dues: pl.DataFrame
+    payments: pl.DataFrame
+
+
+def existing_keys(engine: Engine, kind: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """The stored rows whose key is also in ``frame``, with their stored values, sorted by key.
+
+    An importer joins this to its incoming rows on the key: equal content is a no-op, different content is
+    a conflict, and incoming keys absent here are new.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; the kinds are {KINDS}")
+    keys = list(KEYS[kind])
+    missing = [name for name in keys if name not in frame.columns]
+    if missing:
+        raise ValueError(f"the {kind} frame lacks its key columns {missing}")
+    stored = frames.read_matching(engine, kind, frame.select(keys))
+    return stored.sort(keys)
+
+
+def load_portfolio(engine: Engine) -> Portfolio:
+    """The whole stored portfolio, read in one consistent view."""
+    read = frames.read_frames(
+        engine,
+        {"customers": customers, "accounts": accounts, "dues": dues, "payments": payments},
+    )
+    return Portfolio(
+        customers=read["customers"].sort(KEYS["customers"]),
+        accounts=read["accounts"].sort(KEYS["accounts"]),
+        dues=read["dues"].sort(KEYS["dues"]),
+        payments=read["payments"].sort(KEYS["payments"]),
+    )
+
+
+def record_run(  # noqa: PLR0917 - the services call it positionally, in the order of the columns
+    engine: Engine,
+    as_of: dt.date,
+    started_at: dt.datetime,
+    finished_at: dt.datetime,
+    accounts: int,
+    status: str,
+    *,
+    engine_name: str = "polars",
+) -> None:
+    """Record the run of ``as_of``, replacing an earlier record of the same day (a re-run)."""
+    with engine.begin() as connection:
+        connection.execute(delete(runs).where(runs.c.as_of == as_of))
+        connection.execute(
+            insert(runs).values(
+                as_of=as_of,
+                started_at=started_at,
+                finished_at=finished_at,
+                accounts=accounts,
+                status=status,
+                engine=engine_name,
+            )
+        )
+
+
+def snapshot_for(engine: Engine, as_of: dt.date) -> pl.DataFrame:
+    """The stored snapshots of ``as_of``, one row per account, sorted by account."""
+    stmt = select(snapshots).where(snapshots.c.as_of == as_of)
+    return frames.read_frame(engine, stmt).sort("account_id")
+
+
+def stage_history(engine: Engine, account_id: str) -> pl.DataFrame:
+    """The stage changes of one account, oldest first."""
+    stmt = select(_stage_history).where(_stage_history.c.account_id == account_id)
+    return frames.read_frame(engine, stmt).sort("entered_on")
+
+
+def latest_stages_before(engine: Engine, as_of: dt.date) -> pl.DataFrame:
+    """Each account's stage on the newest stored snapshot day before ``as_of``, and when it entered it.
+
+    Columns ``account_id``, ``stage``, ``entered_on``, sorted by account. The day is the newest one
+    stored before ``as_of`` (the previous run, which stores every account), so the cost is one day's
+    snapshot however long the history. ``entered_on`` is the account's newest stage change on or before
+    that day, null if none was stored. Empty when no day before ``as_of`` is stored.
+    """
+    s = snapshots.alias("s")
+    h = _stage_history.alias("h")
+    newest_day = select(func.max(snapshots.c.as_of)).where(snapshots.c.as_of < as_of).scalar_subquery()
+    entered_on = (
+        select(func.max(h.c.entered_on))
+        .where(h.c.account_id == s.c.account_id, h.c.entered_on <= s.c.as_of)
+        .scalar_subquery()
+    )
+    stmt = select(s.c.account_id, s.c.stage, entered_on.label("entered_on")).where(s.c.as_of == newest_day)
+    return frames.read_frame(engine, stmt).sort("account_id")
+
+
+def stage_entered_on(engine: Engine, account_id: str, as_of: dt.date, stage: str) -> dt.date | None:
+    """The day the account entered ``stage``, by the newest stage change on or before ``as_of``.
+
+    None when that change is to another stage (the stored history does not know the stage asked about)
+    or when none is stored.
+    """
+    stmt = (
+        select(_stage_history.c.stage, _stage_history.c.entered_on)
+        .where(_stage_history.c.account_id == account_id, _stage_history.c.entered_on <= as_of)
+        .order_by(_stage_history.c.entered_on.desc())
+        .limit(1)
+    )
+    with engine.connect() as connection:
+        row = connection.execute(stmt).first()
+    if row is None or row.stage != stage:
+        return None
+    entered: dt.date = row.entered_on
+    return entered
+
+
+def accounts_ever_in_collection(engine: Engine, start: dt.date, end: dt.date) -> pl.Series:
+    """The accounts whose stored snapshot shows a stage other than ``current`` on a day in [start, end]."""
+    stmt = (
+        select(snapshots.c.account_id)
+        .where(snapshots.c.as_of.between(start, end), snapshots.c.stage != CURRENT_STAGE)
+        .distinct()
+    )
+    return frames.read_frame(engine, stmt).get_column("account_id").sort()
+
+
+def write_stage_changes(engine: Engine, frame: pl.DataFrame) -> int:
+    """Append stage changes (``account_id``, ``stage``, ``entered_on``); returns the number written."""
+    return frames.write_frame(engine, "stage_history", frame)
+
+
+def delete_stage_changes_from(engine: Engine, as_of: dt.date) -> int:
+    """Delete the stage changes entered on or after ``as_of`` (before re-running that day)."""
+    with engine.begin() as connection:
+        result = connection.execute(delete(_stage_history).where(_stage_history.c.entered_on >= as_of))
+    return result.rowcount
+
+
+def replace_stage_changes_on(engine: Engine, as_of: dt.date, frame: pl.DataFrame) -> int:
+    """Replace the stage changes entered on ``as_of`` with ``frame`` in one transaction (a re-run)."""
+    if "entered_on" not in frame.columns:
+        raise ValueError("the stage change frame has no entered_on column")
+    other_days = frame.filter(pl.col("entered_on").ne_missing(as_of)).height
+    if other_days:
+        raise ValueError(f"{other_days} stage changes are not entered on {as_of.isoformat()}")
+    return frames.replace_rows(
+        engine,
+        "stage_history",
+        frame,
+        delete(_stage_history).where(_stage_history.c.entered_on == as_of),
+    )
+
+
+def accounts_on_hold(engine: Engine, as_of: dt.date) -> pl.DataFrame:
+    """The accounts under a hold on ``as_of``: columns ``account_id`` and ``on_hold`` (always true).
+
+    A hold holds from ``starts_on`` through ``ends_on`` (inclusive; null: until lifted). A customer hold
+    holds every account of the customer; a channel hold only silences its channel, so it is not here.
+    """
+    active = and_(holds.c.starts_on <= as_of, or_(holds.c.ends_on.is_(None), holds.c.ends_on >= as_of))
+    by_account = select(holds.c.account_id).where(
+        active, holds.c.scope == "account", holds.c.account_id.is_not(None)
+    )
+    by_customer = (
+        select(accounts.c.account_id)
+        .select_from(holds.join(accounts, accounts.c.customer_id == holds.c.customer_id))
+        .where(active, holds.c.scope == "customer")
+    )
+    held = union(by_account, by_customer).subquery("held")
+    stmt = select(held.c.account_id, true().label("on_hold"))
+    frame = frames.read_frame(engine, stmt, schema={"account_id": pl.String(), "on_hold": pl.Boolean()})
+    return frame.unique("account_id").sort("account_id")
+
+
+def record_import(  # noqa: PLR0917 - the services call it positionally, in the order of the columns
+    engine: Engine,
+    kind: str,
+    file_name: str,
+    sha256: str,
+    rows_added: int,
+    rows_unchanged: int,
+    imported_at: dt.datetime,
+) -> int:
+    """Record one imported file; returns the record's id."""
+    with engine.begin() as connection:
+        result = connection.execute(
+            insert(imports)
+            .values(
+                kind=kind,
+                file_name=file_name,
+                sha256=sha256,
+                rows_added=rows_added,
+                rows_unchanged=rows_unchanged,
+                imported_at=imported_at,
+            )
+            .returning(imports.c.id)
+        )
+        return int(result.scalar_one())

@@ -1,0 +1,219 @@
+"""The tables, as SQLAlchemy Core.
+
+Money is ``BigInteger`` minor units (``*_minor``) in the account's product currency; dates are ``Date``;
+instants are timezone-aware and stored in UTC (:class:`UtcDateTime`). Text columns are ``NOT NULL`` unless
+they may be absent: an empty value is ``""``, as in the frames of ``engine/schema.py``. The column order of
+the frame tables is the order of those frame schemas, so ``SELECT *`` reads a frame back as written.
+
+The first migration (``migrations/versions/0001_initial.py``) creates these tables; a test holds the two
+to each other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware instant, stored in UTC; a naive datetime is refused.
+
+    PostgreSQL keeps ``timestamptz``; SQLite has no time zones, so the UTC wall time is stored and UTC is
+    attached again on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"a naive datetime cannot be stored as an instant: {value!r}")
+        utc = value.astimezone(dt.UTC)
+        return utc if dialect.name == "postgresql" else utc.replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def _text(name: str, *, nullable: bool = False) -> Column[str]:
+    return Column(name, String, nullable=nullable)
+
+
+def _money(name: str, *, nullable: bool = False) -> Column[int]:
+    return Column(name, BigInteger, nullable=nullable)
+
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("customer_id", String, primary_key=True),
+    _text("name"),
+    _text("locale"),
+    _text("timezone"),
+    _text("jurisdiction"),
+    _text("phone"),
+    _text("email"),
+    _text("address_line1"),
+    _text("address_line2"),
+    _text("city"),
+    _text("region"),
+    _text("postal_code"),
+    _text("country"),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", String, primary_key=True),
+    Column("customer_id", String, ForeignKey("customers.customer_id"), nullable=False),
+    _text("product_code"),
+    Column("opened_on", Date, nullable=False),
+    Index(None, "customer_id"),
+)
+
+dues = Table(
+    "dues",
+    metadata,
+    _text("account_id"),
+    _text("due_id"),
+    Column("due_date", Date, nullable=False),
+    _money("amount_minor"),
+    _text("component"),
+    _money("minimum_minor", nullable=True),  # null: the whole amount is required
+    Column("posted_on", Date, nullable=True),
+    PrimaryKeyConstraint("account_id", "due_id"),
+    Index(None, "account_id", "due_date"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("payment_id", String, primary_key=True),
+    _text("account_id"),
+    Column("paid_on", Date, nullable=False),
+    _money("amount_minor"),
+    Index(None, "account_id", "paid_on"),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    _text("account_id"),
+    Column("as_of", Date, nullable=False),
+    _text("currency"),
+    Column("days_past_due", Integer, nullable=False),
+    Column("delinquency_days", Integer, nullable=False),
+    _text("bucket"),
+    _money("amount_past_due_minor"),
+    _money("principal_past_due_minor"),
+    _money("interest_past_due_minor"),
+    _money("fee_past_due_minor"),
+    _money("penalty_past_due_minor"),
+    Column("oldest_unpaid_due_date", Date, nullable=True),  # null when nothing is past due
+    Column("missed_dues", Integer, nullable=False),
+    _text("stage"),
+    Column("on_hold", Boolean, nullable=False),
+    _money("outstanding_minor"),
+    _money("credit_minor"),
+    _money("penalty_interest_minor"),
+    _money("card_interest_minor"),
+    _money("late_fees_minor"),
+    PrimaryKeyConstraint("as_of", "account_id"),
+)
+
+# One row per stage change: the stage an account entered and the day it entered it.
+stage_history = Table(
+    "stage_history",
+    metadata,
+    _text("account_id"),
+    _text("stage"),
+    Column("entered_on", Date, nullable=False),
+    PrimaryKeyConstraint("account_id", "entered_on"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("as_of", Date, primary_key=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=False),
+    Column("accounts", Integer, nullable=False),
+    _text("status"),
+    _text("engine"),
+)
+
+imports = Table(
+    "imports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _text("kind"),
+    _text("file_name"),
+    _text("sha256"),
+    Column("rows_added", Integer, nullable=False),
+    Column("rows_unchanged", Integer, nullable=False),
+    Column("imported_at", UtcDateTime, nullable=False),
+    Index(None, "kind", "sha256"),
+)
+
+HOLD_SCOPES: tuple[str, ...] = ("customer", "account", "channel")
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _text("scope"),
+    Column("customer_id", String, ForeignKey("customers.customer_id"), nullable=False),
+    _text("account_id", nullable=True),
+    _text("channel", nullable=True),
+    _text("kind"),
+    Column("starts_on", Date, nullable=False),
+    Column("ends_on", Date, nullable=True),  # null: until lifted
+    Column("reason", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("scope IN ('customer', 'account', 'channel')", name="scope"),
+    Index(None, "customer_id"),
+)
+
+# The key of each stored kind: what makes two rows "the same row".
+KEYS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id",),
+    "accounts": ("account_id",),
+    "dues": ("account_id", "due_id"),
+    "payments": ("payment_id",),
+    "snapshots": ("as_of", "account_id"),
+    "stage_history": ("account_id", "entered_on"),
+}
