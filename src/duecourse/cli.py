@@ -8,8 +8,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from duecourse.domain.errors import DuecourseError, Problem, ProblemsError
+
+if TYPE_CHECKING:
+    from duecourse.bootstrap import App
 
 DEFAULT_CONFIG = Path("duecourse.toml")
 
@@ -134,6 +138,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     from duecourse.bootstrap import bootstrap
 
     app = bootstrap(args.db, _config_path(args))
+    try:
+        return _with_app(app, args)
+    finally:
+        app.engine.dispose()
+
+
+def _with_app(app: App, args: argparse.Namespace) -> int:
     if args.command == "demo":
         from duecourse.services.demo import run_demo
 

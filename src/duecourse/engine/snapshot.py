@@ -103,9 +103,12 @@ def _index_accounts(accounts: pl.DataFrame, terms: Terms) -> tuple[pl.DataFrame,
         raise ValueError(f"duplicate account_id: {', '.join(duplicated.unique().sort().head(10).to_list())}")
     codes = sorted(accts["product_code"].unique().to_list())
     params = _product_params(terms, codes)
-    accts = accts.with_columns(
-        pl.col("aidx").cast(pl.Int64),
-        pidx=pl.col("product_code").replace_strict(codes, list(range(len(codes))), return_dtype=pl.Int64),
+    product_index = pl.DataFrame(
+        {"product_code": codes, "pidx": range(len(codes))},
+        schema={"product_code": pl.String(), "pidx": pl.Int64()},
+    )
+    accts = accts.with_columns(pl.col("aidx").cast(pl.Int64)).join(
+        product_index, on="product_code", how="left", maintain_order="left"
     )
     return accts, params
 
@@ -607,56 +610,46 @@ class _MoneyIntegral:
             before=weighted.cum_sum() - weighted,  # G at the payment's start
         )
 
-    def _g(self, points: pl.Series) -> pl.Series:
-        """G at points sorted along the global axis."""
-        matched = pl.DataFrame({"x": points}).join_asof(
-            self.table, left_on="x", right_on="start", strategy="backward", coalesce=False
+    def _with_g(self, frame: pl.LazyFrame, at: str, name: str) -> pl.LazyFrame:
+        """``frame`` with ``name`` = G(``at``); ``at`` must be sorted along the global axis."""
+        table = self.table.lazy().rename({"start": "_start", "weight": "_weight", "before": "_before"})
+        g = pl.col("_before") + (pl.col(at) - pl.col("_start")).cast(self.dtype) * pl.col("_weight")
+        return (
+            frame.join_asof(table, left_on=at, right_on="_start", strategy="backward")
+            .with_columns(g.alias(name))
+            .drop("_start", "_weight", "_before")
         )
-        x, start = pl.col("x"), pl.col("start")
-        return matched.select(pl.col("before") + (x - start).cast(self.dtype) * pl.col("weight")).to_series()
 
     def unpaid_days(self, cands: pl.DataFrame, days: pl.Expr, split: pl.Expr) -> pl.Series:
         """For each due: Σ over its ``days`` accrual days of (amount − paid(d)), in minor units × days."""
-        paid_d = pl.col("PD")
-        frame = cands.select(
+        paid_d = _by_account(self.paid.total)
+        req, rem = pl.col("req"), pl.col("rem")
+        slots = [(pl.col("req_before"), pl.col("req_before") + req)]
+        if cands["rem"].max() or 0:  # instalment loans have no remainders
+            rem_lo = pl.col("Rtot") + pl.col("rem_before")
+            slots.append((rem_lo, rem_lo + rem))
+        frame = cands.lazy().with_columns(
             days=days.cast(self.dtype),
-            split=split.clip(0, _by_account(self.paid.total)),
-            PD=_by_account(self.paid.total),
+            split=split.clip(0, paid_d),
             start=_by_account(self.paid.start),
-            amount=(pl.col("req") + pl.col("rem")).cast(self.dtype),
-            req_lo=pl.col("req_before"),
-            req_hi=pl.col("req_before") + pl.col("req"),
-            rem_lo=pl.col("Rtot") + pl.col("rem_before"),
-            rem_hi=pl.col("Rtot") + pl.col("rem_before") + pl.col("rem"),
+            total=(req + rem).cast(self.dtype) * days.cast(self.dtype),
         )
-        total = frame["amount"] * frame["days"]
-        for lo_name, hi_name in (("req_lo", "req_hi"), ("rem_lo", "rem_hi")):
-            lo, hi, split_at = (
-                pl.col(lo_name).clip(0, paid_d),
-                pl.col(hi_name).clip(0, paid_d),
-                pl.col("split"),
+        for n, (slot_lo, slot_hi) in enumerate(slots):
+            lo, hi, split_at = slot_lo.clip(0, paid_d), slot_hi.clip(0, paid_d), pl.col("split")
+            early = (pl.min_horizontal(hi, split_at) - lo).clip(lower_bound=0).cast(self.dtype)
+            frame = frame.with_columns(
+                # Money in the slot that arrived by the split counts on every accrual day.
+                total=pl.col("total") - early * pl.col("days"),
+                # The rest, [late_lo, hi), counts from its own day: G(hi) − G(late_lo). Along the axis
+                # late_lo and hi each grow from one due to the next, so each is one sorted as-of pass.
+                _hi=pl.col("start") + hi,
+                _late_lo=pl.col("start") + pl.min_horizontal(pl.max_horizontal(lo, split_at), hi),
             )
-            slot = frame.select(
-                "start",
-                hi=hi,
-                early=(pl.min_horizontal(hi, split_at) - lo).clip(lower_bound=0).cast(self.dtype)
-                * pl.col("days"),
-                late_lo=pl.min_horizontal(pl.max_horizontal(lo, split_at), hi),
-            ).with_row_index("i")
-            total = total - slot["early"]
-            late = slot.filter(pl.col("hi") > pl.col("late_lo"))
-            if late.is_empty() or self.table.is_empty():
+            if self.table.is_empty():
                 continue
-            # (late_lo, hi) pairs of successive dues follow each other along the axis: one sorted pass.
-            points = late.select(
-                pl.concat_list(pl.col("start") + pl.col("late_lo"), pl.col("start") + pl.col("hi"))
-            )
-            g = self._g(points.to_series().explode())
-            late_days = g.gather_every(2, offset=1) - g.gather_every(2)
-            total = total - pl.repeat(0, len(total), dtype=self.dtype, eager=True).scatter(
-                late["i"], late_days
-            )
-        return total
+            frame = self._with_g(self._with_g(frame, "_hi", f"_g_hi{n}"), "_late_lo", f"_g_lo{n}")
+            frame = frame.with_columns(total=pl.col("total") - pl.col(f"_g_hi{n}") + pl.col(f"_g_lo{n}"))
+        return frame.select("total").collect().to_series()
 
 
 # --- the snapshot ------------------------------------------------------------------------------------

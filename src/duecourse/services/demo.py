@@ -48,15 +48,29 @@ def _bucket_order(app: App, names: list[str]) -> list[str]:
 def run_demo(
     app: App, *, customers: int, days: int, seed: int, out: Path, start: dt.date
 ) -> dict[str, object]:
-    """Generate, import, run every day from ``start``, report; deterministic for a seed."""
-    console = Console(width=max(120, Console().width))
+    """Generate, import, run every day from ``start``, report; deterministic for a seed.
+
+    On SQLite the demo works in a database of its own, ``OUT/demo.db``, made anew each time; on
+    PostgreSQL it uses the database given.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    if app.url.startswith("sqlite") and not app.url.endswith(str(out / "demo.db")):
-        db_file = out / "demo.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db_file}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{db_file}"
-        app = replace(app, url=url, engine=make_engine(url))
+    if not app.url.startswith("sqlite"):
+        return _simulate(app, customers=customers, days=days, seed=seed, out=out, start=start)
+    db_file = out / "demo.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+    url = f"sqlite:///{db_file}"
+    demo_app = replace(app, url=url, engine=make_engine(url))
+    try:
+        return _simulate(demo_app, customers=customers, days=days, seed=seed, out=out, start=start)
+    finally:
+        demo_app.engine.dispose()
+
+
+def _simulate(
+    app: App, *, customers: int, days: int, seed: int, out: Path, start: dt.date
+) -> dict[str, object]:
+    console = Console(width=max(120, Console().width))
     end = start + dt.timedelta(days=days - 1)
     console.print(
         f"[bold]duecourse demo[/]: {customers:,} customers, {days} days from {start} to {end}, "

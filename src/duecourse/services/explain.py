@@ -91,7 +91,8 @@ def explain_text(
         lines.append("  (none)")
     lines += ["", "Charges accrued as of the date (each rounded once, half up to the minor unit):"]
     for c in snap.charges:
-        lines.append(f"  {c.kind.replace('_', ' ')} on {c.due_id}: {c.amount.normalize():f} = {c.formula}")
+        shown = m(c.amount) if c.kind == "late_fee" else f"{c.amount.normalize():f} (exact)"
+        lines.append(f"  {c.kind.replace('_', ' ')} on {c.due_id}: {shown} = {c.formula}")
     lines.append(
         f"  total: penalty interest {m(snap.penalty_interest)}, card interest {m(snap.card_interest)}, "
         f"late fees {m(snap.late_fees)}"

@@ -93,24 +93,37 @@ def _refs(app: App, kind: str) -> Refs:
     return Refs()
 
 
-def _changed_rows(kind: str, path: Path, frame: pl.DataFrame, stored: pl.DataFrame) -> list[Problem]:
+USER_COLUMN = {"amount_minor": "amount", "minimum_minor": "minimum_amount"}
+
+
+def _changed_rows(
+    kind: str, path: Path, frame: pl.DataFrame, stored: pl.DataFrame, digits: pl.DataFrame | None
+) -> list[Problem]:
     """Rows whose id is already stored with other content: each differing cell is a problem."""
     keys = KEYS[kind]
     numbered = frame.with_row_index("row", offset=2)
     joined = numbered.join(stored, on=keys, how="inner", suffix="__stored")
+    if digits is not None and "account_id" in joined.columns:
+        joined = joined.join(digits, on="account_id", how="left")
     problems: list[Problem] = []
     for column in [c for c in frame.columns if c not in keys]:
-        differs = joined.filter(pl.col(column).ne_missing(pl.col(f"{column}__stored"))).select(
-            "row", *keys, column, f"{column}__stored"
+        mine, theirs = pl.col(column), pl.col(f"{column}__stored")
+        if column in USER_COLUMN:
+            shown = [money_text(e, pl.col("minor_digits")) for e in (mine, theirs)]
+        else:
+            shown = [e.cast(pl.String) for e in (mine, theirs)]
+        differs = joined.filter(mine.ne_missing(theirs)).select(
+            "row", *keys, shown[0].alias("new"), shown[1].alias("old")
         )
+        name = USER_COLUMN.get(column, column)
         for row in differs.iter_rows(named=True):
             ident = "/".join(str(row[k]) for k in keys)
             problems.append(
                 Problem(
                     "import.changed_row",
-                    f"{kind[:-1]} {ident} is already imported with {column} = {row[f'{column}__stored']!s}; "
-                    f"this file says {row[column]!s} (stored rows are never changed; use a new id)",
-                    f"{path}:{row['row']}:{column}",
+                    f"{kind[:-1]} {ident} is already imported with {name} {row['old'] or '(empty)'}; "
+                    f"this file says {row['new'] or '(empty)'} (stored rows are never changed; use a new id)",
+                    f"{path}:{row['row']}:{name}",
                 )
             )
     return problems
@@ -122,9 +135,10 @@ def import_file(app: App, kind: str, path: Path) -> ImportResult:
         raise ProblemsError(
             [Problem("import.kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")]
         )
-    frame = read_table(kind, path, _refs(app, kind))
+    refs = _refs(app, kind)
+    frame = read_table(kind, path, refs)
     stored = repo.existing_keys(app.engine, kind, frame)
-    problems = _changed_rows(kind, path, frame, stored)
+    problems = _changed_rows(kind, path, frame, stored, refs.account_digits)
     if problems:
         raise ProblemsError(problems)
     new_rows = frame.join(stored.select(KEYS[kind]), on=KEYS[kind], how="anti")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -814,16 +815,16 @@ def generate_portfolio(
     k_lo = np.maximum(1, _window(_month_and_day(first_day - HISTORY_DAYS - grace), first_month, day))
     k_hi = np.minimum(term, _window(_month_and_day(last_day - grace + 1), first_month, day) - 1)
     plan = _Plan(
-        customer,
-        product,
-        behaviour,
-        opened,
-        first_month,
-        day,
-        grace,
-        term,
-        k_lo,
-        np.maximum(0, k_hi - k_lo + 1),
+        customer=customer,
+        product=product,
+        behaviour=behaviour,
+        opened=opened,
+        first_month=first_month,
+        day=day,
+        grace=grace,
+        term=term,
+        k_lo=k_lo,
+        count=np.maximum(0, k_hi - k_lo + 1),
     )
     people = _customers(rng, jurisdictions, jurisdiction)
     return _assemble(rng, specs, people, plan, pay_until=last_day, focus_from=first_day)
@@ -845,9 +846,10 @@ def generate_bench_portfolio(*, accounts: int, seed: int, as_of: dt.date) -> Syn
     k_lo = np.where(is_card, _ints(rng, 1, 36, accounts), _ints(rng, 1, term - count + 1, accounts))
     day = _ints(rng, 1, 28, accounts)
     grace = np.where(is_card, _ints(rng, 20, 25, accounts), 0)
-    # The last bill in view is posted (cards) or due (loans) in the month before as_of's month.
+    # The last bill in view, number k_lo + count - 1, is posted (cards) or due (loans) in the month
+    # before as_of's: bill 1 is that many months earlier.
     as_of_month, _ = _month_and_day(np.array([_days(as_of)], dtype=np.int64))
-    first_month = as_of_month[0] - 1 - (k_lo + count - 1) + 1
+    first_month = as_of_month[0] - (k_lo + count - 1)
     opening_day = _ints(rng, 1, 28, accounts).astype(np.int32)
     opened = _date_of((first_month - 1).astype(np.int32), opening_day).astype(np.int64)
     plan = _Plan(
@@ -879,48 +881,48 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _decimal(column: str, digits: pl.Expr, digit_values: Sequence[int]) -> pl.Expr:
-    """Integer minor units as a plain decimal with the currency's digits (12345 -> "123.45")."""
-    minor = pl.col(column)
-    out: pl.Expr = pl.lit(None, dtype=pl.String)
-    for d in sorted(set(digit_values)):
-        if d == 0:
-            text = minor.cast(pl.String)
-        else:
-            scale = 10**d
-            whole = (minor.abs() // scale).cast(pl.String)
-            frac = (minor.abs() % scale).cast(pl.String).str.zfill(d)
-            sign = pl.when(minor < 0).then(pl.lit("-")).otherwise(pl.lit(""))
-            text = pl.concat_str([sign, whole, pl.lit("."), frac])
-        out = pl.when(digits == d).then(text).otherwise(out)
-    return out
+def _decimal(minor: pl.Expr, digits: int) -> pl.Expr:
+    """Integer minor units as an exact decimal with the currency's digits (12345 -> 123.45).
+
+    An exact Decimal product, not a division: the CSV writer prints it with exactly ``digits`` places.
+    """
+    return minor.cast(pl.Decimal(38, 0)) * pl.lit(Decimal(1).scaleb(-digits))
+
+
+def _amounts(frame: pl.DataFrame, accounts: pl.DataFrame, columns: dict[str, str]) -> pl.DataFrame:
+    """Replace the minor-unit ``columns`` (old -> new name) with decimals in each account's currency."""
+    codes = accounts.get_column("product_code").unique().to_list()
+    unknown = sorted(set(codes) - set(PRODUCTS))
+    if unknown:
+        raise ValueError(f"unknown products in the portfolio: {unknown}")
+    digit_of = {c: currency_spec(PRODUCTS[c].currency).minor_digits for c in codes}
+    if len(set(digit_of.values())) <= 1:  # one number of digits (always, with the default products)
+        digits = next(iter(digit_of.values()), 2)
+        return frame.with_columns(_decimal(pl.col(old), digits).alias(new) for old, new in columns.items())
+    by_account = accounts.select(
+        "account_id", pl.col("product_code").replace_strict(digit_of, return_dtype=pl.Int64).alias("_digits")
+    )
+    text: dict[str, pl.Expr] = {}
+    for old, new in columns.items():
+        expr: pl.Expr = pl.lit(None, dtype=pl.String)
+        for d in sorted(set(digit_of.values())):
+            expr = (
+                pl.when(pl.col("_digits") == d).then(_decimal(pl.col(old), d).cast(pl.String)).otherwise(expr)
+            )
+        text[new] = expr
+    joined = frame.join(by_account, on="account_id", how="left", maintain_order="left")
+    return joined.with_columns(**text).drop("_digits")
 
 
 def write_csvs(p: SynthPortfolio, out_dir: Path) -> dict[str, Path]:
     """customers.csv, accounts.csv, dues.csv and payments.csv in the import format; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    codes = p.accounts.get_column("product_code").unique().to_list()
-    digit_of = {c: currency_spec(PRODUCTS[c].currency).minor_digits for c in codes if c in PRODUCTS}
-    if len(digit_of) != len(codes):
-        raise ValueError(f"unknown products in the portfolio: {sorted(set(codes) - set(digit_of))}")
-    digits_by_account = p.accounts.select(
-        "account_id", pl.col("product_code").replace_strict(digit_of, return_dtype=pl.Int64).alias("_digits")
-    )
-    digits = pl.col("_digits")
-    values = list(digit_of.values())
-    dues = p.dues.join(digits_by_account, on="account_id", how="left").select(
-        "account_id",
-        "due_id",
-        "due_date",
-        _decimal("amount_minor", digits, values).alias("amount"),
-        "component",
-        _decimal("minimum_minor", digits, values).alias("minimum_amount"),
-        "posted_on",
-    )
-    payments = p.payments.join(digits_by_account, on="account_id", how="left").select(
-        "payment_id", "account_id", "paid_on", _decimal("amount_minor", digits, values).alias("amount")
-    )
-    frames = {"customers": p.customers, "accounts": p.accounts, "dues": dues, "payments": payments}
+    frames = {
+        "customers": p.customers,
+        "accounts": p.accounts,
+        "dues": _amounts(p.dues, p.accounts, {"amount_minor": "amount", "minimum_minor": "minimum_amount"}),
+        "payments": _amounts(p.payments, p.accounts, {"amount_minor": "amount"}),
+    }
     paths: dict[str, Path] = {}
     for name, frame in frames.items():
         path = out_dir / f"{name}.csv"

@@ -1,0 +1,211 @@
+"""The command-line contract end to end, on SQLite and PostgreSQL, with the user's files written inline."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+
+from duecourse.cli import main
+
+CUSTOMERS = """\
+customer_id,name,locale,timezone,jurisdiction,phone,email,address_line1,address_line2,city,region,postal_code,country
+C1,王芳,zh-CN,Asia/Shanghai,CN,+8613800138000,wang@example.cn,朝阳区建国路88号,,北京,北京,100022,CN
+C2,Jane Roe,en-US,America/New_York,US,+12125550100,jane@example.com,1 Main St,,Albany,NY,12207,US
+"""
+ACCOUNTS = """\
+account_id,customer_id,product_code,opened_on
+A1,C1,card_cn,2024-01-10
+A2,C1,loan_cn,2024-06-01
+A3,C2,card_us,2024-02-01
+"""
+DUES = """\
+account_id,due_id,due_date,amount,component,minimum_amount,posted_on
+A1,S1,2025-04-23,3000.00,principal,300.00,2025-03-30
+A2,I1,2025-03-10,500.00,principal,,
+A2,I1i,2025-03-10,50.00,interest,,
+A2,I2,2025-04-10,500.00,principal,,
+A2,I2i,2025-04-10,50.00,interest,,
+A2,I3,2025-05-10,500.00,principal,,
+A2,I3i,2025-05-10,50.00,interest,,
+A3,S1,2025-04-25,800.00,principal,40.00,2025-03-28
+"""
+PAYMENTS = """\
+payment_id,account_id,paid_on,amount
+P1,A2,2025-03-09,550.00
+P2,A2,2025-04-20,300.00
+P3,A3,2025-04-24,40.00
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(dedent(text), encoding="utf-8")
+    return path
+
+
+def cli(db_url: str, *args: str) -> int:
+    return main(["--db", db_url, *args])
+
+
+@pytest.fixture
+def loaded(db_url: str, tmp_path: Path) -> str:
+    assert cli(db_url, "init") == 0
+    for kind, text in (
+        ("customers", CUSTOMERS),
+        ("accounts", ACCOUNTS),
+        ("dues", DUES),
+        ("payments", PAYMENTS),
+    ):
+        assert cli(db_url, "import", kind, str(write(tmp_path, f"{kind}.csv", text))) == 0
+    return db_url
+
+
+def read_state(path: Path) -> dict[str, dict[str, str]]:
+    with path.open(encoding="utf-8") as f:
+        return {row["account_id"]: row for row in csv.DictReader(f)}
+
+
+def test_import_run_export_gives_each_accounts_state(loaded: str, tmp_path: Path) -> None:
+    assert cli(loaded, "run", "--as-of", "2025-05-05") == 0
+    out = tmp_path / "state.csv"
+    assert cli(loaded, "export", "state", "--as-of", "2025-05-05", "--out", str(out)) == 0
+    header = out.read_text(encoding="utf-8").splitlines()[0]
+    assert header == (
+        "account_id,as_of,days_past_due,delinquency_days,bucket,amount_past_due,principal_past_due,"
+        "interest_past_due,fee_past_due,penalty_past_due,oldest_unpaid_due_date,missed_dues,stage,on_hold"
+    )
+    state = read_state(out)
+    # E-CN-4: ¥3,000 statement, minimum ¥300 unpaid; 违约金 5 % = 15.00; grace 3 days (容时).
+    assert state["A1"] == {
+        "account_id": "A1",
+        "as_of": "2025-05-05",
+        "days_past_due": "12",
+        "delinquency_days": "9",
+        "bucket": "M1",
+        "amount_past_due": "315.00",
+        "principal_past_due": "300.00",
+        "interest_past_due": "0.00",
+        "fee_past_due": "15.00",
+        "penalty_past_due": "0.00",
+        "oldest_unpaid_due_date": "2025-04-23",
+        "missed_dues": "1",
+        "stage": "M1",
+        "on_hold": "false",
+    }
+    # The loan: I1 paid on time; 300 paid on I2 (interest 50 then principal 250); I2 is the anchor.
+    loan = state["A2"]
+    assert loan["oldest_unpaid_due_date"] == "2025-04-10"
+    assert loan["days_past_due"] == "25" and loan["missed_dues"] == "1"
+    assert loan["principal_past_due"] == "250.00" and loan["interest_past_due"] == "0.00"
+    # 罚息 0.00075/day on 500 for 04-11..04-19 (9 days) and on 250 for 04-20..05-05 (16 days) = 6.375 → 6.38.
+    assert loan["penalty_past_due"] == "6.38"
+    assert state["A3"]["days_past_due"] == "0" and state["A3"]["stage"] == "current"
+
+
+def test_running_the_same_date_twice_changes_nothing(loaded: str, tmp_path: Path) -> None:
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert cli(loaded, "run", "--as-of", "2025-05-05") == 0
+    assert cli(loaded, "export", "state", "--as-of", "2025-05-05", "--out", str(first)) == 0
+    assert cli(loaded, "run", "--as-of", "2025-05-05") == 0
+    assert cli(loaded, "export", "state", "--as-of", "2025-05-05", "--out", str(second)) == 0
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_a_run_after_a_gap_gives_the_true_state_and_records_stage_entries(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(loaded, "run", "--as-of", "2025-04-15") == 0
+    assert cli(loaded, "run", "--as-of", "2025-06-15") == 0  # a gap of two months
+    capsys.readouterr()
+    assert cli(loaded, "explain", "A2", "--as-of", "2025-06-15", "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["days_past_due"] == 66 and data["stage"] == "M3"
+    assert data["stage_entered_on"] == "2025-06-15"
+    assert cli(loaded, "explain", "A2", "--as-of", "2025-04-15", "--json") == 0
+    earlier = json.loads(capsys.readouterr().out)
+    assert earlier["stage"] == "M1" and earlier["stage_entered_on"] == "2025-04-15"
+
+
+def test_explain_tells_allocation_charges_days_bucket_and_stage(
+    loaded: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(loaded, "run", "--as-of", "2025-05-05") == 0
+    capsys.readouterr()
+    assert cli(loaded, "explain", "A1", "--as-of", "2025-05-05") == 0
+    text = capsys.readouterr().out
+    assert "Customer C1 王芳" in text
+    assert "card interest on S1: 55.5 (exact) = 0.0005 per day × 111000.00" in text
+    assert "late fee on S1: 15.00 = 0.05 × unpaid minimum 300.00" in text
+    assert "days past due 12 = 2025-05-05 − 2025-04-23" in text
+    assert "Delinquency days 9 = max(0, 12 − grace 3)" in text
+    assert "Bucket M1 (set cn_m: 1–30 days)" in text
+    assert "Stage M1 (entered 2025-05-05): delinquency days 9 ≥ 1" in text
+
+
+def test_reimporting_the_same_rows_is_a_no_op(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert cli(loaded, "import", "payments", str(tmp_path / "payments.csv")) == 0
+    assert "0 payments added, 3 already there" in capsys.readouterr().out
+
+
+def test_the_same_id_with_other_content_is_rejected_and_nothing_is_written(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    changed = write(
+        tmp_path,
+        "changed.csv",
+        """\
+        payment_id,account_id,paid_on,amount
+        P4,A2,2025-04-30,10.00
+        P2,A2,2025-04-20,350.00
+        """,
+    )
+    capsys.readouterr()
+    assert cli(loaded, "import", "payments", str(changed)) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{changed}:3:amount: payment P2 is already imported with amount 300.00; this file says 350.00" in err
+    )
+    assert cli(loaded, "import", "payments", str(tmp_path / "payments.csv"), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["rows_unchanged"] == 3  # P4 was not written either
+
+
+def test_a_bad_file_reports_every_problem_and_writes_nothing(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write(
+        tmp_path,
+        "bad.csv",
+        """\
+        account_id,due_id,due_date,amount,component
+        A2,X1,2025-02-30,100.00,principal
+        A9,X2,2025-06-10,"1,000.00",principal
+        A2,X3,2025-06-10,12.345,capital
+        """,
+    )
+    capsys.readouterr()
+    assert cli(loaded, "import", "dues", str(bad)) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:2:due_date:" in err
+    assert f"{bad}:3:account_id: account 'A9' is not imported" in err
+    assert f"{bad}:3:amount:" in err
+    assert f"{bad}:4:amount:" in err and f"{bad}:4:component:" in err
+    assert "nothing was changed" in err
+
+
+def test_export_before_any_run_says_what_to_do(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(loaded, "export", "state", "--as-of", "2025-05-05", "--out", str(tmp_path / "x.csv")) == 1
+    assert "run `duecourse run --as-of 2025-05-05` first" in capsys.readouterr().err
+
+
+def test_explain_an_unknown_account(loaded: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(loaded, "explain", "NOPE", "--as-of", "2025-05-05") == 1
+    assert "account 'NOPE' is not imported" in capsys.readouterr().err
