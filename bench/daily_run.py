@@ -39,28 +39,6 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _domain_records(
-    dues: pl.DataFrame, payments: pl.DataFrame, currency: str
-) -> tuple[list[Due], list[Payment]]:
-    ds = [
-        Due(
-            r["account_id"],
-            r["due_id"],
-            r["due_date"],
-            from_minor(r["amount_minor"], currency),
-            r["component"],
-            None if r["minimum_minor"] is None else from_minor(r["minimum_minor"], currency),
-            r["posted_on"],
-        )
-        for r in dues.iter_rows(named=True)
-    ]
-    ps = [
-        Payment(r["payment_id"], r["account_id"], r["paid_on"], from_minor(r["amount_minor"], currency))
-        for r in payments.iter_rows(named=True)
-    ]
-    return ds, ps
-
-
 def _sample_speedups(
     app, portfolio: repo.Portfolio, per_account_engine: float, sample: int
 ) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -76,11 +54,8 @@ def _sample_speedups(
     t0 = time.perf_counter()
     for row in accounts.iter_rows(named=True):
         product = terms.products[row["product_code"]]
-        d, p = _domain_records(
-            dues_by.get((row["account_id"],), dues.clear()),
-            pays_by.get((row["account_id"],), payments.clear()),
-            product.currency,
-        )
+        d = svc.due_records(dues_by.get((row["account_id"],), dues.clear()), product.currency)
+        p = svc.payment_records(pays_by.get((row["account_id"],), payments.clear()), product.currency)
         snapshot(row["account_id"], product, terms.bucket_sets[product.bucket_set], terms.stages, d, p, AS_OF)
     domain_per_account = (time.perf_counter() - t0) / accounts.height
 

@@ -10,7 +10,6 @@ import datetime as dt
 import hashlib
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +287,30 @@ class Explanation:
     snapshot: delinquency.AccountSnapshot
 
 
+def due_records(frame: pl.DataFrame, currency: str) -> list[Due]:
+    """Domain dues from a frame in the DUES schema."""
+    return [
+        Due(
+            r["account_id"],
+            r["due_id"],
+            r["due_date"],
+            from_minor(r["amount_minor"], currency),
+            r["component"],
+            None if r["minimum_minor"] is None else from_minor(r["minimum_minor"], currency),
+            r["posted_on"],
+        )
+        for r in frame.iter_rows(named=True)
+    ]
+
+
+def payment_records(frame: pl.DataFrame, currency: str) -> list[Payment]:
+    """Domain payments from a frame in the PAYMENTS schema."""
+    return [
+        Payment(r["payment_id"], r["account_id"], r["paid_on"], from_minor(r["amount_minor"], currency))
+        for r in frame.iter_rows(named=True)
+    ]
+
+
 def _records(app: App, account_id: str) -> tuple[Account, Customer | None, list[Due], list[Payment]]:
     acc = read_frame(
         app.engine, "SELECT * FROM accounts WHERE account_id = :a", {"a": account_id}, schema.ACCOUNTS
@@ -311,22 +334,8 @@ def _records(app: App, account_id: str) -> tuple[Account, Customer | None, list[
     pays_f = read_frame(
         app.engine, "SELECT * FROM payments WHERE account_id = :a", {"a": account_id}, schema.PAYMENTS
     )
-    dues = [
-        Due(
-            r["account_id"],
-            r["due_id"],
-            r["due_date"],
-            from_minor(r["amount_minor"], cur),
-            r["component"],
-            None if r["minimum_minor"] is None else from_minor(r["minimum_minor"], cur),
-            r["posted_on"],
-        )
-        for r in dues_f.iter_rows(named=True)
-    ]
-    payments = [
-        Payment(r["payment_id"], r["account_id"], r["paid_on"], from_minor(r["amount_minor"], cur))
-        for r in pays_f.sort("paid_on", "payment_id").iter_rows(named=True)
-    ]
+    dues = due_records(dues_f, cur)
+    payments = payment_records(pays_f.sort("paid_on", "payment_id"), cur)
     return account, customer, dues, payments
 
 
@@ -347,18 +356,3 @@ def explain_account(app: App, account_id: str, as_of: dt.date) -> Explanation:
         snap, account, customer, product, bucket_set, ordered, payments, entered
     )
     return Explanation(text, explain_words.explain_json(snap, entered), snap)
-
-
-def as_decimal_state(snap: delinquency.AccountSnapshot) -> dict[str, Decimal | int | str | None]:
-    """The snapshot's export fields as exact values (used by tests that compare the two engines)."""
-    return {
-        "days_past_due": snap.days_past_due,
-        "delinquency_days": snap.delinquency_days,
-        "bucket": snap.bucket,
-        "amount_past_due": snap.amount_past_due,
-        "stage": snap.stage,
-        "missed_dues": snap.missed_dues,
-        "oldest_unpaid_due_date": snap.oldest_unpaid_due_date.isoformat()
-        if snap.oldest_unpaid_due_date
-        else None,
-    }
