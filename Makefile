@@ -14,7 +14,7 @@ $(UV):
 	$(TOOLS)/bin/pip install -q "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python python3
+	$(UV) sync --frozen --all-extras --python python3
 	touch $@
 
 setup: $(VENV)/.synced
