@@ -199,3 +199,69 @@ def test_penalty_interest_accrues_on_unpaid_principal_only_after_the_due_date() 
 def test_payments_after_as_of_are_not_counted() -> None:
     s = snap(loan(), "I1 2025-01-10 500.00 principal", "P1 2025-02-01 500.00", "2025-01-20")
     assert s.days_past_due == 10 and s.paid_total == 0
+
+
+# --- payments are applied in the order they arrive (docs/semantics.md, "Allocation") -----------------
+
+TWO_STATEMENTS = """
+S1 2025-01-25 1000.00 principal 100.00 2024-12-20
+S2 2025-02-25 1500.00 principal 150.00 2025-01-28
+"""
+
+
+def test_a_statement_paid_in_full_cannot_pay_the_next_statements_minimum() -> None:
+    # 1000 on Jan 20 clears S1 before S2 is posted; nothing is paid for S2, so S2's minimum is missed.
+    s = snap(card("none"), TWO_STATEMENTS, "P1 2025-01-20 1000.00", "2025-03-01")
+    assert s.oldest_unpaid_due_date == D("2025-02-25")
+    assert (s.days_past_due, s.missed_dues, s.stage) == (4, 1, "M1")
+    assert s.past_due["principal"] == Decimal("150.00")
+    assert s.paid_by_due == {
+        "S1": (Decimal("100.00"), Decimal("900.00")),
+        "S2": (Decimal("0"), Decimal("0")),
+    }
+
+
+def test_a_statement_paid_in_full_by_its_due_date_bears_no_interest_when_a_later_one_is_unpaid() -> None:
+    s = snap(card(), TWO_STATEMENTS, "P1 2025-01-20 1000.00", "2025-03-01")
+    # Only S2 bears 全额计息: 1500 from Jan 28 to Mar 1, both ends counted (33 days) × 0.05 % = 24.75.
+    assert [c.due_id for c in s.charges] == ["S2"]
+    assert s.card_interest == Decimal("24.75")
+
+
+def test_paying_each_minimum_keeps_the_card_current() -> None:
+    s = snap(card("none"), TWO_STATEMENTS, "P1 2025-01-25 100.00\nP2 2025-02-25 150.00", "2025-03-01")
+    assert (s.days_past_due, s.stage) == (0, "current")
+    assert s.paid_by_due["S1"] == (Decimal("100.00"), Decimal("0"))
+
+
+def test_once_a_statement_is_posted_a_payment_pays_every_minimum_before_any_balance() -> None:
+    # After S2 is posted, 400 pays S1's minimum, S2's minimum, then S1's balance above it.
+    s = snap(card("none"), TWO_STATEMENTS, "P1 2025-01-30 400.00", "2025-03-01")
+    assert (s.days_past_due, s.stage) == (0, "current")
+    assert s.paid_by_due["S1"] == (Decimal("100.00"), Decimal("150.00"))
+    assert s.paid_by_due["S2"] == (Decimal("150.00"), Decimal("0"))
+
+
+def test_credit_pays_a_statement_when_it_is_posted() -> None:
+    s = snap(card("none"), TWO_STATEMENTS, "P1 2025-01-20 1200.00", "2025-03-01")
+    assert (s.days_past_due, s.credit) == (0, Decimal("0"))
+    assert s.paid_by_due["S2"] == (Decimal("150.00"), Decimal("50.00"))
+    applied = [a for a in s.allocations if a.target == "S2"]
+    assert [(a.payment_id, a.on, a.block) for a in applied] == [
+        ("P1", D("2025-01-28"), "required"),
+        ("P1", D("2025-01-28"), "remainder"),
+    ]
+
+
+def test_charges_due_now_are_paid_before_what_is_not_yet_due() -> None:
+    # I1 is unpaid from the 11th to the 19th (a payment on the 20th counts from the 20th): penalty
+    # 0.001 × 9 × 1000 = 9.00. The 1009 paid on the 20th went to I1 and 9 to I2 ahead of time; as of the
+    # 20th the penalty ranks before I2, so the 9 pays it and nothing is past due.
+    due_text = "I1 2025-01-10 1000.00 principal\nI2 2025-02-10 1000.00 principal"
+    s = snap(loan("0.001"), due_text, "P1 2025-01-20 1009.00", "2025-01-20")
+    assert s.penalty_interest == Decimal("9.00")
+    assert s.amount_past_due == 0 and s.days_past_due == 0
+    assert s.paid_by_due["I2"] == (Decimal("0"), Decimal("0"))
+    assert s.outstanding == Decimal("1000.00") and s.credit == 0
+    moved = [a for a in s.allocations if a.block == "moved_to_charges"]
+    assert [(a.target, a.amount) for a in moved] == [("I2", Decimal("-9.00"))]

@@ -519,3 +519,45 @@ def test_unknown_products_are_reported() -> None:
         compute_snapshots(
             accounts(("A1", "nope")), dues(THREE_INSTALMENTS), payments(), terms(loan()), D("2025-03-01")
         )
+
+
+# --- payments are applied in the order they arrive (docs/semantics.md, "Allocation") -----------------
+
+TWO_STATEMENTS = """
+account_id,due_id,due_date,amount,component,minimum,posted_on
+A1,S1,2025-01-25,1000.00,principal,100.00,2024-12-20
+A1,S2,2025-02-25,1500.00,principal,150.00,2025-01-28
+"""
+
+
+def test_a_statement_paid_in_full_cannot_pay_the_next_statements_minimum() -> None:
+    pay_text = """
+    payment_id,account_id,paid_on,amount
+    P1,A1,2025-01-20,1000.00
+    """
+    row = snap(card("none"), TWO_STATEMENTS, pay_text, "2025-03-01")
+    assert (row["days_past_due"], row["missed_dues"], row["stage"]) == (4, 1, "M1")
+    assert row["oldest_unpaid_due_date"] == D("2025-02-25")
+    assert yuan(row, "principal_past_due_minor") == Decimal("150.00")
+    # Only S2 bears 全额计息: 1500 × 33 days (Jan 28 .. Mar 1) × 0.05 % = 24.75.
+    assert yuan(snap(card(), TWO_STATEMENTS, pay_text, "2025-03-01"), "outstanding_minor") == Decimal(
+        "1524.75"
+    )
+
+
+def test_paying_each_minimum_keeps_the_card_current_and_credit_waits_for_the_next_statement() -> None:
+    minimums = """
+    payment_id,account_id,paid_on,amount
+    P1,A1,2025-01-25,100.00
+    P2,A1,2025-02-25,150.00
+    """
+    assert snap(card("none"), TWO_STATEMENTS, minimums, "2025-03-01")["stage"] == "current"
+    ahead = """
+    payment_id,account_id,paid_on,amount
+    P1,A1,2025-01-20,1200.00
+    """
+    before_posting = snap(card("none"), TWO_STATEMENTS, ahead, "2025-01-27")
+    assert yuan(before_posting, "credit_minor") == Decimal("200.00")
+    after_posting = snap(card("none"), TWO_STATEMENTS, ahead, "2025-03-01")
+    assert (after_posting["days_past_due"], after_posting["credit_minor"]) == (0, 0)
+    assert yuan(after_posting, "outstanding_minor") == Decimal("1300.00")

@@ -244,7 +244,7 @@ def test_behaviours_shape_the_payments(portfolio: SynthPortfolio) -> None:
     assert of("minimum_payer").select((pl.col("paid") == pl.col("required")).all()).item()
     assert of("partial_payer").select((pl.col("paid") < pl.col("required")).all()).item()
     assert of("overpayer").select((pl.col("paid") > pl.col("billed")).all()).item()
-    assert of("never_pays").select((pl.col("paid") < pl.col("required")).all()).item()
+    assert of("never_pays").select((pl.col("paid") < pl.col("billed")).all()).item()
     cure = of("self_cure")
     assert cure.select((pl.col("paid") == pl.col("billed")).mean()).item() > 0.9  # caught up by the end
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from decimal import Decimal
 
 import polars as pl
@@ -164,7 +165,11 @@ def frames(data: list[tuple[str, str, list[Due], list[Payment]]]) -> tuple[pl.Da
     return accounts, dues, payments
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("DUECOURSE_PROPERTY_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(data=portfolios(), as_of_offset=st.integers(0, 130))
 def test_set_based_engine_equals_the_readable_specification(
     data: list[tuple[str, str, list[Due], list[Payment]]], as_of_offset: int

@@ -4,21 +4,22 @@ This module is written for a reader: Decimal amounts, plain loops over dues and 
 its citation. ``engine/snapshot.py`` computes the same over the whole portfolio at once, and a property
 test holds the two equal to the cent and the day. The rules are stated in ``docs/semantics.md``.
 
-Allocation (as of D, of the total paid P with ``paid_on <= D``), in this order until P runs out:
-  1. the required part of every past-due due (``due_date < D``), oldest first, components in product order;
-  2. the charges due now (penalty interest, late fees);
-  3. the required part of every due not yet due;
-  4. the remainder (card balance above the minimum) of every due;
-  5. card interest accrued since posting (billed on the next statement);
-  6. credit.
+Allocation: payments are applied in the order they arrive. On each day the money (the day's payments and
+any credit) goes to the required parts of the dues payable that day (a card statement from its posting
+date, a loan instalment at any time), oldest first, components in product order; then to their
+remainders (card balances above the minimum); what is left is credit for dues not yet payable. As of the
+date D, the charges due now (penalty interest, late fees) rank before anything not yet past due, and card
+interest is paid from what credit is left.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from duecourse.domain.model import Component, Due, Payment
 from duecourse.domain.money import round_money
@@ -30,13 +31,21 @@ ONE_DAY = dt.timedelta(days=1)
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
-    """Money from one payment that reached one due or charge."""
+    """Money from one payment that reached one due or charge on a day.
+
+    ``block`` is ``required`` (a due's required part: a loan instalment, a card statement's minimum),
+    ``remainder`` (a card balance above the minimum), ``charges_due`` (penalty interest and late fees,
+    paid as of the snapshot's date), ``moved_to_charges`` (a negative amount: money taken back from a part
+    not yet past due to pay a charge due now; its ``payment_id`` is empty), ``card_interest`` or
+    ``credit``.
+    """
 
     payment_id: str
-    target: str  # a due_id, or "charge:penalty_interest", "charge:late_fee:<date>", "charge:card_interest"
+    target: str  # a due_id, or "charge:penalty_interest", "charge:late_fee:<due_id>", "charge:card_interest"
     component: str
     amount: Decimal
-    block: str  # past_due_required, charges_due, future_required, remainder, card_interest, credit
+    block: str
+    on: dt.date
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +68,8 @@ class AccountSnapshot:
         anchor_due_id: the oldest due whose required part is unpaid, or None.
         past_due: unpaid past-due amounts by component (charges due now included).
         stage_condition: the words that say why the stage was chosen.
+        paid_by_due: per due, (required part paid, remainder paid) as of the date, after the charges due
+            now have taken what they rank before.
     """
 
     account_id: str
@@ -82,6 +93,7 @@ class AccountSnapshot:
     paid_total: Decimal
     allocations: tuple[Allocation, ...] = field(default=())
     charges: tuple[ChargeLine, ...] = field(default=())
+    paid_by_due: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
     @property
     def amount_past_due(self) -> Decimal:
@@ -99,40 +111,82 @@ def _pour(amount: Decimal, capacity: Decimal) -> tuple[Decimal, Decimal]:
     return taken, amount - taken
 
 
-def paid_for_accrual(dues: Sequence[Due], paid_total: Decimal) -> dict[str, Decimal]:
-    """How much of each due (in order) a paid total covers: required parts first, then remainders.
+def payable_from(dues: Sequence[Due]) -> dict[str, dt.date]:
+    """The first day each due (in order) can take money.
 
-    This is the balance on which charges accrue (docs/semantics.md: charges are left out of it).
+    A card statement can be paid from its ``posted_on``; a due without one (a loan instalment, whose
+    schedule is known from the start) at any time (``date.min``). A due is never payable later than a
+    due after it in the order, so the payable dues are always the first ones in the order.
     """
-    left = paid_total
-    paid: dict[str, Decimal] = {}
-    for due in dues:
-        taken, left = _pour(left, due.required)
-        paid[due.due_id] = taken
-    for due in dues:
-        taken, left = _pour(left, due.amount - due.required)
-        paid[due.due_id] += taken
-    return paid
+    opens: dict[str, dt.date] = {}
+    earliest = dt.date.max
+    for due in reversed(dues):
+        earliest = min(earliest, due.posted_on or dt.date.min)
+        opens[due.due_id] = earliest
+    return opens
 
 
-def paid_required(dues: Sequence[Due], paid_total: Decimal) -> dict[str, Decimal]:
-    """How much of each due's required part a paid total covers (the first pass alone)."""
-    left = paid_total
-    paid: dict[str, Decimal] = {}
-    for due in dues:
-        taken, left = _pour(left, due.required)
-        paid[due.due_id] = taken
-    return paid
+@dataclass(frozen=True, slots=True)
+class Paid:
+    """What each due holds at the end of a day: its required part and its remainder paid, and credit."""
+
+    required: dict[str, Decimal]
+    remainder: dict[str, Decimal]
+    credit: Decimal
+
+    def of(self, due_id: str) -> Decimal:
+        return self.required[due_id] + self.remainder[due_id]
 
 
-class _PaidByDay:
-    """P(d): the total paid on or before each day."""
+class Timeline:
+    """Payments applied to the dues in the order they arrive (docs/semantics.md, "Allocation").
 
-    def __init__(self, payments: Sequence[Payment]) -> None:
-        self._payments = sorted(payments, key=lambda p: (p.paid_on, p.payment_id))
+    On each day, in date order, the day's payments join the credit and the money goes to the required
+    parts of the dues payable that day, in the order, then to their remainders, in the order; what is
+    left stays as credit and pays dues as they become payable. Charges are left out (they are paid as of
+    the snapshot's date, see ``snapshot``). ``at(day)`` is the state at the end of a day.
+    """
 
-    def __call__(self, day: dt.date) -> Decimal:
-        return sum((p.amount for p in self._payments if p.paid_on <= day), ZERO)
+    def __init__(self, dues: Sequence[Due], payments: Sequence[Payment], last_day: dt.date) -> None:
+        self.dues = list(dues)
+        opens = payable_from(self.dues)
+        counted = sorted(
+            (p for p in payments if p.paid_on <= last_day), key=lambda p: (p.paid_on, p.payment_id)
+        )
+        days = sorted({day for day in opens.values() if day <= last_day} | {p.paid_on for p in counted})
+        required = {d.due_id: ZERO for d in self.dues}
+        remainder = {d.due_id: ZERO for d in self.dues}
+        self.credit: list[list[Any]] = []  # [payment_id, amount left], oldest first
+        self.allocations: list[Allocation] = []
+        self._days: list[dt.date] = []
+        self._states: list[Paid] = []
+        for day in days:
+            self.credit += [[p.payment_id, p.amount] for p in counted if p.paid_on == day]
+            payable = [d for d in self.dues if opens[d.due_id] <= day]
+            for block, filled in (("required", required), ("remainder", remainder)):
+                for due in payable:
+                    size = due.required if block == "required" else due.amount - due.required
+                    need = size - filled[due.due_id]
+                    while need > 0 and self.credit:
+                        payment_id, left = self.credit[0]
+                        taken, rest = _pour(left, need)
+                        filled[due.due_id] += taken
+                        need -= taken
+                        self.allocations.append(
+                            Allocation(payment_id, due.due_id, due.component, taken, block, day)
+                        )
+                        if rest > 0:
+                            self.credit[0][1] = rest
+                        else:
+                            self.credit.pop(0)
+            self._days.append(day)
+            self._states.append(Paid(dict(required), dict(remainder), sum((c[1] for c in self.credit), ZERO)))
+        self._none = Paid({d.due_id: ZERO for d in self.dues}, {d.due_id: ZERO for d in self.dues}, ZERO)
+
+    def at(self, day: dt.date) -> Paid:
+        """The state at the end of ``day``."""
+        index = bisect.bisect_right(self._days, day) - 1
+        return self._states[index] if index >= 0 else self._none
 
 
 def _days(first: dt.date, last: dt.date) -> Iterable[dt.date]:
@@ -142,9 +196,7 @@ def _days(first: dt.date, last: dt.date) -> Iterable[dt.date]:
         day += ONE_DAY
 
 
-def penalty_interest_lines(
-    dues: Sequence[Due], paid_by: _PaidByDay, product: Product, as_of: dt.date
-) -> list[ChargeLine]:
+def penalty_interest_lines(timeline: Timeline, product: Product, as_of: dt.date) -> list[ChargeLine]:
     """罚息 on overdue principal: daily rate × unpaid principal, each day after the due date up to as_of.
 
     CN-LOAN-01 (PBoC 银发〔2003〕251号): penalty interest accrues daily from the overdue date. Only principal
@@ -154,12 +206,12 @@ def penalty_interest_lines(
     if rate == 0:
         return []
     lines = []
-    for due in dues:
+    for due in timeline.dues:
         if due.component != Component.PRINCIPAL.value or due.due_date >= as_of:
             continue
         unpaid_days = ZERO
         for day in _days(due.due_date + ONE_DAY, as_of):
-            unpaid_days += due.amount - paid_for_accrual(dues, paid_by(day))[due.due_id]
+            unpaid_days += due.amount - timeline.at(day).of(due.due_id)
         if unpaid_days:
             lines.append(
                 ChargeLine(
@@ -173,9 +225,7 @@ def penalty_interest_lines(
     return lines
 
 
-def card_interest_lines(
-    dues: Sequence[Due], paid_by: _PaidByDay, product: Product, as_of: dt.date
-) -> list[ChargeLine]:
+def card_interest_lines(timeline: Timeline, product: Product, as_of: dt.date) -> list[ChargeLine]:
     """全额计息 (CN-FEE-06): a statement not paid in full by its due date bears interest from posting.
 
     ``full_amount``: each day from the posting date to as_of, both ends counted, on the balance of that day
@@ -187,15 +237,15 @@ def card_interest_lines(
     if mode == "none" or rate == 0:
         return []
     lines = []
-    for due in dues:
+    for due in timeline.dues:
         if due.component != Component.PRINCIPAL.value or due.posted_on is None or due.due_date >= as_of:
             continue
-        if paid_for_accrual(dues, paid_by(due.due_date))[due.due_id] >= due.amount:
+        if timeline.at(due.due_date).of(due.due_id) >= due.amount:
             continue  # paid in full by the due date: the interest-free period holds
         balance_days = ZERO
         for day in _days(due.posted_on, as_of):
             on = max(day, due.due_date) if mode == "unpaid_portion" else day
-            balance_days += due.amount - paid_for_accrual(dues, paid_by(on))[due.due_id]
+            balance_days += due.amount - timeline.at(on).of(due.due_id)
         lines.append(
             ChargeLine(
                 "card_interest",
@@ -208,9 +258,7 @@ def card_interest_lines(
     return lines
 
 
-def late_fee_lines(
-    dues: Sequence[Due], paid_by: _PaidByDay, product: Product, as_of: dt.date
-) -> list[ChargeLine]:
+def late_fee_lines(timeline: Timeline, product: Product, as_of: dt.date) -> list[ChargeLine]:
     """违约金 / late fee: once per due date whose required total was not paid by the end of that day.
 
     CN-FEE-05: percent of the unpaid part of the minimum payment, then the product's floor and cap;
@@ -220,9 +268,10 @@ def late_fee_lines(
     if fee_terms.mode == "none":
         return []
     lines = []
+    dues = timeline.dues
     for due_date in sorted({d.due_date for d in dues if d.due_date < as_of}):
         on_date = [d for d in dues if d.due_date == due_date]
-        covered = paid_required(dues, paid_by(due_date))
+        covered = timeline.at(due_date).required
         required = sum((d.required for d in on_date), ZERO)
         shortfall = required - sum((covered[d.due_id] for d in on_date), ZERO)
         if shortfall <= 0:
@@ -300,58 +349,71 @@ def snapshot(
     currency = product.currency
     order = ordered_dues(dues, product)
     counted = sorted((p for p in payments if p.paid_on <= as_of), key=lambda p: (p.paid_on, p.payment_id))
-    paid_by = _PaidByDay(counted)
+    timeline = Timeline(order, counted, as_of)
+    now = timeline.at(as_of)
 
-    penalty_lines = penalty_interest_lines(order, paid_by, product, as_of)
-    card_lines = card_interest_lines(order, paid_by, product, as_of)
-    fee_lines = late_fee_lines(order, paid_by, product, as_of)
+    penalty_lines = penalty_interest_lines(timeline, product, as_of)
+    card_lines = card_interest_lines(timeline, product, as_of)
+    fee_lines = late_fee_lines(timeline, product, as_of)
     penalty_interest = round_money(sum((c.amount for c in penalty_lines), ZERO), currency)
     card_interest = round_money(sum((c.amount for c in card_lines), ZERO), currency)
     late_fees = sum((c.amount for c in fee_lines), ZERO)
 
-    # The slots money is poured into, in the order of the six blocks.
-    past = [d for d in order if d.due_date < as_of]
-    future = [d for d in order if d.due_date >= as_of]
+    # Past due: the required parts of the dues due before the date that the payments have not reached.
+    past_due = {c.value: ZERO for c in Component}
+    anchor: Due | None = None
+    missed_dates: set[dt.date] = set()
+    for due in order:
+        unpaid = due.required - now.required[due.due_id]
+        if due.due_date < as_of and unpaid > 0:
+            past_due[due.component] += unpaid
+            missed_dates.add(due.due_date)
+            anchor = anchor or due
+
+    # The charges due now rank before anything not yet past due: they are paid from the credit first,
+    # then from the money that went to parts not yet past due, taken back newest first (the remainders,
+    # then the required parts of dues not yet due).
+    allocations = list(timeline.allocations)
+    credit_queue = [list(c) for c in timeline.credit]
+    held = {d.due_id: [now.required[d.due_id], now.remainder[d.due_id]] for d in order}
+    sources: list[tuple[Due, int]] = [(d, 1) for d in reversed(order)]
+    sources += [(d, 0) for d in reversed(order) if d.due_date >= as_of]
     charge_slots = sorted(
         [("penalty", "charge:penalty_interest", penalty_interest)]
         + [("fee", f"charge:late_fee:{c.due_id}", c.amount) for c in fee_lines],
         key=lambda s: product.component_rank(s[0]),
     )
-    slots: list[tuple[str, str, str, Decimal]] = (
-        [("past_due_required", d.due_id, d.component, d.required) for d in past]
-        + [("charges_due", target, comp, amt) for comp, target, amt in charge_slots]
-        + [("future_required", d.due_id, d.component, d.required) for d in future]
-        + [("remainder", d.due_id, d.component, d.amount - d.required) for d in order]
-        + [("card_interest", "charge:card_interest", Component.INTEREST.value, card_interest)]
-    )
-    filled = [ZERO] * len(slots)
-    allocations: list[Allocation] = []
-    slot = 0
-    for payment in counted:
-        left = payment.amount
-        while left > 0 and slot < len(slots):
-            block, target, component, capacity = slots[slot]
-            taken, left = _pour(left, capacity - filled[slot])
-            if taken:
-                filled[slot] += taken
-                allocations.append(Allocation(payment.payment_id, target, component, taken, block))
-            if filled[slot] >= capacity:
-                slot += 1
-        if left > 0:
-            allocations.append(Allocation(payment.payment_id, "credit", "", left, "credit"))
 
-    past_due = {c.value: ZERO for c in Component}
-    anchor: Due | None = None
-    missed_dates: set[dt.date] = set()
-    for index, (block, target, component, capacity) in enumerate(slots):
-        unpaid = capacity - filled[index]
-        if block == "past_due_required" and unpaid > 0:
-            past_due[component] += unpaid
-            due = next(d for d in past if d.due_id == target)
-            missed_dates.add(due.due_date)
-            anchor = anchor or due
-        elif block == "charges_due":
-            past_due[component] += unpaid
+    def from_credit(target: str, component: str, block: str, need: Decimal) -> Decimal:
+        while need > 0 and credit_queue:
+            payment_id, left = credit_queue[0]
+            taken, rest = _pour(left, need)
+            need -= taken
+            allocations.append(Allocation(payment_id, target, component, taken, block, as_of))
+            if rest > 0:
+                credit_queue[0][1] = rest
+            else:
+                credit_queue.pop(0)
+        return need
+
+    for component, target, amount in charge_slots:
+        need = from_credit(target, component, "charges_due", amount)
+        while need > 0 and sources:
+            due, part = sources[0]
+            taken, _ = _pour(held[due.due_id][part], need)
+            if taken:
+                held[due.due_id][part] -= taken
+                need -= taken
+                allocations.append(
+                    Allocation("", due.due_id, due.component, -taken, "moved_to_charges", as_of)
+                )
+                allocations.append(Allocation("", target, component, taken, "charges_due", as_of))
+            if held[due.due_id][part] == 0:
+                sources.pop(0)
+        past_due[component] += need
+    from_credit("charge:card_interest", Component.INTEREST.value, "card_interest", card_interest)
+    allocations += [Allocation(pid, "credit", "", left, "credit", as_of) for pid, left in credit_queue]
+    credit = sum((left for _, left in credit_queue), ZERO)
 
     paid_total = sum((p.amount for p in counted), ZERO)
     owed = sum((d.amount for d in order), ZERO) + penalty_interest + card_interest + late_fees
@@ -379,12 +441,13 @@ def snapshot(
         stage=stage,
         stage_condition=why,
         on_hold=on_hold,
-        outstanding=max(ZERO, owed - paid_total),
-        credit=max(ZERO, paid_total - owed),
+        outstanding=owed - (paid_total - credit),
+        credit=credit,
         penalty_interest=penalty_interest,
         card_interest=card_interest,
         late_fees=late_fees,
         paid_total=paid_total,
         allocations=tuple(allocations),
         charges=tuple(penalty_lines + card_lines + fee_lines),
+        paid_by_due={due_id: (parts[0], parts[1]) for due_id, parts in held.items()},
     )

@@ -13,19 +13,22 @@ How it is computed:
    ``P(d)`` of any account and day is an as-of join on the packed key (account, day).
 3. **Dues** are sorted by (account, due date, component rank, due_id): "the order". Running totals of the
    required parts and remainders, reset at each account (a global ``cum_sum`` less the account's starting
-   offset), give every waterfall in one expression: the allocation of a paid total ``P`` through an
-   ordered block is ``clip(P - total_before, 0, amount)``. Block 1 (past-due required parts) comes first,
-   so the anchor, the missed dues and the unpaid amounts by component follow from ``P(as_of)``, and the
-   late fees from ``P(due_date)`` at the last due of each date.
-4. **Interest** (penalty and card) is ``Σ_days (amount − paid(d))``. Money is poured through the accrual
-   waterfall (required parts, then remainders) as it arrives, so on the axis of the running paid total
-   each due owns two slots (its required part and its remainder) and each payment covers a slice that
-   arrived on its day. ``Σ_days paid(d)`` is then the integral, over the due's slots, of the number of
-   accrual days after the money arrived: a piecewise-linear function of the position on that axis,
-   evaluated with two sorted as-of joins per slot (no join of dues × payments). Only principal dues past
-   due and not fully paid by their due date can bear interest; the rest are never looked at.
-5. **Blocks 2–6** (charges due now, future required parts, remainders, card interest, credit) follow from
-   the account totals; then the bucket, the stage and the hold.
+   offset), make each tier one waterfall: what a due holds of a tier total ``T`` is
+   ``clip(T - total_before, 0, amount)``.
+4. **The ledger** (``_ledger``): payments are applied in the order they arrive, each day to the required
+   parts of the dues payable that day, then to their remainders. Merging the days dues become payable
+   with the payment days gives, per account and event, the tier totals ``R`` (required parts) and ``Q``
+   (remainders) as running sums and one running maximum; each tier becomes an axis like the payments'.
+   The anchor, the missed dues and the unpaid amounts follow from ``R(D)``, and the late fees from
+   ``R(due_date)`` at the last due of each date.
+5. **Interest** (penalty and card) is ``Σ_days (amount − paid(d))``. On each tier's axis each due owns one
+   slot and each row covers a slice of money that arrived on its day, so ``Σ_days paid(d)`` is the
+   integral, over the due's two slots, of the number of accrual days after the money arrived: a
+   piecewise-linear function of the position on the axis, evaluated with two sorted as-of joins per slot
+   (no join of dues × payments). Only principal dues past due and not fully paid by their due date can
+   bear interest; the rest are never looked at.
+6. **The charges due now, card interest and credit** follow from the account totals; then the bucket, the
+   stage and the hold.
 
 Payments and dues are non-negative (a reversal removes a payment; it is not a negative one): the paid
 total never decreases, which is what makes "paid in full by the due date" final and the slots above exact.
@@ -75,21 +78,30 @@ def compute_snapshots(  # noqa: PLR0917 - the signature the run and the property
     n = accts.height
     payments = payments.filter(pl.col("paid_on") <= as_of)
     _check_amounts(dues, payments)
-    keys = _Keys.for_inputs(dues, payments, n)
+    keys = _Keys.for_inputs(dues, payments, n, day_d)
     ids = accts.lazy().select("account_id", "aidx", "pidx")
 
     # Independent steps run side by side: much of each is single-threaded inside Polars.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        paid_job = pool.submit(_Payments.build, payments, ids, keys, n)
+        paid_job = pool.submit(_Axis.payments, payments, ids, keys, n)
         due_rows = _sorted_dues(dues, ids, params, keys)
         paid = paid_job.result()
-        figures = _due_figures(due_rows, paid, params, keys, day_d)
+        held = _ledger(due_rows, paid, keys, n, day_d)
+        figures = _due_figures(due_rows, held, params, keys, day_d)
         fees_job = pool.submit(_late_fees, figures.late_rows, accts, params, n)
-        penalty, card = _interest(figures, paid, accts, params, keys=keys, day_d=day_d)
+        penalty, card = _interest(figures, held, accts, params, keys=keys, day_d=day_d)
         late_fees = fees_job.result()
 
     frame = _assemble(
-        accts, params, figures, paid=paid, penalty=penalty, card=card, late_fees=late_fees, day_d=day_d
+        accts,
+        params,
+        figures,
+        paid=paid,
+        held=held,
+        penalty=penalty,
+        card=card,
+        late_fees=late_fees,
+        day_d=day_d,
     )
     frame = _with_bucket(frame, terms, params)
     frame = _with_stage(frame, terms, params)
@@ -258,25 +270,36 @@ def _dense(n: int, aidx: pl.Series, values: pl.Series, dtype: pl.DataType) -> pl
 
 @dataclass(frozen=True, slots=True)
 class _Keys:
-    """Packs (account, day) into one Int64, ordered like the pair: ``aidx << day_bits | (day - base)``."""
+    """Packs (account, day) into one Int64, ordered like the pair: ``aidx << day_bits | (day - base)``.
+
+    ``base`` is the day before every date of the inputs and of the as-of date. Offset 0 stands for "before
+    everything" (dues payable from the start sit there) and no real day reaches the top offset, so the
+    keys of two accounts never meet, even for a day clipped into range.
+    """
 
     base: int
     day_bits: int
 
     @classmethod
-    def for_inputs(cls, dues: pl.DataFrame, payments: pl.DataFrame, n: int) -> _Keys:
-        days = pl.concat([dues["due_date"].cast(pl.Int64), payments["paid_on"].cast(pl.Int64)])
+    def for_inputs(cls, dues: pl.DataFrame, payments: pl.DataFrame, n: int, day_d: int) -> _Keys:
+        days = pl.concat(
+            [
+                dues["due_date"].cast(pl.Int64),
+                dues["posted_on"].cast(pl.Int64).drop_nulls(),
+                payments["paid_on"].cast(pl.Int64),
+                pl.Series([day_d], dtype=pl.Int64),
+            ]
+        )
         low, high = days.min(), days.max()
-        if not isinstance(low, int) or not isinstance(high, int):
-            return cls(0, 1)
-        day_bits = (high - low + 1).bit_length()
+        assert isinstance(low, int) and isinstance(high, int)  # never empty: it holds day_d
+        day_bits = (high - low + 3).bit_length()
         if n.bit_length() + day_bits + 3 > 62:
             raise ValueError(f"dates from {low} to {high} (days since 1970) span too long a time")
-        return cls(low, day_bits)
+        return cls(low - 1, day_bits)
 
     def day_key(self, day: pl.Expr) -> pl.Expr:
         """Key of (aidx, day); a day outside the inputs' range still keeps the account's order."""
-        offset = (day.cast(pl.Int64) - self.base).clip(-1, (1 << self.day_bits) - 1)
+        offset = (day.cast(pl.Int64) - self.base).clip(0, (1 << self.day_bits) - 1)
         return pl.col("aidx").cast(pl.Int64) * (1 << self.day_bits) + offset
 
 
@@ -284,14 +307,17 @@ class _Keys:
 
 
 @dataclass(frozen=True, slots=True)
-class _Payments:
-    """Payments up to D with amount > 0, sorted by (account, day).
+class _Axis:
+    """Money arriving over time per account, laid end to end on one global axis, sorted by (account, day).
+
+    Used for the payments (``P``) and for the money held by the dues' required parts (``R``) and
+    remainders (``Q``), see ``_ledger``.
 
     Attributes:
-        rows: aidx, day, pay, key, cum (global running total, this payment included).
-        total: per account (dense), the paid total P(D).
-        start: per account (dense), the global running total before the account's first payment, so
-            that a global running total less ``start`` is the account's own.
+        rows: aidx, day, pay (> 0), key, cum (global running total, this row included).
+        total: per account (dense), the account's total as of D.
+        start: per account (dense), the global running total before the account's first row, so that a
+            global running total less ``start`` is the account's own.
     """
 
     rows: pl.DataFrame
@@ -299,7 +325,8 @@ class _Payments:
     start: pl.Series
 
     @classmethod
-    def build(cls, payments: pl.DataFrame, ids: pl.LazyFrame, keys: _Keys, n: int) -> _Payments:
+    def payments(cls, payments: pl.DataFrame, ids: pl.LazyFrame, keys: _Keys, n: int) -> _Axis:
+        """Payments up to D with amount > 0."""
         rows = (
             payments.lazy()
             .filter(pl.col("amount_minor") > 0)
@@ -312,31 +339,108 @@ class _Payments:
         )
         if not rows["key"].is_sorted():  # payments read back in order need no sort
             rows = rows.sort("key")  # eager: measured 2-3x faster than the same sort in the lazy query
+        return cls.from_rows(rows, n)
+
+    @classmethod
+    def from_rows(cls, rows: pl.DataFrame, n: int) -> _Axis:
+        """From rows (aidx, day, pay, key) sorted by key, pay > 0."""
         rows = rows.with_columns(cum=pl.col("pay").cum_sum())
         last = rows.filter(_last_of(pl.col("aidx")))
         total = _dense(n, last["aidx"], last["cum"].diff().fill_null(last["cum"]), pl.Int64())
         return cls(rows, total.alias("paid_total"), (total.cum_sum() - total).alias("start"))
 
-    def with_paid(self, frame: pl.LazyFrame, key: pl.Expr) -> pl.LazyFrame:
-        """``frame``, sorted by the (account, day) ``key``, with ``P``: the account's payments up to that day.
+    def with_paid(self, frame: pl.LazyFrame, key: pl.Expr, name: str = "P") -> pl.LazyFrame:
+        """``frame``, sorted by the (account, day) ``key``, with ``name``: the account's total up to that day.
 
         One as-of join (a merge pass), measured several times faster than ``search_sorted``.
         """
         return (
             frame.with_columns(_key=key)
-            .join_asof(self.rows.lazy().select("key", "cum"), left_on="_key", right_on="key")
-            .with_columns(P=pl.col("cum").fill_null(0) - _by_account(self.start))
-            .drop("_key", "key", "cum", strict=False)
+            .join_asof(
+                self.rows.lazy().select(pl.col("key").alias("_akey"), pl.col("cum").alias("_cum")),
+                left_on="_key",
+                right_on="_akey",
+            )
+            .with_columns((pl.col("_cum").fill_null(0) - _by_account(self.start)).alias(name))
+            .drop("_key", "_akey", "_cum", strict=False)
         )
 
     def paid_by(self, key: pl.Series, aidx: pl.Series) -> pl.Series:
-        """P(day) of each (account, day) key, in any order."""
+        """The total up to each (account, day) key, in any order."""
         queries = pl.DataFrame({"_query": key, "aidx": aidx}).with_row_index("_row")
         in_order = key.is_sorted()
         if not in_order:
             queries = queries.sort("_query")
         answered = self.with_paid(queries.lazy(), pl.col("_query")).collect()
         return (answered if in_order else answered.sort("_row"))["P"]
+
+
+def _ledger(due_rows: pl.DataFrame, paid: _Axis, keys: _Keys, n: int, day_d: int) -> tuple[_Axis, _Axis]:
+    """The money held by the dues' required parts (R) and by their remainders (Q), as two axes.
+
+    Payments are applied in the order they arrive (docs/semantics.md): each day's money goes to the
+    required parts of the dues payable that day, then to their remainders, the rest is credit. A due is
+    payable from its posting day (the start when it has none), never later than a due after it in the
+    order: the reverse running minimum of the keys, so the payable dues are a prefix of the order and each
+    tier fills as one waterfall. At each event (a day something becomes payable or money arrives), with P
+    the paid total and Creq, Crem the required parts and remainders payable:
+    ``Q = running max of max(0, min(Crem, P − Creq))`` (money reaches the remainders only when every payable
+    required part is full, and never leaves them) and ``R = min(Creq, P − Q)``.
+    """
+    step = 1 << keys.day_bits
+    aidx = pl.col("aidx")
+    posted_key = (
+        pl.when(pl.col("posted").is_null())
+        .then(aidx.cast(pl.Int64) * step)
+        .otherwise(keys.day_key(pl.col("posted")))
+    )
+    zero = pl.lit(0, dtype=pl.Int64)
+    due_events = due_rows.lazy().select(
+        key=posted_key.reverse().cum_min().reverse(),
+        dreq=pl.col("req").cast(pl.Int64),
+        drem=pl.col("rem").cast(pl.Int64),
+        dpay=zero,
+    )
+    pay_events = paid.rows.lazy().select("key", dreq=zero, drem=zero, dpay=pl.col("pay").cast(pl.Int64))
+    key = pl.col("key")
+    first_acct = _first_of(aidx)
+
+    def running(x: pl.Expr) -> pl.Expr:
+        total = x.cum_sum()
+        return total - pl.when(first_acct).then(total - x).forward_fill()
+
+    last_offset = day_d - keys.base  # nothing becomes payable after D (payments after D are left out)
+    events = (
+        due_events.merge_sorted(pay_events, key="key")
+        .filter(key % step <= last_offset)
+        .with_columns(aidx=key // step)
+        .with_columns(P=running(pl.col("dpay")), Creq=running(pl.col("dreq")), Crem=running(pl.col("drem")))
+        .filter(_last_of(key))
+        .with_columns(x=pl.min_horizontal("Crem", pl.col("P") - pl.col("Creq")).clip(lower_bound=0))
+        .collect()
+    )
+    if events.is_empty():
+        empty = pl.DataFrame(schema={"aidx": pl.Int64, "day": pl.Int32, "pay": pl.Int64, "key": pl.Int64})
+        return _Axis.from_rows(empty, n), _Axis.from_rows(empty, n)
+    # Q: the running maximum of x within the account, as one global cum_max of x lifted by the account.
+    largest = events["x"].max()
+    lift = (largest if isinstance(largest, int) else 0) + 1
+    wide = n * lift >= _INT64_SAFE
+    lifted = aidx.cast(pl.Int128 if wide else pl.Int64) * lift
+    events = events.with_columns(Q=((pl.col("x") + lifted).cum_max() - lifted).cast(pl.Int64)).with_columns(
+        R=pl.min_horizontal("Creq", pl.col("P") - pl.col("Q"))
+    )
+    day = (key % step + keys.base).cast(pl.Int32)
+
+    def axis(column: str) -> _Axis:
+        held = pl.col(column)
+        gained = held - pl.when(first_acct).then(0).otherwise(held.shift(1))
+        rows = events.select(aidx.cast(pl.UInt32), day.alias("day"), gained.alias("pay"), "key").filter(
+            pl.col("pay") > 0
+        )
+        return _Axis.from_rows(rows, n)
+
+    return axis("R"), axis("Q")
 
 
 def _first_of(col: pl.Expr) -> pl.Expr:
@@ -427,10 +531,11 @@ class _DueFigures:
 
 
 def _due_figures(
-    due_rows: pl.DataFrame, paid: _Payments, params: pl.DataFrame, keys: _Keys, day_d: int
+    due_rows: pl.DataFrame, held: tuple[_Axis, _Axis], params: pl.DataFrame, keys: _Keys, day_d: int
 ) -> _DueFigures:
-    """Allocation block 1, the late fee shortfalls and the interest candidates, from the sorted dues."""
-    n = len(paid.total)
+    """The past-due parts, the late fee shortfalls and the interest candidates, from the sorted dues."""
+    held_req, held_rem = held
+    n = len(held_req.total)
     aidx, day, req, rem = pl.col("aidx"), pl.col("day"), pl.col("req"), pl.col("rem")
     first_acct, last_acct = _first_of(aidx), _last_of(aidx)
 
@@ -439,18 +544,20 @@ def _due_figures(
         total = x.cum_sum()
         return total - pl.when(first_acct).then(total - x).forward_fill()
 
+    at_due_date = keys.day_key(day)
     base = (
-        paid.with_paid(due_rows.lazy(), keys.day_key(day))  # P: paid by the end of the due date
+        # Rt, Qt: what the required parts and the remainders held at the end of the due date.
+        held_rem.with_paid(held_req.with_paid(due_rows.lazy(), at_due_date, "Rt"), at_due_date, "Qt")
         .with_columns(R=running(req), Rem=running(rem))  # required parts, remainders through this due
         .collect()
     )
-    paid_d = _by_account(paid.total)  # P(as_of)
+    paid_d = _by_account(held_req.total)  # what the required parts hold as of D
     required_before = pl.col("R") - req
     is_past = day < day_d
 
     totals = base.lazy().filter(last_acct).select("aidx", "R", "Rem")
     past_totals = base.lazy().filter(is_past & (last_acct | (day.shift(-1) >= day_d))).select("aidx", "R")
-    # Block 1: the required part of a past-due due left unpaid as of D (few rows: the arrears).
+    # The required part of a past-due due left unpaid as of D (few rows: the arrears).
     unpaid = req - (paid_d - required_before).clip(0, req)
     arrears = (
         base.lazy()
@@ -476,7 +583,7 @@ def _due_figures(
         .filter((last_acct | _last_of(day)) & is_past)
         .with_columns(
             required_t=required_t,
-            shortfall_t=required_t - (pl.col("P") - pl.col("date_start")).clip(0, required_t),
+            shortfall_t=required_t - (pl.col("Rt") - pl.col("date_start")).clip(0, required_t),
         )
         .filter(pl.col("shortfall_t") > 0)
         .select("aidx", "shortfall_t", "required_t")
@@ -502,11 +609,8 @@ def _due_figures(
 
     # Interest accrues only on principal, and a due paid in full by the end of its due date bears none
     # (the paid total never decreases, so it stays paid): the only rows the interest kernel looks at.
-    required_total = _by_account(sums["required_total"])
     remainder_before = pl.col("Rem") - rem
-    paid_at_t = (pl.col("P") - required_before).clip(0, req) + (
-        pl.col("P") - required_total - remainder_before
-    ).clip(0, rem)
+    paid_at_t = (pl.col("Rt") - required_before).clip(0, req) + (pl.col("Qt") - remainder_before).clip(0, rem)
     candidates = base.lazy().filter(is_past & (pl.col("comp") == _PRINCIPAL) & (req + rem - paid_at_t > 0))
     mode = _by_product(params, "card_mode")
     charges_penalty = _by_product(params, "pen_num") > 0
@@ -518,10 +622,10 @@ def _due_figures(
         "posted",
         "req",
         "rem",
-        "P",
+        "Rt",
+        "Qt",
         required_before.alias("req_before"),
         remainder_before.alias("rem_before"),
-        required_total.alias("Rtot"),
     ]
     penalty, card = pl.collect_all(
         [
@@ -573,7 +677,7 @@ def _late_fees(late_rows: pl.DataFrame, accts: pl.DataFrame, params: pl.DataFram
 
 def _interest(
     figures: _DueFigures,
-    paid: _Payments,
+    held: tuple[_Axis, _Axis],
     accts: pl.DataFrame,
     params: pl.DataFrame,
     *,
@@ -583,24 +687,33 @@ def _interest(
     """Penalty interest (罚息, CN-LOAN-01) and card interest (全额计息, CN-FEE-06) per account, rounded once.
 
     For a due with accrual days a..D: ``Σ_d (amount − paid(d)) = amount × days − Σ_d paid(d)``, where
-    paid(d) pours P(d) through the required parts, then the remainders, of the account's dues in order
-    (charges left out, docs/semantics.md). See ``_MoneyIntegral`` for ``Σ_d paid(d)``.
+    paid(d) is what the due's required part and remainder held at the end of day d (charges left out,
+    docs/semantics.md). See ``_MoneyIntegral`` for ``Σ_d paid(d)``.
     """
     pen, card = figures.penalty_candidates, figures.card_candidates
     if pen.is_empty() and card.is_empty():
         zeros = pl.repeat(0, accts.height, dtype=pl.Int64, eager=True)
         return zeros, zeros
-    integral = _MoneyIntegral(paid, day_d)
-    # Penalty: days due_date+1 .. D; money that had arrived by the due date counts on each of them.
-    pen_sum = integral.unpaid_days(pen, pl.lit(day_d) - pl.col("day"), pl.col("P"))
+    held_req, held_rem = held
+    integral = _MoneyIntegral(held_req, held_rem, day_d)
+    # Penalty: days due_date+1 .. D; money that the due held by its due date counts on each of them.
+    pen_sum = integral.unpaid_days(pen, pl.lit(day_d) - pl.col("day"), pl.col("Rt"), pl.col("Qt"))
     # Card, full amount: days posted_on .. D, both ends counted; a payment on day d lowers that day's
-    # balance, so money counts from its own day (money that arrived before posting, on every day). Unpaid
-    # portion: a day before the due date counts the balance left at the due date, so money that arrived
-    # by the due date counts on every day of the range.
-    posted = pl.col("posted")
-    before_posting = paid.paid_by(card.select(keys.day_key(posted - 1)).to_series(), card["aidx"])
-    split = pl.when("portion").then(pl.max_horizontal(pl.col("P"), before_posting)).otherwise(before_posting)
-    card_sum = integral.unpaid_days(card, (pl.lit(day_d) - posted + 1).clip(lower_bound=0), split)
+    # balance, so money counts from its own day (money held before posting, on every day). Unpaid
+    # portion: a day before the due date counts the balance left at the due date, so money held by the
+    # due date counts on every day of the range.
+    before_posting = card.select(keys.day_key(pl.col("posted") - 1)).to_series()
+    req_before_posting = held_req.paid_by(before_posting, card["aidx"])
+    rem_before_posting = held_rem.paid_by(before_posting, card["aidx"])
+    portion = pl.col("portion")
+    split_req = (
+        pl.when(portion).then(pl.max_horizontal("Rt", req_before_posting)).otherwise(req_before_posting)
+    )
+    split_rem = (
+        pl.when(portion).then(pl.max_horizontal("Qt", rem_before_posting)).otherwise(rem_before_posting)
+    )
+    days = (pl.lit(day_d) - pl.col("posted") + 1).clip(lower_bound=0)
+    card_sum = integral.unpaid_days(card, days, split_req, split_rem)
     return (
         _round_per_account(pen, pen_sum, "pen", accts.height, params),
         _round_per_account(card, card_sum, "card", accts.height, params),
@@ -631,96 +744,108 @@ def _round_per_account(
 
 
 class _MoneyIntegral:
-    """``Σ_d paid(d)`` of a due as an integral over the axis of running paid totals.
+    """``Σ_d paid(d)`` of a due as an integral over the axes of the money the dues hold.
 
-    Money is poured through the accrual waterfall as it arrives, so on the axis of the account's running
-    paid total each due owns two slots (its required part, then later its remainder) and each payment
-    covers the slice that arrived on its day τ. A unit of money in a due's slot is part of paid(d) on
-    every accrual day d >= τ: ``Σ_d paid(d)`` is the integral over the due's slots of that count of days.
-    Money below ``split`` (what had arrived before the accrual days started to count it) counts on every
-    accrual day; money above it, on the D − τ + 1 days from τ to D.
+    The required parts fill as one waterfall on their axis (``R``) and the remainders on theirs (``Q``),
+    so each due owns one slot on each axis, and each row of an axis is a slice of money that arrived on
+    its day τ. A unit of money in a due's slot is part of paid(d) on every accrual day d >= τ:
+    ``Σ_d paid(d)`` is the integral over the due's two slots of that count of days. Money below ``split``
+    (what had arrived before the accrual days started to count it) counts on every accrual day; money
+    above it, on the D − τ + 1 days from τ to D.
 
-    With all accounts' payments laid end to end on one global axis, ``G(x) = ∫_0^x (D − τ(y) + 1) dy`` is
-    piecewise linear: G(x) = G(start of the payment covering x) + (x − that start) × its count of days.
+    With all accounts laid end to end on one global axis, ``G(x) = ∫_0^x (D − τ(y) + 1) dy`` is piecewise
+    linear: G(x) = G(start of the row covering x) + (x − that start) × its count of days.
     """
 
-    __slots__ = ("dtype", "paid", "table")
+    __slots__ = ("axes", "dtype", "tables")
 
-    def __init__(self, paid: _Payments, day_d: int) -> None:
-        rows = paid.rows
-        first_day = rows["day"].min()
-        span = day_d + 1 - first_day if isinstance(first_day, int) else 1
+    def __init__(self, held_req: _Axis, held_rem: _Axis, day_d: int) -> None:
+        self.axes = {"req": held_req, "rem": held_rem}
+        bound = 0
+        for axis in self.axes.values():
+            rows = axis.rows
+            first_day = rows["day"].min()
+            span = day_d + 1 - first_day if isinstance(first_day, int) else 1
+            largest = rows["pay"].max()
+            bound = max(bound, (largest if isinstance(largest, int) else 0) * len(rows) * max(span, 1))
         # Σ pay × days over a whole portfolio fits Int64 in practice; Int128 when it might not.
-        largest = rows["pay"].max()
-        bound = (largest if isinstance(largest, int) else 0) * len(rows) * max(span, 1)
         self.dtype: pl.DataType = pl.Int64() if bound < _INT64_SAFE else pl.Int128()
-        self.paid = paid
         weight = (pl.lit(day_d + 1) - pl.col("day")).cast(self.dtype)
         weighted = pl.col("pay").cast(self.dtype) * weight
-        self.table = rows.select(
-            start=pl.col("cum") - pl.col("pay"),  # strictly increasing: every payment is > 0
-            weight=weight,
-            before=weighted.cum_sum() - weighted,  # G at the payment's start
-        )
+        self.tables = {
+            slot: axis.rows.select(
+                _start=pl.col("cum") - pl.col("pay"),  # strictly increasing: every row is > 0
+                _weight=weight,
+                _before=weighted.cum_sum() - weighted,  # G at the row's start
+            )
+            for slot, axis in self.axes.items()
+        }
 
-    def _with_g(self, frame: pl.LazyFrame, at: str, name: str) -> pl.LazyFrame:
-        """``frame`` with ``name`` = G(``at``); ``at`` must be sorted along the global axis."""
-        table = self.table.lazy().rename({"start": "_start", "weight": "_weight", "before": "_before"})
+    def _with_g(self, slot: str, frame: pl.LazyFrame, at: str, name: str) -> pl.LazyFrame:
+        """``frame`` with ``name`` = G(``at``) on the slot's axis; ``at`` must be sorted along it."""
         g = pl.col("_before") + (pl.col(at) - pl.col("_start")).cast(self.dtype) * pl.col("_weight")
         return (
-            frame.join_asof(table, left_on=at, right_on="_start", strategy="backward")
+            frame.join_asof(self.tables[slot].lazy(), left_on=at, right_on="_start", strategy="backward")
             .with_columns(g.alias(name))
             .drop("_start", "_weight", "_before")
         )
 
-    def unpaid_days(self, cands: pl.DataFrame, days: pl.Expr, split: pl.Expr) -> pl.Series:
+    def unpaid_days(
+        self, cands: pl.DataFrame, days: pl.Expr, split_req: pl.Expr, split_rem: pl.Expr
+    ) -> pl.Series:
         """For each due: Σ over its ``days`` accrual days of (amount − paid(d)), in minor units × days."""
-        paid_d = pl.col("PD")
         req, rem = pl.col("req"), pl.col("rem")
-        frame = cands.with_columns(PD=_by_account(self.paid.total), days=days.cast(pl.Int64))
+        frame = cands.with_columns(days=days.cast(pl.Int64))
         # amount × days (and every term below it) fits Int64 in practice; Int128 when it might not.
         amount_max, days_max = frame.select((req + rem).max(), pl.col("days").max()).row(0)
         wide = (amount_max or 0) * (days_max or 0) >= _INT64_SAFE
         dtype = pl.Int128() if wide else self.dtype
-        frame = frame.select(
-            "PD",
-            days=pl.col("days").cast(dtype),
-            split=split.clip(0, paid_d),
-            start=_by_account(self.paid.start),
-            req_lo=pl.col("req_before"),
-            req_hi=pl.col("req_before") + req,
-            rem_lo=pl.col("Rtot") + pl.col("rem_before"),
-            rem_hi=pl.col("Rtot") + pl.col("rem_before") + rem,
-            amount=(req + rem).cast(dtype),
-        )
+        slots = {
+            "req": (pl.col("req_before"), req, split_req),
+            "rem": (pl.col("rem_before"), rem, split_rem),
+        }
+        columns: dict[str, pl.Expr] = {
+            "days": pl.col("days").cast(dtype),
+            "amount": (req + rem).cast(dtype),
+        }
+        for slot, (before, size, split) in slots.items():
+            axis = self.axes[slot]
+            held_d = _by_account(axis.total)
+            columns |= {
+                f"{slot}_lo": before.clip(0, held_d),
+                f"{slot}_hi": (before + size).clip(0, held_d),
+                f"{slot}_split": split.clip(0, held_d),
+                f"{slot}_start": _by_account(axis.start),
+            }
+        frame = frame.select(**columns)
         total = frame["amount"] * frame["days"]
-        for slot in ("req", "rem"):
-            lo, hi = pl.col(f"{slot}_lo").clip(0, paid_d), pl.col(f"{slot}_hi").clip(0, paid_d)
-            split_at = pl.col("split")
+        for slot in slots:
+            lo, hi, split_at = pl.col(f"{slot}_lo"), pl.col(f"{slot}_hi"), pl.col(f"{slot}_split")
+            start = pl.col(f"{slot}_start")
             ends = frame.select(
                 # Money in the slot that arrived by the split counts on every accrual day.
                 early=(pl.min_horizontal(hi, split_at) - lo).clip(lower_bound=0).cast(dtype) * pl.col("days"),
                 # The rest, [late_lo, hi), counts from its own day: G(hi) − G(late_lo). Along the axis
                 # late_lo and hi each grow from one due to the next, so each is one sorted as-of pass.
-                _hi=pl.col("start") + hi,
-                _late_lo=pl.col("start") + pl.min_horizontal(pl.max_horizontal(lo, split_at), hi),
+                _hi=start + hi,
+                _late_lo=start + pl.min_horizontal(pl.max_horizontal(lo, split_at), hi),
             )
             total = total - ends["early"]
             has_late = ends["_hi"] > ends["_late_lo"]
             n_late = has_late.sum()
-            if self.table.is_empty() or not n_late:
+            if self.tables[slot].is_empty() or not n_late:
                 continue
             if n_late < len(ends) // 2:  # e.g. the remainders of card statements: few were paid late
                 rows = pl.arange(len(ends), eager=True).filter(has_late)
-                late = self._late_days(ends.filter(has_late))
+                late = self._late_days(slot, ends.filter(has_late))
                 total = total - _scatter(len(total), rows, late, dtype)
             else:
-                total = total - self._late_days(ends).cast(dtype)
+                total = total - self._late_days(slot, ends).cast(dtype)
         return total
 
-    def _late_days(self, ends: pl.DataFrame) -> pl.Series:
+    def _late_days(self, slot: str, ends: pl.DataFrame) -> pl.Series:
         """G(_hi) − G(_late_lo) for each row."""
-        late = self._with_g(self._with_g(ends.lazy(), "_hi", "g_hi"), "_late_lo", "g_lo")
+        late = self._with_g(slot, self._with_g(slot, ends.lazy(), "_hi", "g_hi"), "_late_lo", "g_lo")
         return late.select(pl.col("g_hi") - pl.col("g_lo")).collect().to_series()
 
 
@@ -732,7 +857,8 @@ def _assemble(
     params: pl.DataFrame,
     figures: _DueFigures,
     *,
-    paid: _Payments,
+    paid: _Axis,
+    held: tuple[_Axis, _Axis],
     penalty: pl.Series,
     card: pl.Series,
     late_fees: pl.Series,
@@ -747,6 +873,8 @@ def _assemble(
                 [
                     figures.anchor_day,
                     paid.total.alias("paid_total"),
+                    held[0].total.alias("held_req"),
+                    held[1].total.alias("held_rem"),
                     penalty.alias("penalty_interest_minor"),
                     card.alias("card_interest_minor"),
                     late_fees.alias("late_fees_minor"),
@@ -757,8 +885,10 @@ def _assemble(
     )
     pen, fee = pl.col("penalty_interest_minor"), pl.col("late_fees_minor")
     penalty_first = _by_product(params, "penalty_first")
-    # Block 2: what is left after the past-due required parts pays the charges due now, in product order.
-    left = (pl.col("paid_total") - pl.col("req_past")).clip(lower_bound=0)
+    # The charges due now rank before anything not yet past due: they are paid from everything paid
+    # except what the past-due required parts hold, in product order of their components.
+    held_past = pl.min_horizontal("held_req", "req_past")  # the past-due dues are the first in the order
+    left = pl.col("paid_total") - held_past
     first_charge = pl.when(penalty_first).then(pen).otherwise(fee)
     paid_first = pl.min_horizontal(left, first_charge)
     paid_second = pl.min_horizontal(
@@ -766,6 +896,10 @@ def _assemble(
     )
     pen_paid = pl.when(penalty_first).then(paid_first).otherwise(paid_second)
     fee_paid = pl.when(penalty_first).then(paid_second).otherwise(paid_first)
+    # They take the credit first; card interest is paid from what credit is left.
+    credit = pl.col("paid_total") - pl.col("held_req") - pl.col("held_rem")
+    credit_left = (credit - pen_paid - fee_paid).clip(lower_bound=0)
+    credit_after = credit_left - pl.min_horizontal(credit_left, pl.col("card_interest_minor"))
     days_past_due = (pl.lit(day_d) - pl.col("anchor_day")).fill_null(0)
     owed = pl.col("required_total") + pl.col("remainder_total") + pen + fee + pl.col("card_interest_minor")
     return frame.with_columns(
@@ -778,8 +912,8 @@ def _assemble(
         fee_past_due_minor=pl.col(f"unpaid_{_FEE}") + fee - fee_paid,
         penalty_past_due_minor=pl.col(f"unpaid_{_PENALTY}") + pen - pen_paid,
         missed_dues=pl.col("missed"),
-        outstanding_minor=(owed - pl.col("paid_total")).clip(lower_bound=0),
-        credit_minor=(pl.col("paid_total") - owed).clip(lower_bound=0),
+        outstanding_minor=owed - pl.col("paid_total") + credit_after,
+        credit_minor=credit_after,
     ).with_columns(
         amount_past_due_minor=pl.sum_horizontal(
             "principal_past_due_minor",

@@ -12,10 +12,10 @@ from duecourse.domain.money import format_amount
 from duecourse.domain.terms import BucketSet, Product
 
 BLOCK_WORDS = {
-    "past_due_required": "past-due amount",
-    "charges_due": "charge due now",
-    "future_required": "not yet due (credit ahead)",
+    "required": "instalment or minimum",
     "remainder": "balance above the minimum",
+    "charges_due": "charge due now",
+    "moved_to_charges": "taken back for a charge due now",
     "card_interest": "interest since posting",
     "credit": "credit",
 }
@@ -44,9 +44,6 @@ def explain_text(
     def m(value: Decimal) -> str:
         return format_amount(value, cur)
 
-    paid_to: dict[str, Decimal] = {}
-    for a in snap.allocations:
-        paid_to[a.target] = paid_to.get(a.target, Decimal(0)) + a.amount
     lines = [f"Account {account.account_id} ({product.code}, {product.kind}, {cur}) as of {snap.as_of}"]
     if customer is not None:
         lines.append(
@@ -62,8 +59,9 @@ def explain_text(
         f"{'paid':>12} {'status'}"
     )
     for due in dues:
-        paid = paid_to.get(due.due_id, Decimal(0))
-        unpaid_required = max(Decimal(0), due.required - min(paid, due.required))
+        paid_required, paid_remainder = snap.paid_by_due.get(due.due_id, (Decimal(0), Decimal(0)))
+        paid = paid_required + paid_remainder
+        unpaid_required = due.required - paid_required
         if due.due_date >= snap.as_of:
             status = "not yet due"
         elif unpaid_required > 0:
@@ -78,9 +76,14 @@ def explain_text(
         lines.append("  (none)")
     lines += ["", f"Payments on or before {snap.as_of} (total {m(snap.paid_total)}), and where each went:"]
     by_payment: dict[str, list[str]] = {}
+    paid_on = {p.payment_id: p.paid_on for p in payments}
     for a in snap.allocations:
+        if a.block in ("required", "remainder"):
+            when = "" if a.on == paid_on.get(a.payment_id) else f" (from credit, on {a.on})"
+        else:
+            when = "" if a.block == "credit" else f" as of {a.on}"
         by_payment.setdefault(a.payment_id, []).append(
-            f"{m(a.amount)} → {a.target} ({a.component or 'credit'}, {BLOCK_WORDS[a.block]})"
+            f"{m(a.amount)} → {a.target} ({a.component or 'credit'}, {BLOCK_WORDS[a.block]}){when}"
         )
     for p in payments:
         if p.paid_on > snap.as_of:
@@ -89,6 +92,12 @@ def explain_text(
         lines += [f"      {t}" for t in by_payment.get(p.payment_id, [])]
     if not any(p.paid_on <= snap.as_of for p in payments):
         lines.append("  (none)")
+    if by_payment.get(""):
+        lines.append(
+            f"  As of {snap.as_of}, charges due now rank before what is not yet past due, so money is "
+            "taken back from it:"
+        )
+        lines += [f"      {t}" for t in by_payment[""]]
     lines += ["", "Charges accrued as of the date (each rounded once, half up to the minor unit):"]
     for c in snap.charges:
         shown = m(c.amount) if c.kind == "late_fee" else f"{c.amount.normalize():f} (exact)"
@@ -167,6 +176,7 @@ def explain_json(snap: AccountSnapshot, stage_entered_on: dt.date | None) -> dic
                 "component": a.component,
                 "amount": format_amount(a.amount, cur),
                 "block": a.block,
+                "on": a.on.isoformat(),
             }
             for a in snap.allocations
         ],

@@ -15,7 +15,7 @@ Behaviours (one per account):
                    them all with the next one.
     partial_payer  pays 30 to 80 % of each due's required part (a card's minimum, a loan's instalment).
     minimum_payer  cards only: pays the minimum of each statement.
-    never_pays     pays the minimum (a loan's instalment) on time until some due, then nothing.
+    never_pays     pays each bill in full on time until some due, then nothing.
     not_mine       pays nothing, ever: a recently opened account the customer says is not theirs.
     overpayer      pays on time, and once pays 3 to 10 times the due.
 """
@@ -707,9 +707,8 @@ def _payments_frame(
     minimum = rows_of(_MINIMUM)
     pay[minimum] = b.required[minimum]
     pay[rows_of(_NOT_MINE)] = 0
-    # Never-pays: the minimum (a loan's instalment) until some bill, then nothing.
+    # Never-pays: each bill in full until some bill, then nothing.
     never = rows_of(_NEVER)
-    pay[never] = b.required[never]
     stop_at = _ints(rng, 1, np.maximum(1, plan.count - 1), accounts_n)
     pay[never[b.j[never] >= stop_at[b.acct[never]]]] = 0
     # A self-cure or an overpayment is placed among the bills dated by pay_until.
