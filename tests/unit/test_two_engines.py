@@ -170,12 +170,21 @@ def frames(data: list[tuple[str, str, list[Due], list[Payment]]]) -> tuple[pl.Da
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(data=portfolios(), as_of_offset=st.integers(0, 130))
+@given(
+    data=portfolios(),
+    as_of_offset=st.integers(0, 130),
+    own_offsets=st.none() | st.lists(st.integers(0, 130), min_size=4, max_size=4),
+)
 def test_set_based_engine_equals_the_readable_specification(
-    data: list[tuple[str, str, list[Due], list[Payment]]], as_of_offset: int
+    data: list[tuple[str, str, list[Due], list[Payment]]], as_of_offset: int, own_offsets: list[int] | None
 ) -> None:
+    """Every account as of one date, or (``own_offsets``) each account as of its own date."""
     as_of = START + dt.timedelta(days=as_of_offset)
     accounts, dues, payments = frames(data)
+    dates = {a: as_of for a, _, _, _ in data}
+    if own_offsets is not None:
+        dates = {a: START + dt.timedelta(days=own_offsets[i]) for i, (a, _, _, _) in enumerate(data)}
+        accounts = accounts.with_columns(as_of=pl.Series([dates[a] for a in accounts["account_id"]]))
     got = {
         r["account_id"]: r
         for r in compute_snapshots(accounts, dues, payments, TERMS, as_of).iter_rows(named=True)
@@ -184,10 +193,11 @@ def test_set_based_engine_equals_the_readable_specification(
     for account_id, code, ds, ps in data:
         product = PRODUCTS[code]
         cur = product.currency
-        s = snapshot(account_id, product, BUCKETS[product.bucket_set], TERMS.stages, ds, ps, as_of)
+        day = dates[account_id]
+        s = snapshot(account_id, product, BUCKETS[product.bucket_set], TERMS.stages, ds, ps, day)
         expected = {
             "account_id": account_id,
-            "as_of": as_of,
+            "as_of": day,
             "currency": cur,
             "days_past_due": s.days_past_due,
             "delinquency_days": s.delinquency_days,

@@ -72,18 +72,22 @@ def compute_snapshots(  # noqa: PLR0917 - the signature the run and the property
     as_of: dt.date,
     on_hold: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """One snapshot row per account as of ``as_of`` (schema ``SNAPSHOTS``), sorted by account_id."""
-    day_d = (as_of - _EPOCH).days
+    """One snapshot row per account as of ``as_of`` (schema ``SNAPSHOTS``), sorted by account_id.
+
+    When ``accounts`` has a Date column ``as_of``, each account is taken as of its own date there (null:
+    ``as_of``): the stage history uses it to find the day an account entered its stage.
+    """
     accts, params = _index_accounts(accounts, terms)
     n = accts.height
-    payments = payments.filter(pl.col("paid_on") <= as_of)
+    day_d = _AsOf.of(accts, as_of)
+    payments = payments.filter(pl.col("paid_on") <= dt.date.fromordinal(day_d.latest + _EPOCH.toordinal()))
     _check_amounts(dues, payments)
-    keys = _Keys.for_inputs(dues, payments, n, day_d)
+    keys = _Keys.for_inputs(dues, payments, n, day_d.latest)
     ids = accts.lazy().select("account_id", "aidx", "pidx")
 
     # Independent steps run side by side: much of each is single-threaded inside Polars.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        paid_job = pool.submit(_Axis.payments, payments, ids, keys, n)
+        paid_job = pool.submit(_Axis.payments, payments, ids, keys, n, day_d)
         due_rows = _sorted_dues(dues, ids, params, keys)
         paid = paid_job.result()
         held = _ledger(due_rows, paid, keys, n, day_d)
@@ -105,7 +109,9 @@ def compute_snapshots(  # noqa: PLR0917 - the signature the run and the property
     )
     frame = _with_bucket(frame, terms, params)
     frame = _with_stage(frame, terms, params)
-    frame = frame.with_columns(on_hold=_holds(on_hold, ids, n), as_of=pl.lit(as_of, dtype=pl.Date))
+    frame = frame.with_columns(
+        on_hold=_holds(on_hold, ids, n), as_of=day_d.expr().cast(pl.Int32).cast(pl.Date)
+    )
     return frame.select([pl.col(name).cast(dtype) for name, dtype in SNAPSHOTS.items()])
 
 
@@ -114,7 +120,8 @@ def compute_snapshots(  # noqa: PLR0917 - the signature the run and the property
 
 def _index_accounts(accounts: pl.DataFrame, terms: Terms) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Accounts sorted by id with their index ``aidx`` and product index ``pidx``; the product parameters."""
-    accts = accounts.select("account_id", "product_code").sort("account_id").with_row_index("aidx")
+    columns = ["account_id", "product_code"] + (["as_of"] if "as_of" in accounts.columns else [])
+    accts = accounts.select(columns).sort("account_id").with_row_index("aidx")
     ids = accts["account_id"]
     duplicated = ids.slice(1).filter(ids.slice(1) == ids.slice(0, max(0, len(ids) - 1)))
     if len(duplicated):
@@ -269,6 +276,35 @@ def _dense(n: int, aidx: pl.Series, values: pl.Series, dtype: pl.DataType) -> pl
 
 
 @dataclass(frozen=True, slots=True)
+class _AsOf:
+    """The as-of day of each account (days since 1970): one for all, or each account its own."""
+
+    day: int | None  # the day of every account, or None when they differ
+    days: pl.Series  # per account (dense), Int32
+    latest: int
+
+    @classmethod
+    def of(cls, accts: pl.DataFrame, as_of: dt.date) -> _AsOf:
+        default = (as_of - _EPOCH).days
+        if "as_of" not in accts.columns:
+            return cls(default, pl.Series("as_of", [], dtype=pl.Int32), default)
+        days = accts["as_of"].cast(pl.Int32).fill_null(default)
+        low, high = days.min(), days.max()
+        if not isinstance(low, int) or not isinstance(high, int) or low == high:
+            day = high if isinstance(high, int) else default
+            return cls(day, days, day)
+        return cls(None, days, high)
+
+    def expr(self) -> pl.Expr:
+        """Each row's as-of day, by its ``aidx``."""
+        return (
+            pl.lit(self.day, dtype=pl.Int64)
+            if self.day is not None
+            else _by_account(self.days).cast(pl.Int64)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _Keys:
     """Packs (account, day) into one Int64, ordered like the pair: ``aidx << day_bits | (day - base)``.
 
@@ -325,8 +361,10 @@ class _Axis:
     start: pl.Series
 
     @classmethod
-    def payments(cls, payments: pl.DataFrame, ids: pl.LazyFrame, keys: _Keys, n: int) -> _Axis:
-        """Payments up to D with amount > 0."""
+    def payments(  # noqa: PLR0917 - one call site
+        cls, payments: pl.DataFrame, ids: pl.LazyFrame, keys: _Keys, n: int, day_d: _AsOf
+    ) -> _Axis:
+        """Payments up to each account's D with amount > 0."""
         rows = (
             payments.lazy()
             .filter(pl.col("amount_minor") > 0)
@@ -334,6 +372,7 @@ class _Axis:
             .select(
                 "aidx", pl.col("paid_on").cast(pl.Int32).alias("day"), pl.col("amount_minor").alias("pay")
             )
+            .filter(pl.col("day") <= day_d.expr())
             .with_columns(key=keys.day_key(pl.col("day")))
             .collect()
         )
@@ -375,7 +414,7 @@ class _Axis:
         return (answered if in_order else answered.sort("_row"))["P"]
 
 
-def _ledger(due_rows: pl.DataFrame, paid: _Axis, keys: _Keys, n: int, day_d: int) -> tuple[_Axis, _Axis]:
+def _ledger(due_rows: pl.DataFrame, paid: _Axis, keys: _Keys, n: int, day_d: _AsOf) -> tuple[_Axis, _Axis]:
     """The money held by the dues' required parts (R) and by their remainders (Q), as two axes.
 
     Payments are applied in the order they arrive (docs/semantics.md): each day's money goes to the
@@ -409,11 +448,11 @@ def _ledger(due_rows: pl.DataFrame, paid: _Axis, keys: _Keys, n: int, day_d: int
         total = x.cum_sum()
         return total - pl.when(first_acct).then(total - x).forward_fill()
 
-    last_offset = day_d - keys.base  # nothing becomes payable after D (payments after D are left out)
     events = (
         due_events.merge_sorted(pay_events, key="key")
-        .filter(key % step <= last_offset)
         .with_columns(aidx=key // step)
+        # Nothing becomes payable after D (payments after D are already left out).
+        .filter(key % step <= day_d.expr() - keys.base)
         .with_columns(P=running(pl.col("dpay")), Creq=running(pl.col("dreq")), Crem=running(pl.col("drem")))
         .filter(_last_of(key))
         .with_columns(x=pl.min_horizontal("Crem", pl.col("P") - pl.col("Creq")).clip(lower_bound=0))
@@ -531,7 +570,7 @@ class _DueFigures:
 
 
 def _due_figures(
-    due_rows: pl.DataFrame, held: tuple[_Axis, _Axis], params: pl.DataFrame, keys: _Keys, day_d: int
+    due_rows: pl.DataFrame, held: tuple[_Axis, _Axis], params: pl.DataFrame, keys: _Keys, day_d: _AsOf
 ) -> _DueFigures:
     """The past-due parts, the late fee shortfalls and the interest candidates, from the sorted dues."""
     held_req, held_rem = held
@@ -553,10 +592,12 @@ def _due_figures(
     )
     paid_d = _by_account(held_req.total)  # what the required parts hold as of D
     required_before = pl.col("R") - req
-    is_past = day < day_d
+    is_past = day < day_d.expr()
 
     totals = base.lazy().filter(last_acct).select("aidx", "R", "Rem")
-    past_totals = base.lazy().filter(is_past & (last_acct | (day.shift(-1) >= day_d))).select("aidx", "R")
+    past_totals = (
+        base.lazy().filter(is_past & (last_acct | (day.shift(-1) >= day_d.expr()))).select("aidx", "R")
+    )
     # The required part of a past-due due left unpaid as of D (few rows: the arrears).
     unpaid = req - (paid_d - required_before).clip(0, req)
     arrears = (
@@ -682,7 +723,7 @@ def _interest(
     params: pl.DataFrame,
     *,
     keys: _Keys,
-    day_d: int,
+    day_d: _AsOf,
 ) -> tuple[pl.Series, pl.Series]:
     """Penalty interest (罚息, CN-LOAN-01) and card interest (全额计息, CN-FEE-06) per account, rounded once.
 
@@ -697,7 +738,7 @@ def _interest(
     held_req, held_rem = held
     integral = _MoneyIntegral(held_req, held_rem, day_d)
     # Penalty: days due_date+1 .. D; money that the due held by its due date counts on each of them.
-    pen_sum = integral.unpaid_days(pen, pl.lit(day_d) - pl.col("day"), pl.col("Rt"), pl.col("Qt"))
+    pen_sum = integral.unpaid_days(pen, day_d.expr() - pl.col("day"), pl.col("Rt"), pl.col("Qt"))
     # Card, full amount: days posted_on .. D, both ends counted; a payment on day d lowers that day's
     # balance, so money counts from its own day (money held before posting, on every day). Unpaid
     # portion: a day before the due date counts the balance left at the due date, so money held by the
@@ -712,7 +753,7 @@ def _interest(
     split_rem = (
         pl.when(portion).then(pl.max_horizontal("Qt", rem_before_posting)).otherwise(rem_before_posting)
     )
-    days = (pl.lit(day_d) - pl.col("posted") + 1).clip(lower_bound=0)
+    days = (day_d.expr() - pl.col("posted") + 1).clip(lower_bound=0)
     card_sum = integral.unpaid_days(card, days, split_req, split_rem)
     return (
         _round_per_account(pen, pen_sum, "pen", accts.height, params),
@@ -759,18 +800,18 @@ class _MoneyIntegral:
 
     __slots__ = ("axes", "dtype", "tables")
 
-    def __init__(self, held_req: _Axis, held_rem: _Axis, day_d: int) -> None:
+    def __init__(self, held_req: _Axis, held_rem: _Axis, day_d: _AsOf) -> None:
         self.axes = {"req": held_req, "rem": held_rem}
         bound = 0
         for axis in self.axes.values():
             rows = axis.rows
             first_day = rows["day"].min()
-            span = day_d + 1 - first_day if isinstance(first_day, int) else 1
+            span = day_d.latest + 1 - first_day if isinstance(first_day, int) else 1
             largest = rows["pay"].max()
             bound = max(bound, (largest if isinstance(largest, int) else 0) * len(rows) * max(span, 1))
         # Σ pay × days over a whole portfolio fits Int64 in practice; Int128 when it might not.
         self.dtype: pl.DataType = pl.Int64() if bound < _INT64_SAFE else pl.Int128()
-        weight = (pl.lit(day_d + 1) - pl.col("day")).cast(self.dtype)
+        weight = (day_d.expr() + 1 - pl.col("day")).cast(self.dtype)
         weighted = pl.col("pay").cast(self.dtype) * weight
         self.tables = {
             slot: axis.rows.select(
@@ -862,7 +903,7 @@ def _assemble(
     penalty: pl.Series,
     card: pl.Series,
     late_fees: pl.Series,
-    day_d: int,
+    day_d: _AsOf,
 ) -> pl.DataFrame:
     """Days past due, amounts past due by component, outstanding and credit per account."""
     frame = pl.concat(
@@ -900,7 +941,7 @@ def _assemble(
     credit = pl.col("paid_total") - pl.col("held_req") - pl.col("held_rem")
     credit_left = (credit - pen_paid - fee_paid).clip(lower_bound=0)
     credit_after = credit_left - pl.min_horizontal(credit_left, pl.col("card_interest_minor"))
-    days_past_due = (pl.lit(day_d) - pl.col("anchor_day")).fill_null(0)
+    days_past_due = (day_d.expr() - pl.col("anchor_day")).fill_null(0)
     owed = pl.col("required_total") + pl.col("remainder_total") + pen + fee + pl.col("card_interest_minor")
     return frame.with_columns(
         currency=_by_product(params, "currency"),

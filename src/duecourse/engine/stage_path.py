@@ -1,0 +1,200 @@
+"""The days accounts entered their stages, found again from the data when the run did not see them happen.
+
+A daily run sees each stage change on the day it happens. After a gap of days, or on the first run ever,
+it did not: the stage history would say "entered on the run's date" for a change that happened days ago,
+and a strategy counting days from entering a stage would act on a wrong date. Because a snapshot is a
+pure function of the data and the date, the stage of any past day can be computed again; this module
+finds, for each account, the stage changes between a lower bound and D with few evaluations.
+
+The search rests on one property (docs/semantics.md, "Stage"): between two days on which money reaches
+the account or a due becomes payable ("lowering events"), days past due, delinquency days, missed dues
+and the amount past due never decrease, so each stage's conditions, once they hold, keep holding, and
+the most severe stage that holds only moves up. Within such a stretch the days in the stage of its last
+day form a suffix, found by bisection; across a lowering event the stage may fall, so the search steps
+back one event at a time. Each step evaluates every account still searching at once, each as of its own
+day, with the set-based engine (``compute_snapshots`` with a per-account ``as_of``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from duecourse.domain.terms import Terms
+from duecourse.engine.snapshot import compute_snapshots
+
+__all__ = ["stage_path"]
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _day(date: dt.date) -> int:
+    return (date - _EPOCH).days
+
+
+def stage_path(  # noqa: PLR0917 - the inputs of compute_snapshots, then the search's own
+    accounts: pl.DataFrame,
+    dues: pl.DataFrame,
+    payments: pl.DataFrame,
+    terms: Terms,
+    as_of: dt.date,
+    stages: pl.DataFrame,
+    lower: pl.DataFrame,
+) -> pl.DataFrame:
+    """Every stage change of the searched accounts on a day in [their lower bound, ``as_of``].
+
+    Args:
+        accounts, dues, payments, terms: the portfolio, as for ``compute_snapshots``.
+        as_of: the run's date D.
+        stages: ``account_id``, ``stage``: each searched account's stage as of D (from the run).
+        lower: ``account_id``, ``lower`` (Date <= D): the first day the search looks at, per account.
+
+    Returns:
+        ``account_id``, ``stage``, ``entered_on``, sorted by account and date: the stage entered on each
+        day the stage differed from the day before, within the bounds. The oldest row of an account has
+        ``entered_on == lower`` when the stage held already on the lower bound (the search cannot tell
+        from when); the newest is the stage of D.
+    """
+    d = _day(as_of)
+    state = (
+        stages.select("account_id", pl.col("stage").alias("target"))
+        .join(
+            lower.select("account_id", pl.col("lower").cast(pl.Int32).alias("lower")),
+            on="account_id",
+            how="inner",
+        )
+        .with_columns(
+            seg_hi=pl.lit(d, dtype=pl.Int32),
+            phase=pl.lit("seg"),
+            probe=pl.lit(None, dtype=pl.Int32),
+            lo=pl.lit(None, dtype=pl.Int32),
+            hi=pl.lit(None, dtype=pl.Int32),
+            lo_stage=pl.lit(None, dtype=pl.String),
+        )
+        .sort("account_id")
+    )
+    latest = state["lower"].max()
+    if isinstance(latest, int) and latest > d:
+        raise ValueError("a lower bound of the stage search is after the run's date")
+    searched = state.select("account_id")
+    accounts = accounts.join(searched, on="account_id", how="semi")
+    dues = dues.join(searched, on="account_id", how="semi")
+    payments = payments.join(searched, on="account_id", how="semi").filter(pl.col("paid_on") <= as_of)
+    events = _lowering_days(dues, payments, d)
+
+    emitted: list[pl.DataFrame] = []
+    while state.height:
+        state = _enter_segments(state, events)
+        seen = _stages_at(accounts, dues, payments, terms, as_of, state.select("account_id", "probe"))
+        state = state.join(seen, on="account_id", how="left")
+        state, done = _step(state)
+        if done.height:
+            emitted.append(done)
+    if not emitted:
+        return pl.DataFrame(schema={"account_id": pl.String(), "stage": pl.String(), "entered_on": pl.Date()})
+    return pl.concat(emitted).sort("account_id", "entered_on")
+
+
+def _lowering_days(dues: pl.DataFrame, payments: pl.DataFrame, d: int) -> pl.DataFrame:
+    """Per account, the days on or before D money arrived or a due became payable, sorted."""
+    paid = payments.select("account_id", pl.col("paid_on").cast(pl.Int32).alias("day"))
+    posted = dues.filter(pl.col("posted_on").is_not_null()).select(
+        "account_id", pl.col("posted_on").cast(pl.Int32).alias("day")
+    )
+    return pl.concat([paid, posted]).filter(pl.col("day") <= d).unique().sort("account_id", "day")
+
+
+def _enter_segments(state: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """Accounts starting a stretch: probe its first day L, the last lowering day <= seg_hi (>= lower)."""
+    entering = state.filter(pl.col("phase") == "seg")
+    if entering.is_empty():
+        return state
+    rest = state.filter(pl.col("phase") != "seg")
+    located = (
+        entering.sort("account_id", "seg_hi")
+        .join_asof(
+            events.rename({"day": "event"}),
+            left_on="seg_hi",
+            right_on="event",
+            by="account_id",
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .with_columns(
+            phase=pl.lit("at_L"),
+            probe=pl.max_horizontal(pl.col("event").fill_null(pl.col("lower")), "lower"),
+        )
+        .drop("event")
+    )
+    return pl.concat([rest, located.select(rest.columns)]).sort("account_id")
+
+
+def _stages_at(
+    accounts: pl.DataFrame,
+    dues: pl.DataFrame,
+    payments: pl.DataFrame,
+    terms: Terms,
+    as_of: dt.date,
+    probes: pl.DataFrame,
+) -> pl.DataFrame:
+    """``account_id``, ``seen``: each probed account's stage as of its own probe day."""
+    ids = probes.select("account_id")
+    subset = accounts.join(ids, on="account_id", how="semi").join(
+        probes.select("account_id", pl.col("probe").cast(pl.Date).alias("as_of")), on="account_id"
+    )
+    snaps = compute_snapshots(
+        subset,
+        dues.join(ids, on="account_id", how="semi"),
+        payments.join(ids, on="account_id", how="semi"),
+        terms,
+        as_of,
+    )
+    return snaps.select("account_id", pl.col("stage").alias("seen"))
+
+
+def _step(state: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One move of every account's search after its probe; returns (the still searching, the found)."""
+    phase, probe, seen, target = pl.col("phase"), pl.col("probe"), pl.col("seen"), pl.col("target")
+    same = seen == target
+    at_l, before, bisect = phase == "at_L", phase == "before", phase == "bisect"
+    # After the probe, the bounds of a bisection: stage(lo) != target, stage(hi) == target.
+    state = state.with_columns(
+        lo=pl.when(at_l & ~same).then(probe).when(bisect & ~same).then(probe).otherwise("lo"),
+        lo_stage=pl.when((at_l | bisect) & ~same).then(seen).otherwise("lo_stage"),
+        hi=pl.when(at_l & ~same).then("seg_hi").when(bisect & same).then(probe).otherwise("hi"),
+    )
+    lo, hi = pl.col("lo"), pl.col("hi")
+    bisecting = (at_l | bisect) & ~(at_l & same)
+    # Where the stage was entered, when this probe settles it, and the stage before it.
+    found_at = (
+        pl.when(at_l & same & (probe == pl.col("lower")))
+        .then(pl.col("lower"))
+        .when(before & ~same)
+        .then(probe + 1)
+        .when(bisecting & (hi - lo <= 1))
+        .then(hi)
+    )
+    state = state.with_columns(found=found_at)
+    found = state.filter(pl.col("found").is_not_null())
+    done = found.select(
+        "account_id", pl.col("target").alias("stage"), pl.col("found").cast(pl.Date).alias("entered_on")
+    )
+    # Found after the lower bound: search on for the stage before it, in the days before it.
+    more = found.filter(pl.col("found") > pl.col("lower")).with_columns(
+        target=pl.when(before).then(seen).otherwise("lo_stage"),
+        seg_hi=pl.col("found") - 1,
+        phase=pl.lit("seg"),
+    )
+    going = state.filter(pl.col("found").is_null()).with_columns(
+        # In the stage already on L: look at the day before L. Still the same there: the stretch before.
+        phase=pl.when(at_l & same)
+        .then(pl.lit("before"))
+        .when(before & same)
+        .then(pl.lit("seg"))
+        .otherwise(pl.lit("bisect")),
+        seg_hi=pl.when(before & same).then(probe).otherwise("seg_hi"),
+        probe=pl.when(at_l & same).then(probe - 1).when(bisecting).then((lo + hi) // 2).otherwise(probe),
+    )
+    columns = [c for c in state.columns if c not in ("seen", "found")]
+    return pl.concat([going.select(columns), more.select(columns)]).sort("account_id"), done
