@@ -12,7 +12,7 @@ import pytest
 
 from duecourse.domain.errors import ProblemsError
 from duecourse.engine.schema import ACCOUNTS, CUSTOMERS, DUES, PAYMENTS
-from duecourse.io.readers import MAX_PROBLEMS, Refs, read_table
+from duecourse.io.readers import MAX_PROBLEMS, ROW, Refs, read_table
 
 NO_REFS = Refs()
 CNY_A1 = Refs(account_digits=pl.DataFrame({"account_id": ["A1"], "minor_digits": [2]}))
@@ -444,7 +444,8 @@ def test_rows_are_the_csv_line_numbers_across_blank_lines_and_multiline_cells() 
         + "A1,D3,2025-01-31,-1,principal,,\n",
     )
     assert problems("dues", path, CNY_A1) == [
-        "dues.csv:6:amount: '-1' is negative; amount must be greater than 0"
+        "dues.csv:4:due_id: 'D\\n2' holds a line break or another control character",
+        "dues.csv:6:amount: '-1' is negative; amount must be greater than 0",
     ]
 
 
@@ -639,3 +640,22 @@ def test_parquet_float_amounts_are_refused() -> None:
 
 def test_a_file_that_is_not_parquet_is_a_problem() -> None:
     assert codes("payments", write("payments.parquet", "payment_id\n")) == ["import.unreadable_parquet"]
+
+
+def test_keep_row_gives_the_line_each_record_starts_on() -> None:
+    header = (
+        "customer_id,name,locale,timezone,jurisdiction,phone,email,address_line1,address_line2,city,region,"
+        "postal_code,country\n"
+    )
+    row = "{id},Ann Lee,en-GB,Europe/London,UK,,,{address},,Leeds,,LS1 1AA,GB\n"
+    path = write(
+        "customers.csv",
+        header
+        + "\n"
+        + row.format(id="C1", address="1 High St")
+        + row.format(id="C2", address='"Flat 2\n10 High St"')
+        + row.format(id="C3", address="3 High St"),
+    )
+    frame = read_table("customers", path, NO_REFS, keep_row=True)
+    assert frame.select("customer_id", ROW).rows() == [("C1", 3), ("C2", 4), ("C3", 6)]
+    assert ROW not in read_table("customers", path, NO_REFS).columns

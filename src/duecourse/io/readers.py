@@ -128,8 +128,15 @@ class _Plan:
     output: tuple[pl.Expr, ...]
 
 
-def read_table(kind: str, path: Path, refs: Refs) -> pl.DataFrame:
-    """Read a customers, accounts, dues or payments file (CSV or Parquet), or raise all its problems."""
+ROW = _ROW  # with ``keep_row``: the row number the user sees (see the module's docstring)
+
+
+def read_table(kind: str, path: Path, refs: Refs, *, keep_row: bool = False) -> pl.DataFrame:
+    """Read a customers, accounts, dues or payments file (CSV or Parquet), or raise all its problems.
+
+    With ``keep_row`` the frame has one more column, ``ROW``, the row number to name in a later problem
+    about the row (e.g. an import conflicting with what is stored).
+    """
     if kind not in _LAYOUTS:
         raise ValueError(f"unknown kind {kind!r}; expected one of: {', '.join(_LAYOUTS)}")
     layout = _LAYOUTS[kind]
@@ -153,7 +160,7 @@ def read_table(kind: str, path: Path, refs: Refs) -> pl.DataFrame:
     if kind in ("dues", "payments"):
         frame = _attach_digits(frame, refs)
     plan = _PLANS[kind](refs)
-    return _run(plan, frame, file, FRAMES[kind])
+    return _run(plan, frame, file, FRAMES[kind], keep_row=keep_row)
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -329,7 +336,9 @@ def _attach_digits(frame: pl.DataFrame, refs: Refs) -> pl.DataFrame:
 # --- running the checks -----------------------------------------------------------------------------
 
 
-def _run(plan: _Plan, frame: pl.DataFrame, file: str, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+def _run(
+    plan: _Plan, frame: pl.DataFrame, file: str, schema: Mapping[str, pl.DataType], *, keep_row: bool
+) -> pl.DataFrame:
     masks = [f"_bad_{i}" for i in range(len(plan.checks))]
     lazy = frame.lazy()
     for stage in plan.stages:
@@ -348,7 +357,10 @@ def _run(plan: _Plan, frame: pl.DataFrame, file: str, schema: Mapping[str, pl.Da
             if row[mask]
         ]
         raise ProblemsError(_capped(problems, total, file))
-    return checked.select(plan.output).select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+    columns = [pl.col(name).cast(dtype) for name, dtype in schema.items()]
+    return checked.select(*plan.output, *([_ROW] if keep_row else [])).select(
+        *columns, *([pl.col(_ROW).cast(pl.Int64)] if keep_row else [])
+    )
 
 
 def _capped(problems: list[Problem], total: int, file: str) -> list[Problem]:
@@ -379,10 +391,17 @@ def _required(column: str) -> _Check:
 
 def _id(column: str) -> list[_Check]:
     spaced = ~_blank(column) & (pl.col(column) != pl.col(column).str.strip_chars())
+    control = ~spaced & pl.col(column).str.contains(r"[\x00-\x1f\x7f]")
     return [
         _required(column),
         _Check(
             "import.bad_id", column, spaced, lambda row: f"{row[column]!r} has leading or trailing spaces"
+        ),
+        _Check(
+            "import.bad_id",
+            column,
+            control,
+            lambda row: f"{row[column]!r} holds a line break or another control character",
         ),
     ]
 
