@@ -9,52 +9,10 @@ import pytest
 
 from duecourse.domain.delinquency import snapshot
 from duecourse.domain.model import Due, Payment
-from duecourse.domain.terms import Bucket, BucketSet, Charges, LateFee, Product, Stage
+from duecourse.domain.terms import LateFee, Product
+from tests.unit.support import CN_M, STAGES, card, loan
 
 D = dt.date.fromisoformat
-CN_M = BucketSet(
-    "cn_m",
-    (
-        Bucket("M1", 1, 30),
-        Bucket("M2", 31, 60),
-        Bucket("M3", 61, 90),
-        Bucket("M4", 91, 120),
-        Bucket("M5", 121, 150),
-        Bucket("M6", 151, 180),
-        Bucket("M7+", 181, None),
-    ),
-)
-STAGES = (
-    Stage("early", min_days_past_due=1),
-    Stage("M1", min_delinquency_days=1),
-    Stage("M2", min_delinquency_days=31),
-)
-
-
-def card(mode: str = "full_amount", fee: LateFee | None = None, grace: int = 0) -> Product:
-    return Product(
-        "card_cn",
-        "card",
-        "CNY",
-        grace,
-        "cn_m",
-        "CN",
-        ("penalty", "fee", "interest", "principal"),
-        Charges(card_interest_mode=mode, card_daily_rate=Decimal("0.0005"), late_fee=fee or LateFee()),
-    )
-
-
-def loan(rate: str = "0", grace: int = 0) -> Product:
-    return Product(
-        "loan_cn",
-        "instalment_loan",
-        "CNY",
-        grace,
-        "cn_m",
-        "CN",
-        ("penalty", "fee", "interest", "principal"),
-        Charges(penalty_daily_rate=Decimal(rate)),
-    )
 
 
 def dues(text: str) -> list[Due]:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from duecourse.domain.model import Due, Payment
 from duecourse.engine.snapshot import compute_snapshots
 from duecourse.engine.stage_path import stage_path
+from tests.unit.support import loan, terms
 from tests.unit.test_two_engines import START, TERMS, frames, portfolios
 
 Data = list[tuple[str, str, list[Due], list[Payment]]]
@@ -73,7 +74,7 @@ def test_stage_path_finds_every_change_the_days_show(data: Data, as_of_offset: i
 
 
 def test_a_change_in_a_gap_is_dated_the_day_it_happened() -> None:
-    from tests.unit.test_engine_snapshot import THREE_INSTALMENTS, accounts, dues, loan, payments, terms
+    from tests.unit.test_engine_snapshot import THREE_INSTALMENTS, accounts, dues, payments
 
     # I1 falls due on Jan 10 unpaid: "early" from Jan 11, "M1" from Jan 11 too (no grace), "M2" at 31 days.
     as_of = dt.date(2025, 2, 20)
