@@ -223,3 +223,29 @@ def test_charges_due_now_are_paid_before_what_is_not_yet_due() -> None:
     assert s.outstanding == Decimal("1000.00") and s.credit == 0
     moved = [a for a in s.allocations if a.block == "moved_to_charges"]
     assert [(a.target, a.amount) for a in moved] == [("I2", Decimal("-9.00"))]
+
+
+def test_a_fee_billed_on_a_statement_is_payable_from_that_statements_posting() -> None:
+    # S2's fee has no posting date of its own: it is payable from S2's posting (Jan 28), so the 1000 paid on
+    # Jan 20 clears S1 and reaches neither S2 nor its fee; the fee does not make S1..S2 payable earlier.
+    due_text = TWO_STATEMENTS + "S2F 2025-02-25 20.00 fee\n"
+    s = snap(card("none"), due_text, "P1 2025-01-20 1000.00", "2025-03-01")
+    assert s.paid_by_due["S1"] == (Decimal("100.00"), Decimal("900.00"))
+    assert s.paid_by_due["S2F"] == (Decimal("0"), Decimal("0"))
+    assert s.past_due["fee"] == Decimal("20.00") and s.past_due["principal"] == Decimal("150.00")
+
+
+def test_a_payment_within_the_grace_days_counts_as_on_time_for_the_late_fee_and_the_interest() -> None:
+    # 容时 (CN-FEE-07): 3 grace days. S1 (due Jan 25) paid in full on Jan 28: no late fee, no interest.
+    fee = LateFee("percent", Decimal("0.05"), floor=Decimal("10.00"))
+    one = "S1 2025-01-25 1000.00 principal 100.00 2024-12-20"
+    s = snap(card("full_amount", fee, grace=3), one, "P1 2025-01-28 1000.00", "2025-03-01")
+    assert (s.late_fees, s.card_interest) == (0, 0)
+    # Paid on Jan 29, a day after the grace days: the late fee on the minimum and 全额计息 from posting.
+    late = snap(card("full_amount", fee, grace=3), one, "P1 2025-01-29 1000.00", "2025-03-01")
+    assert late.late_fees == Decimal("10.00")
+    assert late.card_interest == Decimal("20.00")  # 1000 × 40 days (Dec 20 .. Jan 28) × 0.05 %
+    # Within the grace days nothing is charged yet; the day after, the fee is.
+    unpaid = "S1 2025-01-25 1000.00 principal 100.00 2024-12-20"
+    assert snap(card("none", fee, grace=3), unpaid, "", "2025-01-28").late_fees == 0
+    assert snap(card("none", fee, grace=3), unpaid, "", "2025-01-29").late_fees == Decimal("10.00")

@@ -114,15 +114,20 @@ def _pour(amount: Decimal, capacity: Decimal) -> tuple[Decimal, Decimal]:
 def payable_from(dues: Sequence[Due]) -> dict[str, dt.date]:
     """The first day each due (in order) can take money.
 
-    A card statement can be paid from its ``posted_on``; a due without one (a loan instalment, whose
-    schedule is known from the start) at any time (``date.min``). A due is never payable later than a
-    due after it in the order, so the payable dues are always the first ones in the order.
+    A card statement can be paid from its ``posted_on``; a due without one, from the posting date of the
+    dues of its due date (a fee or interest billed on that statement), else at any time (``date.min``: a
+    loan instalment, whose schedule is known from the start). A due is never payable earlier than a due
+    before it in the order, so the payable dues are always the first ones in the order.
     """
+    statement: dict[dt.date, dt.date] = {}
+    for due in dues:
+        if due.posted_on is not None:
+            statement[due.due_date] = min(statement.get(due.due_date, due.posted_on), due.posted_on)
     opens: dict[str, dt.date] = {}
-    earliest = dt.date.max
-    for due in reversed(dues):
-        earliest = min(earliest, due.posted_on or dt.date.min)
-        opens[due.due_id] = earliest
+    latest = dt.date.min
+    for due in dues:
+        latest = max(latest, due.posted_on or statement.get(due.due_date, dt.date.min))
+        opens[due.due_id] = latest
     return opens
 
 
@@ -228,6 +233,9 @@ def penalty_interest_lines(timeline: Timeline, product: Product, as_of: dt.date)
 def card_interest_lines(timeline: Timeline, product: Product, as_of: dt.date) -> list[ChargeLine]:
     """全额计息 (CN-FEE-06): a statement not paid in full by its due date bears interest from posting.
 
+    Paid in full within the product's grace days counts as on time (容时, CN-FEE-07): the interest (from
+    the posting date, as always) is charged only once the grace days are over.
+
     ``full_amount``: each day from the posting date to as_of, both ends counted, on the balance of that day
     (a payment on day d lowers the balance from day d; E-CN-1). ``unpaid_portion``: only the part left
     unpaid at the due date, over the same days.
@@ -236,12 +244,14 @@ def card_interest_lines(timeline: Timeline, product: Product, as_of: dt.date) ->
     rate = product.charges.card_daily_rate
     if mode == "none" or rate == 0:
         return []
+    grace = dt.timedelta(days=product.grace_days)
     lines = []
     for due in timeline.dues:
-        if due.component != Component.PRINCIPAL.value or due.posted_on is None or due.due_date >= as_of:
+        on_time_until = due.due_date + grace
+        if due.component != Component.PRINCIPAL.value or due.posted_on is None or on_time_until >= as_of:
             continue
-        if timeline.at(due.due_date).of(due.due_id) >= due.amount:
-            continue  # paid in full by the due date: the interest-free period holds
+        if timeline.at(on_time_until).of(due.due_id) >= due.amount:
+            continue  # paid in full on time (grace days included): the interest-free period holds
         balance_days = ZERO
         for day in _days(due.posted_on, as_of):
             on = max(day, due.due_date) if mode == "unpaid_portion" else day
@@ -261,17 +271,20 @@ def card_interest_lines(timeline: Timeline, product: Product, as_of: dt.date) ->
 def late_fee_lines(timeline: Timeline, product: Product, as_of: dt.date) -> list[ChargeLine]:
     """违约金 / late fee: once per due date whose required total was not paid by the end of that day.
 
-    CN-FEE-05: percent of the unpaid part of the minimum payment, then the product's floor and cap;
-    Reg Z 1026.52(b): with ``limit_to_minimum``, never more than the minimum payment due.
+    A payment within the product's grace days counts as on time (容时, CN-FEE-07): the fee is charged
+    from the day after the grace days, on what was unpaid at their end. CN-FEE-05: percent of the unpaid
+    part of the minimum payment, then the product's floor and cap; Reg Z 1026.52(b): with
+    ``limit_to_minimum``, never more than the minimum payment due.
     """
     fee_terms = product.charges.late_fee
     if fee_terms.mode == "none":
         return []
     lines = []
     dues = timeline.dues
-    for due_date in sorted({d.due_date for d in dues if d.due_date < as_of}):
+    grace = dt.timedelta(days=product.grace_days)
+    for due_date in sorted({d.due_date for d in dues if d.due_date + grace < as_of}):
         on_date = [d for d in dues if d.due_date == due_date]
-        covered = timeline.at(due_date).required
+        covered = timeline.at(due_date + grace).required
         required = sum((d.required for d in on_date), ZERO)
         shortfall = required - sum((covered[d.due_id] for d in on_date), ZERO)
         if shortfall <= 0:

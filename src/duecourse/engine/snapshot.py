@@ -419,23 +419,25 @@ def _ledger(due_rows: pl.DataFrame, paid: _Axis, keys: _Keys, n: int, day_d: _As
 
     Payments are applied in the order they arrive (docs/semantics.md): each day's money goes to the
     required parts of the dues payable that day, then to their remainders, the rest is credit. A due is
-    payable from its posting day (the start when it has none), never later than a due after it in the
-    order: the reverse running minimum of the keys, so the payable dues are a prefix of the order and each
-    tier fills as one waterfall. At each event (a day something becomes payable or money arrives), with P
-    the paid total and Creq, Crem the required parts and remainders payable:
+    payable from its posting day (else its statement's, else from the start), never earlier than a due
+    before it in the order: the running maximum of the keys, so the payable dues are a prefix of the order
+    and each tier fills as one waterfall. At each event (a day something becomes payable or money
+    arrives), with P the paid total and Creq, Crem the required parts and remainders payable:
     ``Q = running max of max(0, min(Crem, P − Creq))`` (money reaches the remainders only when every payable
     required part is full, and never leaves them) and ``R = min(Creq, P − Q)``.
     """
     step = 1 << keys.day_bits
     aidx = pl.col("aidx")
-    posted_key = (
-        pl.when(pl.col("posted").is_null())
-        .then(aidx.cast(pl.Int64) * step)
-        .otherwise(keys.day_key(pl.col("posted")))
-    )
+    # A due without a posting date is payable from the posting of its due date's statement, if any.
+    posted = pl.col("posted")
+    if due_rows["posted"].null_count() not in (0, due_rows.height):
+        posted = pl.coalesce(posted, posted.min().over("aidx", "day"))
+    posted_key = pl.when(posted.is_null()).then(aidx.cast(pl.Int64) * step).otherwise(keys.day_key(posted))
     zero = pl.lit(0, dtype=pl.Int64)
     due_events = due_rows.lazy().select(
-        key=posted_key.reverse().cum_min().reverse(),
+        # Never payable before a due earlier in the order: the running maximum (accounts ascend, so a
+        # global cum_max stays within the account).
+        key=posted_key.cum_max(),
         dreq=pl.col("req").cast(pl.Int64),
         drem=pl.col("rem").cast(pl.Int64),
         dpay=zero,
@@ -584,12 +586,20 @@ def _due_figures(
         return total - pl.when(first_acct).then(total - x).forward_fill()
 
     at_due_date = keys.day_key(day)
-    base = (
-        # Rt, Qt: what the required parts and the remainders held at the end of the due date.
-        held_rem.with_paid(held_req.with_paid(due_rows.lazy(), at_due_date, "Rt"), at_due_date, "Qt")
-        .with_columns(R=running(req), Rem=running(rem))  # required parts, remainders through this due
-        .collect()
-    )
+    # The last day a payment counts as on time: the due date plus the product's grace days (容时).
+    on_time_until = day + _by_product(params, "grace_days").cast(pl.Int32)
+    at_grace_end = keys.day_key(on_time_until)
+    query = due_rows.lazy()
+    # Rt, Qt: what the required parts and the remainders held at the end of the due date; Rg, Qg: at the
+    # end of the grace days.
+    for axis, at, name in (
+        (held_req, at_due_date, "Rt"),
+        (held_rem, at_due_date, "Qt"),
+        (held_req, at_grace_end, "Rg"),
+        (held_rem, at_grace_end, "Qg"),
+    ):
+        query = axis.with_paid(query, at, name)
+    base = query.with_columns(R=running(req), Rem=running(rem)).collect()  # through this due
     paid_d = _by_account(held_req.total)  # what the required parts hold as of D
     required_before = pl.col("R") - req
     is_past = day < day_d.expr()
@@ -614,17 +624,18 @@ def _due_figures(
             pl.col("day").n_unique().alias("missed"),  # distinct due dates with an unpaid required part
         )
     )
-    # Late fees: a due date's required total and what of it was unpaid at the end of that date, read at
-    # the date's last due.
+    # Late fees: a due date's required total and what of it was unpaid at the end of its grace days,
+    # read at the date's last due, once the grace days are over.
     date_start = pl.when(first_acct | _first_of(day)).then(required_before).forward_fill()
     required_t = pl.col("R") - pl.col("date_start")
+    grace_over = on_time_until < day_d.expr()
     late_rows = (
         base.lazy()
         .with_columns(date_start=date_start)
-        .filter((last_acct | _last_of(day)) & is_past)
+        .filter((last_acct | _last_of(day)) & grace_over)
         .with_columns(
             required_t=required_t,
-            shortfall_t=required_t - (pl.col("Rt") - pl.col("date_start")).clip(0, required_t),
+            shortfall_t=required_t - (pl.col("Rg") - pl.col("date_start")).clip(0, required_t),
         )
         .filter(pl.col("shortfall_t") > 0)
         .select("aidx", "shortfall_t", "required_t")
@@ -648,11 +659,19 @@ def _due_figures(
         )
     ).to_series()
 
-    # Interest accrues only on principal, and a due paid in full by the end of its due date bears none
-    # (the paid total never decreases, so it stays paid): the only rows the interest kernel looks at.
+    # Interest accrues only on principal. A due paid in full by the end of its due date bears no penalty
+    # interest, and one paid in full within its grace days no card interest (what the dues hold never
+    # decreases, so it stays paid): the only rows the interest kernel looks at.
     remainder_before = pl.col("Rem") - rem
-    paid_at_t = (pl.col("Rt") - required_before).clip(0, req) + (pl.col("Qt") - remainder_before).clip(0, rem)
-    candidates = base.lazy().filter(is_past & (pl.col("comp") == _PRINCIPAL) & (req + rem - paid_at_t > 0))
+
+    def paid_at(r: str, q: str) -> pl.Expr:
+        return (pl.col(r) - required_before).clip(0, req) + (pl.col(q) - remainder_before).clip(0, rem)
+
+    principal = pl.col("comp") == _PRINCIPAL
+    penalty_candidates = base.lazy().filter(is_past & principal & (req + rem - paid_at("Rt", "Qt") > 0))
+    card_candidates = base.lazy().filter(
+        grace_over & principal & (req + rem - paid_at("Rg", "Qg") > 0) & pl.col("posted").is_not_null()
+    )
     mode = _by_product(params, "card_mode")
     charges_penalty = _by_product(params, "pen_num") > 0
     charges_card = mode.is_in([_FULL_AMOUNT, _UNPAID_PORTION]) & (_by_product(params, "card_num") > 0)
@@ -670,10 +689,8 @@ def _due_figures(
     ]
     penalty, card = pl.collect_all(
         [
-            candidates.filter(charges_penalty).select(columns),
-            candidates.filter(charges_card & pl.col("posted").is_not_null()).select(
-                *columns, portion=mode == _UNPAID_PORTION
-            ),
+            penalty_candidates.filter(charges_penalty).select(columns),
+            card_candidates.filter(charges_card).select(*columns, portion=mode == _UNPAID_PORTION),
         ]
     )
     return _DueFigures(sums, anchor_day, late, penalty, card)
