@@ -92,12 +92,21 @@ def explain_text(
         lines += [f"      {t}" for t in by_payment.get(p.payment_id, [])]
     if not any(p.paid_on <= snap.as_of for p in payments):
         lines.append("  (none)")
-    if by_payment.get(""):
+    moved: dict[tuple[str, str, str], Decimal] = {}
+    for a in snap.allocations:
+        if not a.payment_id:
+            moved[(a.block, a.target, a.component)] = (
+                moved.get((a.block, a.target, a.component), Decimal(0)) + a.amount
+            )
+    if moved:
         lines.append(
             f"  As of {snap.as_of}, charges due now rank before what is not yet past due, so money is "
             "taken back from it:"
         )
-        lines += [f"      {t}" for t in by_payment[""]]
+        lines += [
+            f"      {m(amount)} → {target} ({component}, {BLOCK_WORDS[block]})"
+            for (block, target, component), amount in moved.items()
+        ]
     lines += ["", "Charges accrued as of the date (each rounded once, half up to the minor unit):"]
     for c in snap.charges:
         shown = m(c.amount) if c.kind == "late_fee" else f"{c.amount.normalize():f} (exact)"
