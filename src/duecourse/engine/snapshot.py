@@ -288,6 +288,8 @@ class _AsOf:
         default = (as_of - _EPOCH).days
         if "as_of" not in accts.columns:
             return cls(default, pl.Series("as_of", [], dtype=pl.Int32), default)
+        if accts.schema["as_of"] != pl.Date():
+            raise ValueError(f"the accounts' as_of column must be Date, not {accts.schema['as_of']}")
         days = accts["as_of"].cast(pl.Int32).fill_null(default)
         low, high = days.min(), days.max()
         if not isinstance(low, int) or not isinstance(high, int) or low == high:

@@ -18,15 +18,17 @@ day, with the set-based engine (``compute_snapshots`` with a per-account ``as_of
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import polars as pl
 
-from duecourse.domain.terms import Terms
+from duecourse.domain.terms import CURRENT_STAGE, Terms
 from duecourse.engine.snapshot import compute_snapshots
 
 __all__ = ["stage_path"]
 
 _EPOCH = dt.date(1970, 1, 1)
+_FOUND_EMPTY = pl.DataFrame(schema={"account_id": pl.String(), "stage": pl.String(), "entered_on": pl.Date()})
 
 
 def _day(date: dt.date) -> int:
@@ -51,10 +53,10 @@ def stage_path(  # noqa: PLR0917 - the inputs of compute_snapshots, then the sea
         lower: ``account_id``, ``lower`` (Date <= D): the first day the search looks at, per account.
 
     Returns:
-        ``account_id``, ``stage``, ``entered_on``, sorted by account and date: the stage entered on each
-        day the stage differed from the day before, within the bounds. The oldest row of an account has
-        ``entered_on == lower`` when the stage held already on the lower bound (the search cannot tell
-        from when); the newest is the stage of D.
+        ``account_id``, ``stage``, ``entered_on``, sorted by account and date: the account's stage on its
+        lower bound (dated the lower bound: it may have been entered earlier, which the search does not
+        look at), then the stage entered on each later day the stage differed from the day before; the
+        newest row is the stage of D.
     """
     d = _day(as_of)
     state = (
@@ -77,6 +79,9 @@ def stage_path(  # noqa: PLR0917 - the inputs of compute_snapshots, then the sea
     latest = state["lower"].max()
     if isinstance(latest, int) and latest > d:
         raise ValueError("a lower bound of the stage search is after the run's date")
+    unknown = state.join(accounts, on="account_id", how="anti")["account_id"]
+    if len(unknown):
+        raise ValueError(f"stage_path: accounts not in the portfolio: {', '.join(unknown.head(5).to_list())}")
     searched = state.select("account_id")
     accounts = accounts.join(searched, on="account_id", how="semi")
     dues = dues.join(searched, on="account_id", how="semi")
@@ -84,16 +89,42 @@ def stage_path(  # noqa: PLR0917 - the inputs of compute_snapshots, then the sea
     events = _lowering_days(dues, payments, d)
 
     emitted: list[pl.DataFrame] = []
+    inputs = _Inputs(accounts, dues, payments, events)
     while state.height:
-        state = _enter_segments(state, events)
-        seen = _stages_at(accounts, dues, payments, terms, as_of, state.select("account_id", "probe"))
+        if state.height * 2 < inputs.accounts.height:  # fewer accounts to look at: smaller frames
+            inputs = inputs.only(state.select("account_id"))
+        state, done = _enter_segments(state, inputs.events)
+        emitted.append(done)
+        if state.is_empty():
+            break
+        seen = _stages_at(inputs, terms, as_of, state.select("account_id", "probe"))
+        if seen.height != state.height or seen["seen"].null_count():
+            raise AssertionError("stage_path: the engine did not give every probed account a stage")
         state = state.join(seen, on="account_id", how="left")
         state, done = _step(state)
-        if done.height:
-            emitted.append(done)
+        emitted.append(done)
+    emitted = [frame for frame in emitted if frame.height]
     if not emitted:
         return pl.DataFrame(schema={"account_id": pl.String(), "stage": pl.String(), "entered_on": pl.Date()})
     return pl.concat(emitted).sort("account_id", "entered_on")
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """The rows of the accounts still searching."""
+
+    accounts: pl.DataFrame
+    dues: pl.DataFrame
+    payments: pl.DataFrame
+    events: pl.DataFrame
+
+    def only(self, ids: pl.DataFrame) -> _Inputs:
+        return _Inputs(
+            *(
+                frame.join(ids, on="account_id", how="semi")
+                for frame in (self.accounts, self.dues, self.payments, self.events)
+            )
+        )
 
 
 def _lowering_days(dues: pl.DataFrame, payments: pl.DataFrame, d: int) -> pl.DataFrame:
@@ -105,12 +136,19 @@ def _lowering_days(dues: pl.DataFrame, payments: pl.DataFrame, d: int) -> pl.Dat
     return pl.concat([paid, posted]).filter(pl.col("day") <= d).unique().sort("account_id", "day")
 
 
-def _enter_segments(state: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-    """Accounts starting a stretch: probe its first day L, the last lowering day <= seg_hi (>= lower)."""
+def _enter_segments(state: pl.DataFrame, events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Accounts starting a stretch [L, seg_hi], L the last lowering day <= seg_hi (and >= lower).
+
+    The stage of seg_hi is the target. They probe L; but ``current`` is the least stage, so a stretch
+    ending in it is ``current`` throughout: those probe the day before L at once, or are found on
+    ``lower``. Returns (the accounts with a probe, the accounts found).
+    """
     entering = state.filter(pl.col("phase") == "seg")
     if entering.is_empty():
-        return state
+        return state, _FOUND_EMPTY
     rest = state.filter(pl.col("phase") != "seg")
+    first = pl.max_horizontal(pl.col("event").fill_null(pl.col("lower")), "lower")
+    least = pl.col("target") == CURRENT_STAGE
     located = (
         entering.sort("account_id", "seg_hi")
         .join_asof(
@@ -121,32 +159,31 @@ def _enter_segments(state: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
             strategy="backward",
             check_sortedness=False,
         )
-        .with_columns(
-            phase=pl.lit("at_L"),
-            probe=pl.max_horizontal(pl.col("event").fill_null(pl.col("lower")), "lower"),
-        )
+        .with_columns(first=first)
         .drop("event")
     )
-    return pl.concat([rest, located.select(rest.columns)]).sort("account_id")
+    found = located.filter(least & (pl.col("first") == pl.col("lower")))
+    probing = located.filter(~(least & (pl.col("first") == pl.col("lower")))).with_columns(
+        phase=pl.when(least).then(pl.lit("before")).otherwise(pl.lit("at_L")),
+        probe=pl.when(least).then(pl.col("first") - 1).otherwise("first"),
+    )
+    done = found.select(
+        "account_id", pl.col("target").alias("stage"), pl.col("lower").cast(pl.Date).alias("entered_on")
+    )
+    return pl.concat([rest, probing.select(rest.columns)]).sort("account_id"), done
 
 
-def _stages_at(
-    accounts: pl.DataFrame,
-    dues: pl.DataFrame,
-    payments: pl.DataFrame,
-    terms: Terms,
-    as_of: dt.date,
-    probes: pl.DataFrame,
-) -> pl.DataFrame:
+def _stages_at(inputs: _Inputs, terms: Terms, as_of: dt.date, probes: pl.DataFrame) -> pl.DataFrame:
     """``account_id``, ``seen``: each probed account's stage as of its own probe day."""
     ids = probes.select("account_id")
-    subset = accounts.join(ids, on="account_id", how="semi").join(
+    subset = inputs.accounts.join(ids, on="account_id", how="semi").join(
         probes.select("account_id", pl.col("probe").cast(pl.Date).alias("as_of")), on="account_id"
     )
+    all_probed = subset.height == inputs.accounts.height
     snaps = compute_snapshots(
         subset,
-        dues.join(ids, on="account_id", how="semi"),
-        payments.join(ids, on="account_id", how="semi"),
+        inputs.dues if all_probed else inputs.dues.join(ids, on="account_id", how="semi"),
+        inputs.payments if all_probed else inputs.payments.join(ids, on="account_id", how="semi"),
         terms,
         as_of,
     )
