@@ -245,6 +245,16 @@ def test_behaviours_shape_the_payments(portfolio: SynthPortfolio) -> None:
     assert of("partial_payer").select((pl.col("paid") < pl.col("required")).all()).item()
     assert of("overpayer").select((pl.col("paid") > pl.col("billed")).all()).item()
     assert of("never_pays").select((pl.col("paid") < pl.col("billed")).all()).item()
+    # ... and they stop: nothing is paid for their last bill.
+    never = portfolio.behaviours.filter(pl.col("behaviour") == "never_pays").select("account_id")
+    last_due = (
+        portfolio.dues.filter(pl.col("due_date") <= END).group_by("account_id").agg(pl.col("due_date").max())
+    )
+    last_paid = portfolio.payments.group_by("account_id").agg(pl.col("paid_on").max())
+    stopped = never.join(last_due, on="account_id").join(last_paid, on="account_id", how="left")
+    assert stopped.select(
+        (pl.col("paid_on").is_null() | (pl.col("paid_on") < pl.col("due_date"))).all()
+    ).item()
     cure = of("self_cure")
     assert cure.select((pl.col("paid") == pl.col("billed")).mean()).item() > 0.9  # caught up by the end
 
