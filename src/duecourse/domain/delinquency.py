@@ -268,6 +268,12 @@ def card_interest_lines(timeline: Timeline, product: Product, as_of: dt.date) ->
     return lines
 
 
+def _when_late(due_date: dt.date, grace: dt.timedelta) -> str:
+    if not grace:
+        return f"due {due_date} not paid in time"
+    return f"due {due_date} not paid by {due_date + grace}, the end of its {grace.days} grace days"
+
+
 def late_fee_lines(timeline: Timeline, product: Product, as_of: dt.date) -> list[ChargeLine]:
     """违约金 / late fee: once per due date whose required total was not paid by the end of that day.
 
@@ -301,7 +307,7 @@ def late_fee_lines(timeline: Timeline, product: Product, as_of: dt.date) -> list
         if fee_terms.limit_to_minimum and fee > required:
             fee, formula = required, formula + f", limited to the minimum payment {required}"
         lines.append(
-            ChargeLine("late_fee", on_date[0].due_id, fee, f"{formula} (due {due_date} not paid in time)")
+            ChargeLine("late_fee", on_date[0].due_id, fee, f"{formula} ({_when_late(due_date, grace)})")
         )
     return lines
 
