@@ -124,10 +124,50 @@ def test_a_run_after_a_gap_gives_the_true_state_and_records_stage_entries(
     assert cli(loaded, "explain", "A2", "--as-of", "2025-06-15", "--json") == 0
     data = json.loads(capsys.readouterr().out)
     assert data["days_past_due"] == 66 and data["stage"] == "M3"
-    assert data["stage_entered_on"] == "2025-06-15"
-    assert cli(loaded, "explain", "A2", "--as-of", "2025-04-15", "--json") == 0
-    earlier = json.loads(capsys.readouterr().out)
-    assert earlier["stage"] == "M1" and earlier["stage_entered_on"] == "2025-04-15"
+    # The run searched the days it did not see: I2 (due 04-10) has been unpaid since 04-11, so the loan
+    # reached 61 delinquency days, M3, on 06-10, and 31 days, M2, on 05-11; the first run found M1 on 04-11.
+    assert data["stage_entered_on"] == "2025-06-10"
+    for day, stage, entered in [("2025-05-20", "M2", "2025-05-11"), ("2025-04-15", "M1", "2025-04-11")]:
+        assert cli(loaded, "explain", "A2", "--as-of", day, "--json") == 0
+        earlier = json.loads(capsys.readouterr().out)
+        assert (earlier["stage"], earlier["stage_entered_on"]) == (stage, entered), day
+
+
+def test_an_account_imported_late_gets_its_true_stage_history_in_a_gap_and_in_a_daily_run(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def entered(account: str, day: str) -> tuple[str, str]:
+        capsys.readouterr()
+        assert cli(loaded, "explain", account, "--as-of", day, "--json") == 0
+        data = json.loads(capsys.readouterr().out)
+        return data["stage"], data["stage_entered_on"]
+
+    def add_loan(account: str, due_date: str) -> None:
+        accounts = write(
+            tmp_path,
+            f"{account}.csv",
+            f"account_id,customer_id,product_code,opened_on\n{account},C1,loan_cn,2025-01-01\n",
+        )
+        dues = write(
+            tmp_path,
+            f"{account}-dues.csv",
+            f"account_id,due_id,due_date,amount,component\n{account},{account}-1,{due_date},100.00,principal\n",
+        )
+        assert cli(loaded, "import", "accounts", str(accounts)) == 0
+        assert cli(loaded, "import", "dues", str(dues)) == 0
+
+    assert cli(loaded, "run", "--as-of", "2025-02-20") == 0
+    add_loan("A4", "2025-01-10")  # opened before the previous run, unpaid since 01-11
+    assert cli(loaded, "run", "--as-of", "2025-03-01") == 0  # a gap
+    # Delinquent from 01-11 (M1), 31 days from 02-10 (M2).
+    assert entered("A4", "2025-03-01") == ("M2", "2025-02-10")
+    assert entered("A4", "2025-02-01") == ("M1", "2025-01-11")
+    assert cli(loaded, "run", "--as-of", "2025-03-01") == 0  # a re-run replaces the same rows
+    assert entered("A4", "2025-03-01") == ("M2", "2025-02-10")
+    add_loan("A5", "2025-02-01")
+    assert cli(loaded, "run", "--as-of", "2025-03-02") == 0  # the next day
+    assert entered("A5", "2025-03-02") == ("M1", "2025-02-02")
+    assert entered("A4", "2025-03-02") == ("M2", "2025-02-10")
 
 
 def test_explain_tells_allocation_charges_days_bucket_and_stage(
@@ -143,7 +183,8 @@ def test_explain_tells_allocation_charges_days_bucket_and_stage(
     assert "days past due 12 = 2025-05-05 − 2025-04-23" in text
     assert "Delinquency days 9 = max(0, 12 − grace 3)" in text
     assert "Bucket M1 (set cn_m: 1–30 days)" in text
-    assert "Stage M1 (entered 2025-05-05): delinquency days 9 ≥ 1" in text
+    # The first run found the day: due 04-23, 3 grace days, delinquent from 04-27.
+    assert "Stage M1 (entered 2025-04-27): delinquency days 9 ≥ 1" in text
 
 
 def test_reimporting_the_same_rows_is_a_no_op(
@@ -174,6 +215,42 @@ def test_the_same_id_with_other_content_is_rejected_and_nothing_is_written(
     )
     assert cli(loaded, "import", "payments", str(tmp_path / "payments.csv"), "--json") == 0
     assert json.loads(capsys.readouterr().out)["rows_unchanged"] == 3  # P4 was not written either
+
+
+def test_a_changed_row_is_named_by_the_line_the_user_sees(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A blank line and an address written on two lines (in quotes) push C2's record down to line 6.
+    header = CUSTOMERS.splitlines()[0]
+    changed = tmp_path / "customers.csv"
+    changed.write_text(
+        f"{header}\n"
+        "C1,王芳,zh-CN,Asia/Shanghai,CN,+8613800138000,wang@example.cn,朝阳区建国路88号,,北京,北京,100022,CN\n"
+        "\n"
+        "C3,Ann Lee,en-GB,Europe/London,UK,+447700900123,ann@example.co.uk,"
+        '"Flat 2\n10 High St",,Leeds,,LS1 1AA,GB\n'
+        "C2,Jane Roe,en-US,America/New_York,US,+12125550100,jane@example.com,2 Main St,,Albany,NY,12207,US\n",
+        encoding="utf-8",
+    )
+    capsys.readouterr()
+    assert cli(loaded, "import", "customers", str(changed)) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{changed}:6:address_line1: customer C2 is already imported with address_line1 1 Main St" in err
+    ), err
+
+
+def test_an_id_with_a_line_break_is_refused(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "payments.csv"
+    bad.write_text('payment_id,account_id,paid_on,amount\n"P5\nP6",A2,2025-04-30,10.00\n', encoding="utf-8")
+    capsys.readouterr()
+    assert cli(loaded, "import", "payments", str(bad)) == 1
+    assert (
+        f"{bad}:2:payment_id: 'P5\\nP6' holds a line break or another control character"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_bad_file_reports_every_problem_and_writes_nothing(

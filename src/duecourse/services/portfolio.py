@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
+from collections.abc import Generator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,12 @@ from duecourse.domain.model import Account, Customer, Due, Payment
 from duecourse.domain.money import currency_spec, from_minor
 from duecourse.engine import schema
 from duecourse.engine.snapshot import compute_snapshots
-from duecourse.io.readers import Refs, read_table
+from duecourse.io.readers import ROW, Refs, read_table
 from duecourse.services import explain as explain_words
+from duecourse.services import stages
 from duecourse.store import repo
 from duecourse.store.db import init_db
-from duecourse.store.frames import read_frame, replace_snapshots, write_frame
+from duecourse.store.frames import many_accounts, read_frame, replace_snapshots, write_frame
 
 KINDS = ("customers", "accounts", "dues", "payments")
 KEYS = {
@@ -70,7 +73,12 @@ class ImportResult:
 
 
 def account_digits(app: App) -> pl.DataFrame:
-    accounts = read_frame(app.engine, "SELECT account_id, product_code FROM accounts")
+    accounts = read_frame(
+        app.engine,
+        "SELECT account_id, product_code FROM accounts",
+        schema={"account_id": pl.String(), "product_code": pl.String()},
+        bulk=many_accounts(app.engine),
+    )
     digits = {code: currency_spec(p.currency).minor_digits for code, p in app.config.terms.products.items()}
     return accounts.select(
         "account_id",
@@ -80,7 +88,12 @@ def account_digits(app: App) -> pl.DataFrame:
 
 def _refs(app: App, kind: str) -> Refs:
     if kind == "accounts":
-        customers = read_frame(app.engine, "SELECT customer_id FROM customers")
+        customers = read_frame(
+            app.engine,
+            "SELECT customer_id FROM customers",
+            schema={"customer_id": pl.String()},
+            bulk=many_accounts(app.engine),
+        )
         return Refs(
             customer_ids=customers.get_column("customer_id"),
             product_digits={
@@ -100,12 +113,13 @@ def _changed_rows(
 ) -> list[Problem]:
     """Rows whose id is already stored with other content: each differing cell is a problem."""
     keys = KEYS[kind]
-    numbered = frame.with_row_index("row", offset=2)
+    # The row the user sees (a blank line or a quoted line break in the CSV moves the rows down).
+    numbered = frame.rename({ROW: "row"}) if ROW in frame.columns else frame.with_row_index("row", offset=2)
     joined = numbered.join(stored, on=keys, how="inner", suffix="__stored")
     if digits is not None and "account_id" in joined.columns:
         joined = joined.join(digits, on="account_id", how="left")
     problems: list[Problem] = []
-    for column in [c for c in frame.columns if c not in keys]:
+    for column in [c for c in frame.columns if c not in (*keys, ROW)]:
         mine, theirs = pl.col(column), pl.col(f"{column}__stored")
         if column in USER_COLUMN:
             shown = [money_text(e, pl.col("minor_digits")) for e in (mine, theirs)]
@@ -135,11 +149,12 @@ def import_file(app: App, kind: str, path: Path) -> ImportResult:
             [Problem("import.kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")]
         )
     refs = _refs(app, kind)
-    frame = read_table(kind, path, refs)
+    frame = read_table(kind, path, refs, keep_row=True)
     stored = repo.existing_keys(app.engine, kind, frame)
     problems = _changed_rows(kind, path, frame, stored, refs.account_digits)
     if problems:
         raise ProblemsError(problems)
+    frame = frame.drop(ROW)
     new_rows = frame.join(stored.select(KEYS[kind]), on=KEYS[kind], how="anti")
     if new_rows.height:
         write_frame(app.engine, kind, new_rows)
@@ -173,42 +188,113 @@ def _holds_active(app: App, as_of: dt.date) -> pl.DataFrame:
 
 
 def compute_day(
-    app: App, portfolio: repo.Portfolio, as_of: dt.date, on_hold: pl.DataFrame | None
+    app: App,
+    portfolio: repo.Portfolio | repo.PortfolioChunk,
+    as_of: dt.date,
+    on_hold: pl.DataFrame | None,
 ) -> pl.DataFrame:
-    """The snapshot of every account as of the date (the set-based engine)."""
+    """The snapshot of every account of the portfolio (or chunk) as of the date (the set-based engine)."""
     return compute_snapshots(
         portfolio.accounts, portfolio.dues, portfolio.payments, app.config.terms, as_of, on_hold
     )
 
 
-def run_day(app: App, as_of: dt.date, portfolio: repo.Portfolio | None = None) -> RunResult:
-    """The daily run: snapshot every account, store the day and the stage changes. Idempotent per date."""
+def _stage_changes(
+    app: App, as_of: dt.date, snaps: pl.DataFrame, portfolio: repo.Portfolio, known: stages.Known
+) -> stages.StageChanges:
+    """The stage changes since the previous stored run, each on the day it happened."""
+    return stages.stage_changes(app.engine, app.config.terms, as_of, snaps, portfolio, known)
+
+
+def _no_accounts() -> repo.Portfolio:
+    return repo.Portfolio(
+        customers=schema.empty(schema.CUSTOMERS),
+        accounts=schema.empty(schema.ACCOUNTS),
+        dues=schema.empty(schema.DUES),
+        payments=schema.empty(schema.PAYMENTS),
+    )
+
+
+def _as_portfolio(chunk: repo.PortfolioChunk) -> repo.Portfolio:
+    return repo.Portfolio(schema.empty(schema.CUSTOMERS), chunk.accounts, chunk.dues, chunk.payments)
+
+
+def _chunks(
+    app: App, portfolio: repo.Portfolio | None, accounts_per_chunk: int
+) -> Generator[repo.Portfolio | repo.PortfolioChunk, None, None]:
+    if portfolio is not None:
+        yield portfolio
+    else:
+        yield from repo.portfolio_chunks(app.engine, accounts_per_chunk)
+
+
+def _merged(parts: list[stages.StageChanges]) -> stages.StageChanges:
+    """The stage changes of several chunks of accounts, as if found for all at once."""
+    return stages.StageChanges(
+        pl.concat([part.changes for part in parts]),
+        min(part.since for part in parts),
+        sum(part.searched for part in parts),
+        pl.concat([part.new_accounts for part in parts]),
+    )
+
+
+def run_day(
+    app: App,
+    as_of: dt.date,
+    portfolio: repo.Portfolio | None = None,
+    *,
+    accounts_per_chunk: int = repo.ACCOUNTS_PER_CHUNK,
+) -> RunResult:
+    """The daily run: snapshot every account, store the day and the stage changes. Idempotent per date.
+
+    Without ``portfolio`` the stored portfolio is read and computed in chunks of ``accounts_per_chunk``
+    whole accounts (the engine computes each account on its own, so the result is the same as one pass),
+    the next chunk read while this one is computed; memory then holds one chunk and the snapshots. The
+    seconds reported: ``read`` is the time spent waiting for the reads (the rest overlaps ``compute``),
+    ``store`` includes the stage changes.
+    """
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
-    if portfolio is None:
-        portfolio = repo.load_portfolio(app.engine)
     on_hold = _holds_active(app, as_of)
-    t1 = time.perf_counter()
-    snaps = compute_day(app, portfolio, as_of, on_hold)
-    t2 = time.perf_counter()
-    previous = repo.latest_stages_before(app.engine, as_of)
-    changes = (
-        snaps.select("account_id", "stage")
-        .join(previous.select("account_id", pl.col("stage").alias("previous")), on="account_id", how="left")
-        .filter(pl.col("previous").is_null() | (pl.col("stage") != pl.col("previous")))
-        .select("account_id", "stage", pl.lit(as_of).alias("entered_on"))
-    )
+    # The stage changes may search the accounts' own rows (after a gap, on a first run, for accounts new
+    # since the previous run), so they are found chunk by chunk, beside the snapshots.
+    known = stages.known_before(app.engine, as_of)
+    computed = searched = 0.0
+    parts: list[pl.DataFrame] = []
+    found: list[stages.StageChanges] = []
+    with closing(_chunks(app, portfolio, accounts_per_chunk)) as chunks:  # stops the reader on an error
+        for chunk in chunks:
+            t1 = time.perf_counter()
+            part = compute_day(app, chunk, as_of, on_hold)
+            parts.append(part)
+            t2 = time.perf_counter()
+            computed += t2 - t1
+            if isinstance(chunk, repo.PortfolioChunk):
+                found.append(_stage_changes(app, as_of, part, _as_portfolio(chunk), known))
+            searched += time.perf_counter() - t2
+    t_read = time.perf_counter() - t0 - computed - searched
+    snaps = pl.concat(parts) if len(parts) > 1 else parts[0]
+    del parts
+    if not snaps.get_column("account_id").is_sorted():  # the database's order of ids is not Polars'
+        snaps = snaps.sort("account_id")
+    t4 = time.perf_counter()
+    if found:
+        changes = _merged(found)
+    else:
+        changes = _stage_changes(
+            app, as_of, snaps, portfolio if portfolio is not None else _no_accounts(), known
+        )
     replace_snapshots(app.engine, as_of, snaps)
-    repo.replace_stage_changes_on(app.engine, as_of, changes)
-    t3 = time.perf_counter()
+    repo.replace_stage_changes(app.engine, changes.since, as_of, changes.changes, changes.new_accounts)
+    t5 = time.perf_counter()
     counts = dict(snaps.group_by("stage").len().sort("stage").iter_rows())
     repo.record_run(app.engine, as_of, started, dt.datetime.now(dt.UTC), snaps.height, "ok")
     return RunResult(
         as_of,
         snaps.height,
-        {"read": t1 - t0, "compute": t2 - t1, "store": t3 - t2},
+        {"read": t_read, "compute": computed, "store": searched + (t5 - t4)},
         {str(k): int(v) for k, v in counts.items()},
-        changes.height,
+        changes.changes.height,
     )
 
 

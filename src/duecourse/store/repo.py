@@ -7,6 +7,7 @@ Core. Each function takes the engine and runs in its own transaction.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import polars as pl
@@ -66,11 +67,51 @@ def existing_keys(engine: Engine, kind: str, frame: pl.DataFrame) -> pl.DataFram
     return stored.sort(keys)
 
 
+@dataclass(frozen=True, slots=True)
+class PortfolioChunk:
+    """Some whole accounts of the stored portfolio (a range of account ids), as frames in the schemas of
+    ``engine/schema.py``, each sorted by its key.
+
+    Attributes:
+        accounts: one row per account of the range.
+        dues: every due of those accounts.
+        payments: every payment received on those accounts.
+    """
+
+    accounts: pl.DataFrame
+    dues: pl.DataFrame
+    payments: pl.DataFrame
+
+
+# Accounts per chunk of the daily run: bounds its memory (at 200,000 accounts of ~12 dues and ~8 payments
+# each the run peaked at 2.0 GB with 1,000,000 accounts, docs/performance.md) while keeping each chunk
+# large enough for Polars to work on whole columns.
+ACCOUNTS_PER_CHUNK = 100_000
+
+
+def portfolio_chunks(
+    engine: Engine, accounts_per_chunk: int = ACCOUNTS_PER_CHUNK
+) -> Iterator[PortfolioChunk]:
+    """The stored portfolio in chunks of ``accounts_per_chunk`` whole accounts, from one consistent view.
+
+    Every account, due and payment is in exactly one chunk (see ``frames.read_by_account``); the next
+    chunk is read while the caller works on this one. At least one chunk, empty for an empty portfolio.
+    """
+    tables = {"accounts": accounts, "dues": dues, "payments": payments}
+    for read in frames.read_by_account(engine, tables, accounts_per_chunk):
+        yield PortfolioChunk(
+            accounts=read["accounts"].sort(KEYS["accounts"]),
+            dues=read["dues"].sort(KEYS["dues"]),
+            payments=read["payments"].sort(KEYS["payments"]),
+        )
+
+
 def load_portfolio(engine: Engine) -> Portfolio:
     """The whole stored portfolio, read in one consistent view."""
     read = frames.read_frames(
         engine,
         {"customers": customers, "accounts": accounts, "dues": dues, "payments": payments},
+        bulk=frames.many_accounts(engine),
     )
     return Portfolio(
         customers=read["customers"].sort(KEYS["customers"]),
@@ -179,19 +220,50 @@ def delete_stage_changes_from(engine: Engine, as_of: dt.date) -> int:
     return result.rowcount
 
 
-def replace_stage_changes_on(engine: Engine, as_of: dt.date, frame: pl.DataFrame) -> int:
-    """Replace the stage changes entered on ``as_of`` with ``frame`` in one transaction (a re-run)."""
+def replace_stage_changes(
+    engine: Engine,
+    since: dt.date,
+    through: dt.date,
+    frame: pl.DataFrame,
+    new_accounts: pl.Series | None = None,
+) -> int:
+    """Replace the stage changes entered from ``since`` through ``through`` with ``frame``, at once.
+
+    A run of D stores the changes of the days since the previous stored run (D alone in a daily rhythm);
+    re-running D replaces them. ``new_accounts`` (accounts the previous run did not have) have their whole
+    history through D replaced, so their rows may be older than ``since``.
+    """
     if "entered_on" not in frame.columns:
         raise ValueError("the stage change frame has no entered_on column")
-    other_days = frame.filter(pl.col("entered_on").ne_missing(as_of)).height
-    if other_days:
-        raise ValueError(f"{other_days} stage changes are not entered on {as_of.isoformat()}")
-    return frames.replace_rows(
-        engine,
-        "stage_history",
-        frame,
-        delete(_stage_history).where(_stage_history.c.entered_on == as_of),
-    )
+    new = new_accounts if new_accounts is not None else pl.Series("account_id", [], dtype=pl.String)
+    in_window = pl.col("entered_on").is_between(since, through).fill_null(False)
+    of_new = pl.col("account_id").is_in(new.implode()) & (pl.col("entered_on") <= through).fill_null(False)
+    outside = frame.filter(~in_window & ~of_new).height
+    if outside:
+        raise ValueError(f"{outside} stage changes are not entered between {since} and {through}")
+    deletes = [delete(_stage_history).where(_stage_history.c.entered_on.between(since, through))]
+    ids = new.unique().sort().to_list()
+    for start in range(0, len(ids), 5000):
+        deletes.append(
+            delete(_stage_history).where(
+                _stage_history.c.account_id.in_(ids[start : start + 5000]),
+                _stage_history.c.entered_on <= through,
+            )
+        )
+    return frames.replace_rows(engine, "stage_history", frame, deletes)
+
+
+def replace_stage_changes_on(engine: Engine, as_of: dt.date, frame: pl.DataFrame) -> int:
+    """Replace the stage changes entered on ``as_of`` with ``frame`` in one transaction (a re-run)."""
+    return replace_stage_changes(engine, as_of, as_of, frame)
+
+
+def previous_run_day(engine: Engine, as_of: dt.date) -> dt.date | None:
+    """The newest day before ``as_of`` whose snapshots are stored, or None."""
+    stmt = select(func.max(snapshots.c.as_of)).where(snapshots.c.as_of < as_of)
+    with engine.connect() as connection:
+        day: dt.date | None = connection.execute(stmt).scalar_one_or_none()
+    return day
 
 
 def accounts_on_hold(engine: Engine, as_of: dt.date) -> pl.DataFrame:

@@ -1,0 +1,325 @@
+"""The bulk paths of the store on both databases: the SQLite worker process, reading by account, and the
+chunked daily run, which must give exactly what one pass over the whole portfolio gives.
+
+The size thresholds below which SQLite keeps to the standard driver are set to 0 here, so that small
+frames take the bulk paths.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+from sqlalchemy import Engine, text
+
+from duecourse.bootstrap import App, bootstrap
+from duecourse.domain.errors import ProblemsError
+from duecourse.engine import schema
+from duecourse.services import portfolio as svc
+from duecourse.services.synth import generate_bench_portfolio, write_csvs
+from duecourse.store import frames, repo
+from duecourse.store.db import StoreConflict, init_db, make_engine
+from duecourse.store.frames import read_by_account, read_frame, replace_snapshots, write_frame
+from duecourse.store.tables import accounts, dues, payments
+
+D = dt.date
+AS_OF = D(2026, 6, 30)
+BIG = 9_000_000_000_000
+
+
+@pytest.fixture
+def bulk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every frame, however small, through the bulk paths."""
+    monkeypatch.setattr(frames, "BULK_MIN_ROWS", 0)
+    monkeypatch.setattr(frames, "BULK_MIN_ACCOUNTS", 0)
+
+
+def customers(*ids: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                name: cid if name == "customer_id" else f"{name} 'of' \\ 北京 {cid}"
+                for name in schema.CUSTOMERS
+            }
+            for cid in ids
+        ],
+        schema=schema.CUSTOMERS,
+    )
+
+
+def accounts_of(ids: list[str], customer: str = "C1") -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "account_id": ids,
+            "customer_id": [customer] * len(ids),
+            "product_code": ["card_full"] * len(ids),
+            "opened_on": [D(2024, 2, 29)] * len(ids),
+        },
+        schema=schema.ACCOUNTS,
+    )
+
+
+def many_dues(n: int, account_ids: list[str]) -> pl.DataFrame:
+    """n dues over the accounts; the first 3,000 have no minimum and no posting day (nulls first)."""
+    i = pl.int_range(n, dtype=pl.Int64)
+    ids = pl.Series(account_ids)
+    return pl.select(
+        account_id=ids.gather((i % len(account_ids)).cast(pl.UInt32)),
+        due_id=pl.format("d{}", i),
+        due_date=pl.lit(D(2020, 1, 1)) + pl.duration(days=i % 3650),
+        amount_minor=i * 1_000_003 + BIG,
+        component=pl.lit("principal"),
+        minimum_minor=pl.when(i >= 3000).then(i),
+        posted_on=pl.when(i >= 3000).then(pl.lit(D(2019, 12, 31))),
+    ).cast(pl.Schema(schema.DUES))
+
+
+def snapshots_of(as_of: dt.date, ids: list[str]) -> pl.DataFrame:
+    n = len(ids)
+    return pl.DataFrame(
+        {
+            "account_id": ids,
+            "as_of": [as_of] * n,
+            "currency": ["CNY"] * n,
+            "days_past_due": list(range(n)),
+            "delinquency_days": list(range(n)),
+            "bucket": ["M1"] * n,
+            "amount_past_due_minor": [BIG] * n,
+            "principal_past_due_minor": [1] * n,
+            "interest_past_due_minor": [0] * n,
+            "fee_past_due_minor": [0] * n,
+            "penalty_past_due_minor": [-1] * n,
+            "oldest_unpaid_due_date": [None if d % 2 else as_of for d in range(n)],
+            "missed_dues": [1] * n,
+            "stage": ["early"] * n,
+            "on_hold": [d % 3 == 0 for d in range(n)],
+            "outstanding_minor": [BIG] * n,
+            "credit_minor": [0] * n,
+            "penalty_interest_minor": [7] * n,
+            "card_interest_minor": [8] * n,
+            "late_fees_minor": [9] * n,
+        },
+        schema=schema.SNAPSHOTS,
+    )
+
+
+ODD_IDS = ["A1", "A2", "O'Neil", "back\\slash", "北京-7", "Z9"]
+
+
+def stored(engine: Engine) -> pl.DataFrame:
+    write_frame(engine, "customers", customers("C1", "C2"))
+    write_frame(engine, "accounts", accounts_of(ODD_IDS))
+    frame = many_dues(5000, ODD_IDS)
+    write_frame(engine, "dues", frame)
+    return frame
+
+
+# --- the worker -----------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("bulk")
+def test_frames_written_and_read_in_bulk_come_back_exactly(engine: Engine) -> None:
+    written = stored(engine)
+    snaps = snapshots_of(AS_OF, ODD_IDS)
+    assert replace_snapshots(engine, AS_OF, snaps) == len(ODD_IDS)
+    for table, frame in [("customers", customers("C1", "C2")), ("dues", written), ("snapshots", snaps)]:
+        for bulk_read in (False, True):
+            read = read_frame(engine, table, bulk=bulk_read)
+            assert read.schema == frame.schema
+            assert read.sort(read.columns[:2]).equals(frame.sort(frame.columns[:2])), (table, bulk_read)
+
+
+@pytest.mark.usefixtures("bulk")
+def test_a_bulk_write_that_breaks_a_key_or_a_reference_writes_nothing(engine: Engine) -> None:
+    write_frame(engine, "customers", customers("C1"))
+    with pytest.raises(StoreConflict):
+        write_frame(engine, "customers", customers("C2", "C1", "C3"))
+    with pytest.raises(StoreConflict):
+        write_frame(engine, "accounts", accounts_of(["A1"], customer="nobody"))
+    assert read_frame(engine, "customers")["customer_id"].to_list() == ["C1"]
+    assert read_frame(engine, "accounts").height == 0
+
+
+@pytest.mark.usefixtures("bulk")
+def test_a_bulk_replace_of_snapshots_replaces_only_that_day(engine: Engine) -> None:
+    day1, day2 = AS_OF, AS_OF + dt.timedelta(days=1)
+    replace_snapshots(engine, day1, snapshots_of(day1, ODD_IDS))
+    replace_snapshots(engine, day2, snapshots_of(day2, ODD_IDS))
+    assert replace_snapshots(engine, day2, snapshots_of(day2, ["A1"])) == 1
+    assert repo.snapshot_for(engine, day1).height == len(ODD_IDS)
+    assert repo.snapshot_for(engine, day2)["account_id"].to_list() == ["A1"]
+
+
+@pytest.mark.usefixtures("bulk")
+def test_existing_keys_in_bulk_finds_the_stored_rows(engine: Engine) -> None:
+    assert repo.existing_keys(engine, "dues", many_dues(10, ODD_IDS)).height == 0  # nothing stored yet
+    written = stored(engine)
+    incoming = pl.concat([written.slice(4000, 20), many_dues(5020, ODD_IDS).slice(5000, 20)])
+    found = repo.existing_keys(engine, "dues", incoming)
+    assert found.equals(written.slice(4000, 20).sort("account_id", "due_id"))
+
+
+# --- reading by account ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("forced", [pytest.param(True, id="bulk"), pytest.param(False, id="small")])
+def test_every_row_is_in_exactly_one_chunk_of_whole_accounts(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, forced: bool
+) -> None:
+    if forced:
+        monkeypatch.setattr(frames, "BULK_MIN_ACCOUNTS", 0)
+    written = stored(engine)
+    # Dues of accounts that are not stored, below the first id and above the last.
+    orphans = many_dues(4, ["0-before", "龘-after"]).with_columns(due_id=pl.format("o{}", pl.int_range(4)))
+    write_frame(engine, "dues", orphans)
+    tables = {"accounts": accounts, "dues": dues, "payments": payments}
+    chunks = list(read_by_account(engine, tables, 4))
+    assert len(chunks) == 2
+    seen = [set(chunk["dues"]["account_id"]) for chunk in chunks]
+    assert not seen[0] & seen[1]
+    assert [chunk["accounts"].height for chunk in chunks] == [4, 2]
+    for chunk, ids in zip(chunks, seen, strict=True):
+        assert set(chunk["accounts"]["account_id"]) <= ids
+    every = pl.concat([chunk["dues"] for chunk in chunks]).sort("account_id", "due_id")
+    assert every.equals(pl.concat([written, orphans]).sort("account_id", "due_id"))
+    assert all(chunk["payments"].schema == pl.Schema(schema.PAYMENTS) for chunk in chunks)
+
+
+def test_an_empty_database_reads_as_one_empty_chunk(engine: Engine) -> None:
+    (chunk,) = list(repo.portfolio_chunks(engine, 10))
+    assert chunk.accounts.height == chunk.dues.height == chunk.payments.height == 0
+    assert chunk.dues.schema == pl.Schema(schema.DUES)
+
+
+@pytest.fixture
+def bench_app(db_url: str, tmp_path: Path) -> Iterator[App]:
+    """A database holding a small benchmark portfolio, imported through the importer."""
+    init_db(db_url)
+    app = bootstrap(db_url, None)
+    files = write_csvs(generate_bench_portfolio(accounts=50, seed=7, as_of=AS_OF), tmp_path / "in")
+    for kind in svc.KINDS:
+        svc.import_file(app, kind, files[kind])
+    try:
+        yield app
+    finally:
+        app.engine.dispose()
+
+
+def _stored_day(app: App, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    history = read_frame(app.engine, "stage_history").sort("account_id", "entered_on")
+    return repo.snapshot_for(app.engine, day), history
+
+
+@pytest.mark.usefixtures("bulk")
+def test_the_run_in_chunks_stores_what_one_pass_stores(bench_app: App) -> None:
+    app = bench_app
+    one_pass = svc.run_day(app, AS_OF, repo.load_portfolio(app.engine))
+    expected = _stored_day(app, AS_OF)
+    chunked = svc.run_day(app, AS_OF, accounts_per_chunk=25)  # a re-run of the day replaces it
+    assert chunked.accounts == one_pass.accounts == 50
+    assert chunked.stages == one_pass.stages
+    assert chunked.stage_changes == one_pass.stage_changes
+    got = _stored_day(app, AS_OF)
+    assert got[0].equals(expected[0])
+    assert got[1].equals(expected[1])
+    # The next day, in a daily rhythm, the same again.
+    nxt = AS_OF + dt.timedelta(days=1)
+    svc.run_day(app, nxt, accounts_per_chunk=30)
+    expected_next = _stored_day(app, nxt)
+    svc.run_day(app, nxt, repo.load_portfolio(app.engine))
+    assert _stored_day(app, nxt)[0].equals(expected_next[0])
+    assert _stored_day(app, nxt)[1].equals(expected_next[1])
+
+
+@pytest.mark.usefixtures("bulk")
+def test_a_bulk_import_is_all_or_nothing_and_idempotent(bench_app: App, tmp_path: Path) -> None:
+    app = bench_app
+    before = read_frame(app.engine, "payments")
+    again = write_csvs(generate_bench_portfolio(accounts=50, seed=7, as_of=AS_OF), tmp_path / "again")
+    assert svc.import_file(app, "payments", again["payments"]).rows_added == 0
+    more = tmp_path / "more.csv"
+    rows = pl.read_csv(again["payments"], infer_schema=False)
+    rows.head(2).with_columns(payment_id=pl.format("NEW{}", pl.int_range(2))).vstack(
+        rows.slice(2, 1).with_columns(amount=pl.lit("1.00"))  # a stored id with other content
+    ).write_csv(more)
+    with pytest.raises(ProblemsError):
+        svc.import_file(app, "payments", more)
+    assert read_frame(app.engine, "payments").sort("payment_id").equals(before.sort("payment_id"))
+
+
+# --- beside a writer in another process -----------------------------------------------------------
+
+_WRITER = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    db, first, last, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    connection = sqlite3.connect(db, timeout=30, isolation_level=None)
+    connection.execute("PRAGMA busy_timeout = 30000")
+    done, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        connection.execute("BEGIN IMMEDIATE")
+        for account in (first, last):
+            connection.execute(
+                "INSERT INTO payments VALUES (?, ?, '2026-06-01', 100)", (f"W{done}-{account}", account)
+            )
+        connection.execute("COMMIT")
+        done += 1
+    print(done)
+    """
+)
+
+
+@pytest.mark.usefixtures("bulk")
+def test_bulk_reads_and_writes_stay_consistent_beside_a_writer_in_another_process(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    init_db(url)
+    engine = make_engine(url)
+    try:
+        ids = [f"A{n:03d}" for n in range(40)]
+        write_frame(engine, "customers", customers("C1"))
+        write_frame(engine, "accounts", accounts_of(ids))
+        write_frame(engine, "dues", many_dues(4000, ids))
+        writer = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(tmp_path / "shared.db"), ids[0], ids[-1], "4"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        tables = {"accounts": accounts, "dues": dues, "payments": payments}
+        rounds = 0
+        while writer.poll() is None or rounds < 2:
+            chunks = list(read_by_account(engine, tables, 10))
+            first, last = chunks[0]["payments"], chunks[-1]["payments"]
+            # Both payments of a writer's transaction, or neither: every chunk saw the same snapshot.
+            assert first.filter(pl.col("account_id") == ids[0]).height == last.height
+            replace_snapshots(engine, AS_OF, snapshots_of(AS_OF, ids))
+            rounds += 1
+        committed = int(writer.communicate(timeout=60)[0])
+        assert writer.returncode == 0
+        assert committed > 0
+        assert read_frame(engine, "payments").height == 2 * committed
+        assert repo.snapshot_for(engine, AS_OF).height == len(ids)
+        with engine.connect() as connection:
+            assert connection.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
+    finally:
+        engine.dispose()
+
+
+def test_the_worker_refuses_to_run_beside_pythons_sqlite3(tmp_path: Path) -> None:
+    script = Path(frames.__file__).with_name("_sqlite_worker.py")
+    database = tmp_path / "x.db"
+    guarded = (
+        f"import runpy, sqlite3, sys; sys.argv = ['worker', {str(database)!r}]; "
+        f"runpy.run_path({str(script)!r}, run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", guarded], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert "must not load Python's sqlite3" in done.stderr
+    assert not database.exists()
