@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: system setup demo test lint typecheck unit bench clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -17,7 +17,19 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --all-extras --python python3
 	touch $@
 
-setup: $(VENV)/.synced
+# Letters need the Noto CJK fonts (typst embeds them) and pdftotext (the clarity lint reads PDFs back);
+# installed from the distribution's packages when missing (Debian/Ubuntu, as root or through sudo).
+SYSTEM_PACKAGES := fonts-noto-cjk poppler-utils
+
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		echo "installing$$missing"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+setup: system $(VENV)/.synced
 
 demo: setup
 	$(VENV)/bin/duecourse demo

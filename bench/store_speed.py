@@ -23,6 +23,11 @@ rows, several runs:
     postgresql   psycopg binary COPY 150,000-225,000, CSV text COPY 130,000-210,000: level, not chosen
 
 ADBC's SQLite driver wrote ~240,000 and read ~1,250,000 rows/s, but is not used: see frames.py.
+
+Since 2026-11-29 a SQLite frame of 50,000 rows or more is written through the worker process (ADBC SQLite
+in a process of its own, ``store/_sqlite_worker.py``), so the SQLite write figure above is the old path;
+``read_frame(..., bulk=True)`` reads through the worker too. Figures of the new paths:
+docs/performance.md.
 """
 
 from __future__ import annotations

@@ -68,6 +68,26 @@ def build_parser() -> argparse.ArgumentParser:
     st = exp_sub.add_parser("state", help="one row per account as of a date")
     st.add_argument("--as-of", required=True, type=_date, metavar="YYYY-MM-DD")
     st.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
+    pf = exp_sub.add_parser(
+        "portfolio", help="accounts, dues and payments as Parquet, the input of spark-run"
+    )
+    pf.add_argument("--out", required=True, type=Path, metavar="DIR")
+    pf.add_argument("--as-of", type=_date, metavar="YYYY-MM-DD", help="also write the holds of this date")
+
+    sr = sub.add_parser("spark-run", help="the snapshots of a date on Apache Spark, Parquet in and out")
+    sr.add_argument("--as-of", required=True, type=_date, metavar="YYYY-MM-DD")
+    sr.add_argument(
+        "--input",
+        required=True,
+        metavar="DIR",
+        help="a folder with accounts/, dues/, payments/ (and on_hold/ or holds.parquet)",
+    )
+    sr.add_argument("--out", required=True, metavar="DIR", help="snapshots go to DIR/as_of=YYYY-MM-DD/")
+    sr.add_argument("--master", metavar="URL", help="Spark master (default: spark-submit's, else local[2])")
+    sr.add_argument(
+        "--partitions", type=_positive, metavar="N", help="hash partitions (default: Spark's parallelism)"
+    )
+    sr.add_argument("--json", action="store_true")
 
     ex = sub.add_parser("explain", help="why an account is where it is")
     ex.add_argument("account_id")
@@ -90,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     chk = cfg_sub.add_parser("check", help="validate the configuration and report every problem")
     chk.add_argument("--json", action="store_true")
     cfg_sub.add_parser("example", help="print a complete, commented duecourse.toml")
+
+    from duecourse import cli_letters
+
+    cli_letters.add_parsers(sub)
     return parser
 
 
@@ -135,6 +159,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": True, "file": where}) if args.json else f"{where}: OK")
         return 0
 
+    if args.command == "spark-run":
+        return _spark_run(args)
+
     from duecourse.bootstrap import bootstrap
 
     app = bootstrap(args.db, _config_path(args))
@@ -144,7 +171,41 @@ def _dispatch(args: argparse.Namespace) -> int:
         app.engine.dispose()
 
 
+def _spark_run(args: argparse.Namespace) -> int:
+    from duecourse.config import load_config
+    from duecourse.services.spark_run import run_parquet
+
+    config = load_config(_config_path(args))
+    r = run_parquet(config, args.as_of, args.input, args.out, args.master, args.partitions)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "as_of": r.as_of.isoformat(),
+                    "rows": r.rows,
+                    "snapshots": r.snapshots,
+                    "partitions": r.partitions,
+                    "out": r.out,
+                    "stages": r.stages,
+                    "seconds": r.seconds,
+                }
+            )
+        )
+    else:
+        read = ", ".join(f"{count} {name}" for name, count in r.rows.items())
+        timing = ", ".join(f"{k} {v:.2f}s" for k, v in r.seconds.items())
+        print(f"spark-run {r.as_of}: {read} in {r.partitions} partitions ({timing})")
+        print(f"{r.out}: {r.snapshots} snapshots")
+        for stage, count in r.stages.items():
+            print(f"  {stage:<20} {count:>10}")
+    return 0
+
+
 def _with_app(app: App, args: argparse.Namespace) -> int:
+    from duecourse import cli_letters
+
+    if args.command in cli_letters.COMMANDS:
+        return cli_letters.handle(args, app)
     if args.command == "demo":
         from duecourse.services.demo import run_demo
 
@@ -197,6 +258,12 @@ def _with_app(app: App, args: argparse.Namespace) -> int:
             print(f"run {r.as_of}: {r.accounts} accounts ({timing}); {r.stage_changes} stage changes")
             for stage, count in r.stages.items():
                 print(f"  {stage:<20} {count:>10}")
+        return 0
+    if args.command == "export" and args.what == "portfolio":
+        from duecourse.services.spark_run import export_portfolio
+
+        written = export_portfolio(app, args.out, args.as_of)
+        print(f"{args.out}: " + ", ".join(f"{count} {name}" for name, count in written.items()))
         return 0
     if args.command == "export":
         rows = portfolio.export_state(app, args.as_of, args.out)

@@ -44,6 +44,15 @@ from duecourse.domain.terms import (
     Stage,
     Terms,
 )
+from duecourse.letters.kinds import KINDS as LETTER_KINDS
+from duecourse.letters.settings import (
+    DEADLINE_UNITS,
+    DEFAULT_DEADLINES,
+    Deadline,
+    Issuer,
+    LetterSettings,
+    RepaymentAccount,
+)
 
 DEFAULT_PATH = Path("duecourse.toml")
 DEFAULT_SOURCE = "<default>"
@@ -51,7 +60,7 @@ SHIPPED_BUCKET_SETS_SOURCE = "<shipped bucket_sets.toml>"
 
 KeyPath = tuple[str | int, ...]
 
-SECTIONS = ("bucket_sets", "products", "strategy")
+SECTIONS = ("bucket_sets", "products", "strategy", "issuer", "letters")
 BUCKET_SET_KEYS = ("buckets", "current")
 BUCKET_KEYS = ("name", "min", "max")
 PRODUCT_KEYS = ("kind", "currency", "grace_days", "bucket_set", "calendar", "allocation_order", "charges")
@@ -65,6 +74,25 @@ LATE_FEE_USES = {
     "flat": frozenset({"flat", "limit_to_minimum"}),
 }
 LATE_FEE_NEEDS = {"none": (), "percent": ("percent",), "flat": ("flat",)}
+ISSUER_KEYS = (
+    "legal_name",
+    "address",
+    "hotline",
+    "hours",
+    "website",
+    "portal_url",
+    "email",
+    "branch",
+    "app",
+    "complaint",
+    "collector",
+    "dispute_address",
+    "repayment_accounts",
+)
+ISSUER_OPTIONAL = ("collector", "dispute_address")
+REPAYMENT_KEYS = ("bank", "name", "number", "details")
+LETTERS_KEYS = ("deadlines", "max_sentence_words", "max_grade", "max_sentence_chars", "token_days")
+DEADLINE_KEYS = ("days", "unit", "minimum", "service_days")
 STAGE_CONDITIONS = ("min_days_past_due", "min_delinquency_days", "min_amount_past_due", "min_missed_dues")
 
 _RATE_EXAMPLE = '"0.0005"'
@@ -78,12 +106,16 @@ class Config:
     Attributes:
         source: the path shown in problems (``duecourse.toml``, or ``<default>`` for the shipped one).
         terms: products, bucket sets (the shipped ones and the file's) and stages.
-        raw: the parsed TOML, for the sections other code reads (issuer, channels, strategy actions).
+        raw: the parsed TOML, for the sections other code reads (channels, strategy actions).
+        issuers: the ``[issuer.CN]``, ``[issuer.US]``, ``[issuer.UK]`` tables, by jurisdiction.
+        letters: the ``[letters]`` settings (deadlines per kind, readability limits), defaults filled in.
     """
 
     source: str
     terms: Terms
     raw: dict[str, object]
+    issuers: dict[str, Issuer] = field(default_factory=dict)
+    letters: LetterSettings = field(default_factory=LetterSettings)
 
 
 def load_config(path: Path | None) -> Config:
@@ -163,11 +195,13 @@ def _check_text(text: str, source: str) -> tuple[Config | None, list[Problem]]:
     bucket_sets: dict[str, BucketSet | None] = {**shipped, **_bucket_sets(check, data)}
     products = _products(check, data, bucket_sets)
     stages = _stages(check, data)
+    issuers = _issuers(check, data)
+    letters = _letters(check, data)
     problems = shipped_problems + check.problems
     if problems:
         return None, problems
     valid_sets = {name: b for name, b in bucket_sets.items() if b is not None}
-    return Config(source, Terms(products, valid_sets, stages), data), []
+    return Config(source, Terms(products, valid_sets, stages), data, issuers, letters), []
 
 
 def _shipped_bucket_sets() -> tuple[dict[str, BucketSet | None], list[Problem]]:
@@ -720,6 +754,152 @@ def _check_reachable(check: _Check, stages: Sequence[tuple[int, Stage]]) -> None
                 )
                 check.add("config.stage_unreachable", message, ("strategy", "stages", i))
                 break
+
+
+# ---------------------------------------------------------------- issuer and letters
+
+
+def _lines(check: _Check, table: Mapping[str, Any], key: str, path: KeyPath) -> tuple[str, ...] | None:
+    """A non-empty array of non-empty strings (postal address lines)."""
+    if key not in table:
+        return None
+    value = table[key]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        message = f'{key} must be an array of lines like ["1 Main Street", "Springfield"], not {_show(value)}'
+        check.add("config.bad_type", message, path + (key,))
+        return None
+    return tuple(value)
+
+
+def _issuers(check: _Check, data: Mapping[str, Any]) -> dict[str, Issuer]:
+    """[issuer.CN], [issuer.US], [issuer.UK]: who sends the letters to customers of each jurisdiction."""
+    out: dict[str, Issuer] = {}
+    for code, table in _section(check, data, "issuer").items():
+        path: KeyPath = ("issuer", code)
+        if code not in CALENDARS:
+            near = _suggest(code, CALENDARS)
+            hint = f"; did you mean '{near}'?" if near else ""
+            message = f"[issuer.{code}] names no jurisdiction: use {', '.join(CALENDARS)}{hint}"
+            check.add("config.bad_value", message, path)
+            continue
+        issuer = _issuer(check, code, table, path)
+        if issuer is not None:
+            out[code] = issuer
+    return out
+
+
+def _issuer(check: _Check, code: str, table: Mapping[str, Any], path: KeyPath) -> Issuer | None:
+    before = len(check.problems)
+    required = tuple(k for k in ISSUER_KEYS if k not in ISSUER_OPTIONAL)
+    _keys(check, table, path, ISSUER_KEYS, required=required)
+    skipped = ("address", "dispute_address", "repayment_accounts")
+    texts = {k: _text(check, table, k, path) for k in ISSUER_KEYS if k not in skipped}
+    address = _lines(check, table, "address", path)
+    dispute = _lines(check, table, "dispute_address", path)
+    portal = texts.get("portal_url")
+    if portal is not None and not portal.startswith("https://"):
+        check.add(
+            "config.bad_value",
+            f"portal_url must start with https://, not {_show(portal)}",
+            path + ("portal_url",),
+        )
+    accounts: list[RepaymentAccount] = []
+    items = table.get("repayment_accounts")
+    if items is not None:
+        if not isinstance(items, list) or not items:
+            message = "repayment_accounts must be one or more [[issuer.XX.repayment_accounts]] tables"
+            check.add("config.bad_type", message, path + ("repayment_accounts",))
+        else:
+            for i, item in enumerate(items):
+                where = path + ("repayment_accounts", i)
+                entry = _table(check, item, where)
+                if entry is None:
+                    continue
+                _keys(check, entry, where, REPAYMENT_KEYS, required=("bank", "name", "number"))
+                bank, name, number = (_text(check, entry, k, where) for k in ("bank", "name", "number"))
+                details = _text(check, entry, "details", where) or ""
+                if bank and name and number:
+                    accounts.append(RepaymentAccount(bank, name, number, details))
+    if len(check.problems) > before or address is None:
+        return None
+    return Issuer(
+        jurisdiction=code,
+        legal_name=texts["legal_name"] or "",
+        address=address,
+        hotline=texts["hotline"] or "",
+        hours=texts["hours"] or "",
+        website=texts["website"] or "",
+        portal_url=portal or "",
+        repayment_accounts=tuple(accounts),
+        branch=texts["branch"] or "",
+        app=texts["app"] or "",
+        complaint=texts["complaint"] or "",
+        email=texts["email"] or "",
+        collector=texts.get("collector") or "",
+        dispute_address=dispute or (),
+    )
+
+
+def _letters(check: _Check, data: Mapping[str, Any]) -> LetterSettings:
+    """[letters]: deadlines per kind and the clarity lint's limits; defaults for what is left out."""
+    defaults = LetterSettings()
+    if "letters" not in data:
+        return defaults
+    table = _table(check, data["letters"], ("letters",))
+    if table is None:
+        return defaults
+    path: KeyPath = ("letters",)
+    _keys(check, table, path, LETTERS_KEYS, required=())
+    words = _int(check, table, "max_sentence_words", path, minimum=5)
+    chars = _int(check, table, "max_sentence_chars", path, minimum=10)
+    days = _int(check, table, "token_days", path, minimum=1)
+    grade = _decimal(check, table, "max_grade", path, what="grade levels", example='"10"')
+    deadlines = dict(DEFAULT_DEADLINES)
+    raw_deadlines = table.get("deadlines", {})
+    if not isinstance(raw_deadlines, dict):
+        check.add("config.bad_type", "[letters.deadlines] must be a table", ("letters", "deadlines"))
+        raw_deadlines = {}
+    for kind, value in raw_deadlines.items():
+        where: KeyPath = ("letters", "deadlines", kind)
+        entry = _table(check, value, where)
+        if entry is None:
+            continue
+        if kind not in LETTER_KINDS:
+            _unknown_key(check, kind, tuple(LETTER_KINDS), ("letters", "deadlines"))
+            continue
+        deadline = _deadline(check, kind, entry, where)
+        if deadline is not None:
+            deadlines[kind] = deadline
+    return LetterSettings(
+        deadlines=deadlines,
+        max_sentence_words=words if words is not None else defaults.max_sentence_words,
+        max_grade=float(grade) if grade is not None else defaults.max_grade,
+        max_sentence_chars=chars if chars is not None else defaults.max_sentence_chars,
+        token_days=days if days is not None else defaults.token_days,
+    )
+
+
+def _deadline(check: _Check, kind: str, table: Mapping[str, Any], path: KeyPath) -> Deadline | None:
+    before = len(check.problems)
+    shipped = DEFAULT_DEADLINES[kind]
+    _keys(check, table, path, DEADLINE_KEYS, required=("days",))
+    days = _int(check, table, "days", path, minimum=0)
+    unit = _choice(check, table, "unit", path, DEADLINE_UNITS) or shipped.unit
+    minimum = _int(check, table, "minimum", path, minimum=0)
+    service = _int(check, table, "service_days", path, minimum=0)
+    minimum = shipped.minimum if minimum is None else minimum
+    if minimum < shipped.minimum or (unit != shipped.unit and shipped.minimum):
+        message = (
+            f"the legal minimum for {kind} is {shipped.minimum} {shipped.unit} days; "
+            "it cannot be lowered or counted in other days"
+        )
+        check.add("config.deadline_minimum", message, path + ("minimum" if "minimum" in table else "unit",))
+    if days is not None and days < minimum:
+        message = f"{kind} deadline of {days} {unit} days is shorter than the minimum of {minimum}"
+        check.add("config.deadline_minimum", message, path + ("days",))
+    if len(check.problems) > before or days is None:
+        return None
+    return Deadline(days, unit, minimum, shipped.service_days if service is None else service)
 
 
 # ---------------------------------------------------------------- where each key is

@@ -547,7 +547,7 @@ def test_a_stage_name_used_twice_is_reported_at_the_second(in_tmp: Path) -> None
 def test_other_stage_keys_and_sections_are_kept_for_later_readers(in_tmp: Path) -> None:
     write(
         """
-        [issuer]
+        [channels]
         name = "Example Bank"
 
         [[strategy.stages]]
@@ -558,7 +558,7 @@ def test_other_stage_keys_and_sections_are_kept_for_later_readers(in_tmp: Path) 
         stage=False,
     )
     config = load_config(None)
-    assert config.raw["issuer"] == {"name": "Example Bank"}
+    assert config.raw["channels"] == {"name": "Example Bank"}
     strategy = config.raw["strategy"]
     assert isinstance(strategy, dict)
     assert strategy["stages"][0]["actions"] == [{"channel": "sms", "template": "reminder"}]

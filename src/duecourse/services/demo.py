@@ -239,5 +239,22 @@ def _simulate(
         f"period are current on {end} ({100 * cure_rate:.1f}%)"
     )
     console.print(f"{days} daily runs in {run_seconds:.1f}s; state export written to {state_file}")
+    _letters(app, console, end, out, summary)
     (out / "demo-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _letters(app: App, console: Console, end: dt.date, out: Path, summary: dict[str, object]) -> None:
+    """Sample letters of every kind and locale, and the print batch of the last day, under OUT/letters."""
+    from duecourse.services import letters
+
+    t0 = time.perf_counter()
+    written = letters.sample_letters(app, end, out / "letters")
+    batch = letters.letters_batch(app, letters.last_letter_day(app, end) or end, out / "letters" / "batch")
+    seconds = time.perf_counter() - t0
+    console.print(
+        f"{len(written)} sample letters in {out / 'letters'}; print batch {batch.pdf_path.name}: "
+        f"{batch.letters:,} letters, {batch.pages:,} pages, manifest {batch.manifest_path.name} "
+        f"({seconds:.1f}s)"
+    )
+    summary["letters"] = {"samples": len(written), "batch_letters": batch.letters, "batch_pages": batch.pages}

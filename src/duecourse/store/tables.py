@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -217,3 +218,46 @@ KEYS: dict[str, tuple[str, ...]] = {
     "snapshots": ("as_of", "account_id"),
     "stage_history": ("account_id", "entered_on"),
 }
+
+# One row per rendered letter, stored once: the PDF, the data it was made from and the version of the
+# templates, so that any letter can be shown again byte for byte and reproduced from its data
+# (migration 0002). ``reference`` is the opaque id printed on the letter and signed into its portal link.
+letters = Table(
+    "letters",
+    metadata,
+    Column("sha256", String, primary_key=True),
+    _text("reference"),
+    _text("account_id"),
+    _text("customer_id"),
+    _text("kind"),
+    _text("locale"),
+    Column("letter_date", Date, nullable=False),
+    _text("template_version"),
+    Column("pages", Integer, nullable=False),
+    Column("data_json", Text, nullable=False),
+    Column("pdf", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "account_id", "letter_date"),
+    Index(None, "reference"),
+)
+
+# The print batches: one per posting date; a re-run for the date finds it and produces the same files.
+letter_batches = Table(
+    "letter_batches",
+    metadata,
+    Column("batch_date", Date, primary_key=True),
+    Column("letters", Integer, nullable=False),
+    Column("pages", Integer, nullable=False),
+    _text("sha256"),  # of the merged PDF
+    _text("manifest_sha256"),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+letter_batch_items = Table(
+    "letter_batch_items",
+    metadata,
+    Column("batch_date", Date, ForeignKey("letter_batches.batch_date"), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("letter_sha256", String, ForeignKey("letters.sha256"), nullable=False),
+    PrimaryKeyConstraint("batch_date", "sequence"),
+)

@@ -1,0 +1,508 @@
+"""The letter use cases: render one letter for an account, lint the templates, make a print batch.
+
+A letter for one account is computed as ``explain`` computes it: the account's records, the readable
+specification's snapshot as of the letter date, then the letter data (``letters.data``), the templates and
+typst. Every rendered letter is stored once, by the sha256 of its PDF, with its data and the version of
+its templates (``store/letters.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from sqlalchemy import select
+
+from duecourse.bootstrap import App
+from duecourse.domain import delinquency
+from duecourse.domain.errors import Problem, ProblemsError
+from duecourse.domain.model import Account, Customer, Due, Payment
+from duecourse.letters import LetterError
+from duecourse.letters.data import LetterInputs, letter_data
+from duecourse.letters.kinds import kind_named
+from duecourse.letters.render import (
+    TemplateSet,
+    compile_pdf,
+    data_json,
+    load_templates,
+    page_count,
+    typst_escape,
+)
+from duecourse.letters.token import portal_secret
+from duecourse.services import portfolio
+from duecourse.store import letters as store
+from duecourse.store import repo
+from duecourse.store.frames import read_frame
+
+BATCH_KIND = "overdue_reminder"
+# Below this many letters a batch renders in this process: starting worker processes costs more.
+PARALLEL_FROM = 200
+
+
+@dataclass(frozen=True)
+class RenderedLetter:
+    """A rendered letter: its PDF, what it was made from, and whether it was newly stored."""
+
+    stored: store.StoredLetter
+    data: dict[str, Any]
+    added: bool
+    dev_secret: bool
+
+
+@functools.cache
+def shipped_templates() -> TemplateSet:
+    """The shipped templates, loaded and field-checked once per process."""
+    return load_templates()
+
+
+def templates_from(directory: Path | None) -> TemplateSet:
+    return shipped_templates() if directory is None else load_templates(directory)
+
+
+def _snapshot(
+    app: App, account: Account, dues: list[Due], payments: list[Payment], as_of: dt.date, on_hold: bool
+) -> delinquency.AccountSnapshot:
+    terms = app.config.terms
+    product = terms.products[account.product_code]
+    return delinquency.snapshot(
+        account.account_id,
+        product,
+        terms.bucket_sets[product.bucket_set],
+        terms.stages,
+        dues,
+        payments,
+        as_of,
+        on_hold=on_hold,
+    )
+
+
+def build_data(
+    app: App,
+    account: Account,
+    customer: Customer,
+    dues: list[Due],
+    payments: list[Payment],
+    kind: str,
+    letter_date: dt.date,
+    *,
+    locale: str | None = None,
+    inputs: LetterInputs | None = None,
+    on_hold: bool = False,
+) -> dict[str, Any]:
+    """The letter data for an account's records as of the letter date."""
+    issuer = app.config.issuers.get(customer.jurisdiction)
+    if issuer is None:
+        raise LetterError(
+            f"no [issuer.{customer.jurisdiction}] in the configuration: letters to customers in "
+            f"{customer.jurisdiction} need the issuer's name, address and ways to pay "
+            "(see `duecourse config example`)"
+        )
+    snap = _snapshot(app, account, dues, payments, letter_date, on_hold)
+    itemization = None
+    if kind == "us_validation_notice" and snap.oldest_unpaid_due_date is not None:
+        itemization = _snapshot(app, account, dues, payments, snap.oldest_unpaid_due_date, on_hold)
+    return letter_data(
+        kind_name=kind,
+        locale=locale,
+        customer=customer,
+        account=account,
+        product=app.config.terms.products[account.product_code],
+        snap=snap,
+        dues=dues,
+        payments=payments,
+        issuer=issuer,
+        settings=app.config.letters,
+        letter_date=letter_date,
+        inputs=inputs,
+        itemization=itemization,
+    )
+
+
+def render_data(
+    data: dict[str, Any], templates: TemplateSet, letter_date: dt.date, account_id: str, customer_id: str
+) -> store.StoredLetter:
+    """Render letter data to a PDF (not stored)."""
+    pdf = compile_pdf(templates.markup(data), letter_date)
+    return store.StoredLetter(
+        sha256=hashlib.sha256(pdf).hexdigest(),
+        reference=str(data["reference"]),
+        account_id=account_id,
+        customer_id=customer_id,
+        kind=str(data["kind"]),
+        locale=str(data["locale"]),
+        letter_date=letter_date,
+        template_version=templates.version(str(data["kind"]), str(data["locale"])),
+        pages=page_count(pdf),
+        data_json=data_json(data),
+        pdf=pdf,
+    )
+
+
+def render_letter(
+    app: App,
+    account_id: str,
+    kind: str,
+    as_of: dt.date,
+    *,
+    locale: str | None = None,
+    inputs: LetterInputs | None = None,
+    templates: Path | None = None,
+) -> RenderedLetter:
+    """Render one letter for an account as of a date, store it once, and return it."""
+    kind_named(kind)
+    account, customer, dues, payments = portfolio._records(app, account_id)  # the path explain uses
+    if customer is None:
+        raise LetterError(f"account {account_id} has no customer record: nobody to write to")
+    held = repo.accounts_on_hold(app.engine, as_of)
+    on_hold = bool(held.filter(pl.col("account_id") == account_id).height)
+    data = build_data(
+        app, account, customer, dues, payments, kind, as_of, locale=locale, inputs=inputs, on_hold=on_hold
+    )
+    stored = render_data(data, templates_from(templates), as_of, account_id, customer.customer_id)
+    added = store.save_letter(app.engine, stored, dt.datetime.now(dt.UTC))
+    return RenderedLetter(stored, data, added, portal_secret()[1])
+
+
+def reproduce(stored: store.StoredLetter, templates: TemplateSet | None = None) -> bytes:
+    """Render a stored letter again from its stored data; the same templates give the same bytes.
+
+    The stored PDF is the letter as sent; this proves it came from its data, and refuses when the
+    templates have changed since (their version differs), rather than show a letter that was never sent.
+    """
+    templates = templates or shipped_templates()
+    version = templates.version(stored.kind, stored.locale)
+    if version != stored.template_version:
+        raise LetterError(
+            f"the {stored.kind} {stored.locale} templates are at version {version}, the letter was made with "
+            f"{stored.template_version}; show the stored PDF instead"
+        )
+    return compile_pdf(templates.markup(json.loads(stored.data_json)), stored.letter_date)
+
+
+# ---------------------------------------------------------------- print batches
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A print batch: the files written and what is in them."""
+
+    batch_date: dt.date
+    pdf_path: Path
+    manifest_path: Path
+    letters: int
+    pages: int
+    by_kind: dict[str, int]
+    new: bool
+
+
+def _worker_render(job: tuple[dict[str, Any], dt.date, str, str]) -> store.StoredLetter:
+    data, letter_date, account_id, customer_id = job
+    return render_data(data, shipped_templates(), letter_date, account_id, customer_id)
+
+
+def render_many(
+    jobs: Sequence[tuple[dict[str, Any], dt.date, str, str]], workers: int | None = None
+) -> list[store.StoredLetter]:
+    """Render many letters, on every core when there are enough of them; in the order given."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(jobs) < PARALLEL_FROM:
+        return [_worker_render(job) for job in jobs]
+    # spawn, not fork: the parent holds Polars' thread pool, which a forked child would inherit locked.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return list(pool.map(_worker_render, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+
+
+def _planned(app: App, batch_date: dt.date) -> list[str]:
+    """The accounts that get a letter on the date: those whose stage was entered that day (until the
+    strategy's letter actions exist), leaving out 'current'."""
+    frame = read_frame(
+        app.engine,
+        "SELECT account_id, stage FROM stage_history WHERE entered_on = :d",
+        {"d": batch_date},
+    )
+    return sorted(r["account_id"] for r in frame.iter_rows(named=True) if r["stage"] != "current")
+
+
+def _records_for(
+    app: App, account_ids: list[str]
+) -> dict[str, tuple[Account, Customer, list[Due], list[Payment]]]:
+    """The records of the accounts of a batch, read in chunks of ids (not the whole portfolio)."""
+    from duecourse.engine import schema
+    from duecourse.store import tables
+
+    parts: dict[str, list[pl.DataFrame]] = {"accounts": [], "customers": [], "dues": [], "payments": []}
+    for start in range(0, len(account_ids), 500):
+        chunk = account_ids[start : start + 500]
+        accounts = read_frame(
+            app.engine,
+            select(tables.accounts).where(tables.accounts.c.account_id.in_(chunk)),
+            None,
+            schema.ACCOUNTS,
+        )
+        customer_ids = accounts.get_column("customer_id").unique().to_list()
+        parts["accounts"].append(accounts)
+        parts["customers"].append(
+            read_frame(
+                app.engine,
+                select(tables.customers).where(tables.customers.c.customer_id.in_(customer_ids)),
+                None,
+                schema.CUSTOMERS,
+            )
+        )
+        for name, table, frame_schema in (
+            ("dues", tables.dues, schema.DUES),
+            ("payments", tables.payments, schema.PAYMENTS),
+        ):
+            parts[name].append(
+                read_frame(app.engine, select(table).where(table.c.account_id.in_(chunk)), None, frame_schema)
+            )
+    frames = {name: pl.concat(found) if found else pl.DataFrame() for name, found in parts.items()}
+    if not account_ids:
+        return {}
+    customers = {r["customer_id"]: Customer(**r) for r in frames["customers"].iter_rows(named=True)}
+    dues = frames["dues"].partition_by("account_id", as_dict=True)
+    payments = frames["payments"].sort("paid_on", "payment_id").partition_by("account_id", as_dict=True)
+    products = app.config.terms.products
+    out = {}
+    for r in frames["accounts"].iter_rows(named=True):
+        account = Account(r["account_id"], r["customer_id"], r["product_code"], r["opened_on"])
+        currency = products[account.product_code].currency
+        key = (account.account_id,)
+        due_frame, pay_frame = dues.get(key), payments.get(key)
+        out[account.account_id] = (
+            account,
+            customers[account.customer_id],
+            portfolio.due_records(due_frame, currency) if due_frame is not None else [],
+            portfolio.payment_records(pay_frame, currency) if pay_frame is not None else [],
+        )
+    return out
+
+
+MANIFEST_COLUMNS = ("sequence", "account", "customer", "kind", "locale", "postal_code", "pages", "sha256")
+
+
+def _postal_code(stored: store.StoredLetter) -> str:
+    return str(json.loads(stored.data_json)["customer"]["postal_code"])
+
+
+def merge_pdfs(parts: Sequence[bytes]) -> bytes:
+    """One PDF of the pages of ``parts`` in order, by poppler's pdfunite; the same parts, the same bytes.
+
+    pdfunite writes a random document id into the trailer; the trailer follows the cross-reference table,
+    so taking the id out moves no object and leaves a valid file that repeats byte for byte.
+    """
+    with tempfile.TemporaryDirectory(prefix="duecourse-batch-") as tmp:
+        names = []
+        for n, blob in enumerate(parts):
+            path = Path(tmp) / f"{n:07d}.pdf"
+            path.write_bytes(blob)
+            names.append(str(path))
+        target = Path(tmp) / "merged.pdf"
+        if len(names) == 1:
+            return parts[0]
+        try:
+            subprocess.run(["pdfunite", *names, str(target)], check=True, capture_output=True, timeout=3600)
+        except FileNotFoundError:
+            raise LetterError(
+                "pdfunite is not installed (Debian: poppler-utils; `make setup` installs it)"
+            ) from None
+        except subprocess.CalledProcessError as exc:
+            raise LetterError(f"pdfunite failed: {exc.stderr.decode(errors='replace').strip()}") from None
+        return _without_id(target.read_bytes())
+
+
+def _without_id(pdf: bytes) -> bytes:
+    """The PDF with the /ID entry of its last trailer removed (two strings, literal or hex)."""
+    at = pdf.rfind(b"trailer")
+    key = pdf.find(b"/ID", at)
+    if at < 0 or key < 0:
+        return pdf
+    i = pdf.index(b"[", key) + 1
+    for _ in range(2):
+        while pdf[i : i + 1] in (b" ", b"\n", b"\r"):
+            i += 1
+        if pdf[i : i + 1] == b"<":
+            i = pdf.index(b">", i) + 1
+            continue
+        depth, i = 1, i + 1  # a literal string: balanced parentheses, backslash escapes
+        while depth:
+            c = pdf[i : i + 1]
+            if c == b"\\":
+                i += 1
+            elif c == b"(":
+                depth += 1
+            elif c == b")":
+                depth -= 1
+            i += 1
+    end = pdf.index(b"]", i) + 1
+    return pdf[:key] + pdf[end:]
+
+
+def _write_batch(
+    batch_date: dt.date, letters: list[store.StoredLetter], out: Path
+) -> tuple[Path, Path, int, dict[str, int], str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    by_kind = dict(sorted(Counter(f"{s.kind} {s.locale}" for s in letters).items()))
+    pages = sum(s.pages for s in letters)
+    cover = compile_pdf(_cover_markup(batch_date, letters, by_kind, pages), batch_date)
+    merged = merge_pdfs([cover, *(s.pdf for s in letters)])
+    pdf_path = out / f"batch-{batch_date}.pdf"
+    pdf_path.write_bytes(merged)
+    text = io.StringIO()
+    writer_csv = csv.writer(text, lineterminator="\n")
+    writer_csv.writerow(MANIFEST_COLUMNS)
+    for n, s in enumerate(letters, 1):
+        writer_csv.writerow(
+            [n, s.account_id, s.customer_id, s.kind, s.locale, _postal_code(s), s.pages, s.sha256]
+        )
+    manifest_path = out / f"batch-{batch_date}.csv"
+    manifest_path.write_text(text.getvalue(), encoding="utf-8")
+    return (
+        pdf_path,
+        manifest_path,
+        pages,
+        by_kind,
+        hashlib.sha256(merged).hexdigest(),
+        hashlib.sha256(text.getvalue().encode()).hexdigest(),
+    )
+
+
+def _cover_markup(
+    batch_date: dt.date, letters: list[store.StoredLetter], by_kind: dict[str, int], pages: int
+) -> str:
+    rows = "\n".join(f"  [{typst_escape(kind)}], [{count}]," for kind, count in by_kind.items())
+    return f"""#set page(paper: "a4", margin: 25mm)
+#set text(font: ("Noto Sans CJK SC",), size: 11pt)
+= Print batch {batch_date}
+#v(4mm)
+Letters: {len(letters)} #h(1fr) Pages (letters only): {pages} #h(1fr) Sorted by postal code
+#v(4mm)
+#table(columns: (1fr, auto), [*kind and locale*], [*letters*],
+{rows}
+)
+#v(4mm)
+The manifest batch-{batch_date}.csv lists each letter in order with its sha256. This sheet is not posted.
+"""
+
+
+def letters_batch(app: App, batch_date: dt.date, out: Path, *, workers: int | None = None) -> Batch:
+    """The print batch of a date: letters rendered and stored, one merged PDF sorted by postal code, the
+    manifest CSV and a cover sheet. A re-run for the same date writes the same batch again."""
+    existing = store.batch_on(app.engine, batch_date)
+    if existing is not None:
+        pdf_path, manifest, pages, by_kind, _, _ = _write_batch(batch_date, existing, out)
+        return Batch(batch_date, pdf_path, manifest, len(existing), pages, by_kind, False)
+    account_ids = _planned(app, batch_date)
+    records = _records_for(app, account_ids)
+    held = set(repo.accounts_on_hold(app.engine, batch_date).get_column("account_id").to_list())
+    jobs = []
+    problems: list[Problem] = []
+    sort_keys: dict[str, tuple[str, str]] = {}
+    for account_id in account_ids:
+        if account_id in held or account_id not in records:
+            continue
+        account, customer, dues, payments = records[account_id]
+        try:
+            data = build_data(app, account, customer, dues, payments, BATCH_KIND, batch_date)
+        except LetterError as exc:
+            problems.append(Problem("letters.batch", str(exc), f"{account_id}/{batch_date}"))
+            continue
+        if _is_zero(str(data["amounts"]["total"])):
+            continue  # nothing overdue any more: no reminder
+        jobs.append((data, batch_date, account_id, customer.customer_id))
+        sort_keys[account_id] = (customer.postal_code, account_id)
+    if problems:
+        raise ProblemsError(problems)
+    _lint_gate(app, BATCH_KIND, sorted({str(job[0]["locale"]) for job in jobs}))
+    jobs.sort(key=lambda job: sort_keys[job[2]])
+    rendered = render_many(jobs, workers)
+    now = dt.datetime.now(dt.UTC)
+    store.save_letters(app.engine, rendered, now)
+    pdf_path, manifest, pages, by_kind, sha, manifest_sha = _write_batch(batch_date, rendered, out)
+    store.save_batch(app.engine, batch_date, [s.sha256 for s in rendered], pages, sha, manifest_sha, now)
+    return Batch(batch_date, pdf_path, manifest, len(rendered), pages, by_kind, True)
+
+
+def _lint_gate(app: App, kind: str, locales: list[str]) -> None:
+    """A letter that fails the clarity lint is never sent: refuse the batch with the lint's findings."""
+    from duecourse.letters.lint import lint
+
+    if not locales:
+        return
+    findings = lint(shipped_templates(), app.config, [kind], locales)
+    if findings:
+        raise ProblemsError(
+            [Problem("letters.lint", f"{f.rule}: {f.message}", f"{f.template}:{f.line}") for f in findings]
+        )
+
+
+def _is_zero(amount: str) -> bool:
+    return {c for c in amount if c.isdigit()} <= {"0"}
+
+
+# ---------------------------------------------------------------- the demo's letters
+
+
+def last_letter_day(app: App, on_or_before: dt.date) -> dt.date | None:
+    """The latest day, up to the date given, on which some account entered a collection stage."""
+    frame = read_frame(
+        app.engine,
+        "SELECT MAX(entered_on) AS entered_on FROM stage_history "
+        "WHERE entered_on <= :d AND stage <> 'current'",
+        {"d": on_or_before},
+    )
+    value = frame.item(0, 0) if frame.height else None
+    return value if isinstance(value, dt.date) else None
+
+
+def sample_letters(app: App, as_of: dt.date, out: Path, tries: int = 20) -> list[Path]:
+    """One letter of every kind and locale for real accounts in collection as of a date, into ``out``.
+
+    Kinds whose inputs the store does not hold yet (plans, promises, disputes) take the lint's sample inputs.
+    """
+    from duecourse.letters.kinds import LOCALE_OF, kinds_for
+    from duecourse.letters.samples import sample_for
+
+    frame = read_frame(
+        app.engine,
+        "SELECT s.account_id, c.jurisdiction FROM snapshots s JOIN accounts a ON a.account_id = s.account_id "
+        "JOIN customers c ON c.customer_id = a.customer_id "
+        "WHERE s.as_of = :d AND s.stage <> 'current' AND NOT s.on_hold ORDER BY s.account_id",
+        {"d": as_of},
+    )
+    written: list[Path] = []
+    for jurisdiction, locale in LOCALE_OF.items():
+        candidates = [
+            r["account_id"] for r in frame.iter_rows(named=True) if r["jurisdiction"] == jurisdiction
+        ]
+        if not candidates or jurisdiction not in app.config.issuers:
+            continue
+        inputs = sample_for(jurisdiction, app.config.terms.products).inputs
+        for kind in kinds_for(jurisdiction):
+            for account_id in candidates[:tries]:
+                try:
+                    letter = render_letter(app, account_id, kind, as_of, locale=locale, inputs=inputs)
+                except LetterError:
+                    continue  # e.g. a pre-due reminder for an account with nothing falling due: try another
+                path = out / locale / f"{kind}-{account_id}.pdf"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(letter.stored.pdf)
+                written.append(path)
+                break
+    return written

@@ -1,0 +1,169 @@
+"""Letters from the command line, on SQLite and PostgreSQL: render one, store it once, refuse a kind the
+customer's jurisdiction does not use, lint templates, and make the same print batch twice."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+from pypdf import PdfReader
+from sqlalchemy import func, select
+
+from duecourse.cli import main
+from duecourse.services.letters import reproduce
+from duecourse.store import letters as store
+from duecourse.store.db import make_engine
+from duecourse.store.tables import letters
+
+CUSTOMERS = """\
+customer_id,name,locale,timezone,jurisdiction,phone,email,address_line1,address_line2,city,region,postal_code,country
+C1,王芳,zh-CN,Asia/Shanghai,CN,,,建国路88号院3号楼2单元1201室,,朝阳区,北京市,100022,CN
+C2,Jane Roe,en-US,America/New_York,US,,,2323 Park Street,Apartment 342,Bethesda,MD,20815,US
+C3,李雷,zh-CN,Asia/Shanghai,CN,,,人民路1号,,黄浦区,上海市,200001,CN
+"""
+ACCOUNTS = """\
+account_id,customer_id,product_code,opened_on
+A1,C1,loan_cn,2025-01-01
+A2,C3,loan_cn,2025-01-01
+U1,C2,card_us,2025-01-01
+"""
+DUES = """\
+account_id,due_id,due_date,amount,component,minimum_amount,posted_on
+A1,I1,2025-03-10,500.00,principal,,
+A1,I1i,2025-03-10,50.00,interest,,
+A1,I2,2025-04-10,500.00,principal,,
+A1,I2i,2025-04-10,50.00,interest,,
+A2,J1,2025-04-10,800.00,principal,,
+U1,S1,2025-03-25,2234.56,principal,75.00,2025-03-01
+"""
+PAYMENTS = """\
+payment_id,account_id,paid_on,amount
+P1,A1,2025-03-09,550.00
+P2,A1,2025-04-20,300.00
+"""
+
+
+@pytest.fixture
+def loaded(db_url: str, tmp_path: Path) -> str:
+    assert main(["--db", db_url, "init"]) == 0
+    for kind, text in (
+        ("customers", CUSTOMERS),
+        ("accounts", ACCOUNTS),
+        ("dues", DUES),
+        ("payments", PAYMENTS),
+    ):
+        path = tmp_path / f"{kind}.csv"
+        path.write_text(dedent(text), encoding="utf-8")
+        assert main(["--db", db_url, "import", kind, str(path)]) == 0
+    # Every account enters stage M1 on 2025-04-11: the day after A1's and A2's missed instalment, and the
+    # day U1's card minimum (due 2025-03-25) ... differs, so run the days the batch is made for.
+    assert main(["--db", db_url, "run", "--as-of", "2025-04-11"]) == 0
+    return db_url
+
+
+def stored_letters(db_url: str) -> int:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(letters)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_a_letter_is_rendered_and_stored_once(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "a1.pdf"
+    args = ["--db", loaded, "letter", "render", "--account", "A1", "--kind", "overdue_reminder"]
+    assert main([*args, "--as-of", "2025-09-26", "-o", str(out)]) == 0
+    first = out.read_bytes()
+    assert main([*args, "--as-of", "2025-09-26", "-o", str(out)]) == 0
+    assert out.read_bytes() == first
+    assert stored_letters(loaded) == 1
+    said = capsys.readouterr().out
+    assert "(stored)" in said and "(already stored)" in said
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(first)).pages).replace("\n", "")
+    assert "2025年10月16日" in text  # E-CN-5
+    engine = make_engine(loaded)
+    try:
+        (stored,) = store.letters_for(engine, "A1")
+    finally:
+        engine.dispose()
+    assert stored.pdf == first and stored.sha256 == hashlib.sha256(first).hexdigest()
+    assert reproduce(stored) == first  # from the stored data and the same templates, byte for byte
+
+
+def test_a_kind_the_customer_s_jurisdiction_does_not_use_is_refused(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--db", loaded, "letter", "render", "--account", "A1", "--kind", "us_validation_notice"]
+    assert main([*args, "--as-of", "2025-09-26", "-o", str(tmp_path / "x.pdf")]) == 1
+    assert "us_validation_notice letters are not used for customers in CN" in capsys.readouterr().err
+    assert not (tmp_path / "x.pdf").exists()
+
+
+def test_kinds_with_explicit_inputs(loaded: str, tmp_path: Path) -> None:
+    out = tmp_path / "plan.pdf"
+    args = ["--db", loaded, "letter", "render", "--account", "U1", "--kind", "plan_confirmation"]
+    inputs = ["--input", "plan_id=P-7", "--input", "plan_rows=2025-10-01=100.00,2025-11-01=105.00"]
+    assert main([*args, *inputs, "--as-of", "2025-09-26", "-o", str(out)]) == 0
+    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(out.read_bytes())).pages)
+    assert "October 1, 2025" in text and "$105.00" in text and "$205.00" in text
+
+
+def test_the_print_batch_of_a_date_is_the_same_when_made_again(loaded: str, tmp_path: Path) -> None:
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert main(["--db", loaded, "letters", "batch", "--date", "2025-04-11", "--out", str(first)]) == 0
+    assert main(["--db", loaded, "letters", "batch", "--date", "2025-04-11", "--out", str(again)]) == 0
+    pdf, manifest = "batch-2025-04-11.pdf", "batch-2025-04-11.csv"
+    assert (first / pdf).read_bytes() == (again / pdf).read_bytes()
+    assert (first / manifest).read_text() == (again / manifest).read_text()
+    rows = list(csv.DictReader(io.StringIO((first / manifest).read_text(encoding="utf-8"))))
+    assert [r["account"] for r in rows] == ["A1", "A2"]  # postal codes 100022 before 200001
+    assert [r["sequence"] for r in rows] == ["1", "2"]
+    assert all(r["kind"] == "overdue_reminder" and len(r["sha256"]) == 64 for r in rows)
+    reader = PdfReader(first / pdf)
+    assert len(reader.pages) == 1 + sum(int(r["pages"]) for r in rows)  # the cover sheet, then the letters
+    assert "Print batch 2025-04-11" in reader.pages[0].extract_text()
+    assert stored_letters(loaded) == 2
+
+
+def test_lint_passes_the_shipped_templates_and_fails_a_threat(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--db", loaded, "letters", "lint", "--kind", "overdue_reminder", "--locale", "en-GB"]) == 0
+    folder = tmp_path / "review" / "en-GB"
+    folder.mkdir(parents=True)
+    shipped = Path(__file__).parents[2] / "src/duecourse/letters/templates/en-GB/overdue_reminder.typ.j2"
+    source = shipped.read_text(encoding="utf-8")
+    (folder / "overdue_reminder.typ.j2").write_text(
+        source.replace("Please pay", "Pay now or we will send the bailiffs. Please pay"), encoding="utf-8"
+    )
+    capsys.readouterr()
+    code = main(
+        ["--db", loaded, "letters", "lint", "--locale", "en-GB", "--templates", str(tmp_path / "review")]
+    )
+    assert code == 1
+    assert "en-GB/overdue_reminder.typ.j2:10: words.prohibited: 'bailiff'" in capsys.readouterr().out
+
+
+def test_a_batch_whose_letters_fail_the_lint_is_refused(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from duecourse.config import default_config_text
+
+    strict = tmp_path / "duecourse.toml"
+    strict.write_text(
+        default_config_text().replace("max_sentence_chars = 80", "max_sentence_chars = 10"), encoding="utf-8"
+    )
+    capsys.readouterr()
+    args = ["--db", loaded, "--config", str(strict), "letters", "batch", "--date", "2025-04-11"]
+    assert main([*args, "--out", str(tmp_path / "print")]) == 1
+    err = capsys.readouterr().err
+    assert "zh-CN/overdue_reminder.typ.j2:" in err and "readability.sentence" in err
+    assert not (tmp_path / "print").exists()
+    assert stored_letters(loaded) == 0
