@@ -46,10 +46,10 @@ class Known:
 
 def known_before(engine: Engine, as_of: dt.date) -> Known:
     """The previous stored run before ``as_of`` and its stages (read once per run)."""
-    previous = repo.latest_stages_before(engine, as_of).select(
-        "account_id", pl.col("stage").alias("previous")
-    )
-    return Known(repo.previous_run_day(engine, as_of), previous)
+    day = repo.previous_run_day(engine, as_of)
+    if day is None:
+        return Known(None, pl.DataFrame(schema={"account_id": pl.String(), "previous": pl.String()}))
+    return Known(day, repo.stages_on(engine, day).select("account_id", pl.col("stage").alias("previous")))
 
 
 def stage_changes(  # noqa: PLR0917 - the run's inputs, in the order it has them

@@ -158,6 +158,12 @@ def stage_history(engine: Engine, account_id: str) -> pl.DataFrame:
     return frames.read_frame(engine, stmt).sort("entered_on")
 
 
+def stages_on(engine: Engine, day: dt.date) -> pl.DataFrame:
+    """Each account's stage in the stored snapshots of ``day``: ``account_id``, ``stage``, by account."""
+    stmt = select(snapshots.c.account_id, snapshots.c.stage).where(snapshots.c.as_of == day)
+    return frames.read_frame(engine, stmt, bulk=True).sort("account_id")
+
+
 def latest_stages_before(engine: Engine, as_of: dt.date) -> pl.DataFrame:
     """Each account's stage on the newest stored snapshot day before ``as_of``, and when it entered it.
 
