@@ -35,7 +35,9 @@ PySpark is imported here and only here (and in ``services/spark_run.py`` when it
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import polars as pl
@@ -60,7 +62,7 @@ from duecourse.domain.terms import Terms
 from duecourse.engine.schema import ACCOUNTS, DUES, PAYMENTS, SNAPSHOTS
 from duecourse.engine.snapshot import compute_snapshots
 
-__all__ = ["HOLDS", "conform", "schema_problems", "spark_schema", "spark_snapshots"]
+__all__ = ["HOLDS", "conform", "quiet_pandas_check", "schema_problems", "spark_schema", "spark_snapshots"]
 
 # The holds input: the accounts under a hold on the day (``store.repo.accounts_on_hold``).
 HOLDS: dict[str, pl.DataType] = {"account_id": pl.String(), "on_hold": pl.Boolean()}
@@ -256,7 +258,22 @@ def spark_snapshots(
         accounts=accounts_schema,
         with_holds=on_hold is not None,
     )
-    return tagged.repartition(n, sf.col("account_id")).mapInArrow(kernel, _SNAPSHOTS_SPARK)
+    with quiet_pandas_check():
+        return tagged.repartition(n, sf.col("account_id")).mapInArrow(kernel, _SNAPSHOTS_SPARK)
+
+
+@contextmanager
+def quiet_pandas_check() -> Iterator[None]:
+    """Without PySpark 4.3's warning that it does not fully support pandas 3.
+
+    ``mapInArrow`` checks that pandas is installed but never uses it (the batches are Arrow), so the
+    warning is about nothing this module does; only that warning is silenced.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="PySpark does not yet fully support pandas >= 3", category=FutureWarning
+        )
+        yield
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,7 +194,10 @@ def _session(master: str | None) -> Iterator[SparkSession]:
     )
     if master is not None:
         builder = builder.master(master)
-    spark = builder.getOrCreate()
+    from duecourse.engine.spark import quiet_pandas_check
+
+    with quiet_pandas_check():  # PySpark checks pandas once more while it starts
+        spark = builder.getOrCreate()
     try:
         yield spark
     finally:
@@ -239,9 +242,12 @@ def run_parquet(
         from pyspark.errors import PySparkException
         from pyspark.sql.pandas.utils import require_minimum_pandas_version, require_minimum_pyarrow_version
 
+        from duecourse.engine.spark import quiet_pandas_check
+
         # mapInArrow checks these when the run is planned: check them before Spark starts.
-        require_minimum_pandas_version()
-        require_minimum_pyarrow_version()
+        with quiet_pandas_check():
+            require_minimum_pandas_version()
+            require_minimum_pyarrow_version()
     except ImportError as exc:
         raise SparkRunFailed(
             f"spark-run needs PySpark with pandas and pyarrow (the 'spark' extra): {exc}"
