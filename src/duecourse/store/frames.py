@@ -448,26 +448,36 @@ def _sqlite_storage_dtype(dtype: pl.DataType) -> pl.DataType:
     return dtype
 
 
+def _sqlite_rows_frame(
+    raw: sqlite3.Connection, query: str, params: Sequence[Any], hint: Schema
+) -> pl.DataFrame:
+    """Run ``query`` on Python's ``sqlite3`` and gather its rows into a frame, in batches.
+
+    Columns named in ``hint`` are typed as SQLite's driver returns that dtype; the others are inferred.
+    """
+    cursor = raw.cursor()
+    try:
+        cursor.execute(query, list(params))
+        names = [column[0] for column in cursor.description]
+        overrides = {name: _sqlite_storage_dtype(hint[name]) for name in names if name in hint}
+        parts = []
+        while rows := cursor.fetchmany(_SQLITE_BATCH_ROWS):
+            parts.append(
+                pl.DataFrame(
+                    rows, schema=names, schema_overrides=overrides, orient="row", infer_schema_length=None
+                )
+            )
+    finally:
+        cursor.close()
+    if not parts:
+        return pl.DataFrame(schema=names, schema_overrides=overrides)
+    return pl.concat(parts, how="vertical_relaxed")
+
+
 def _sqlite_fetch(raw: sqlite3.Connection) -> Fetch:
     def fetch(stmt: Statement, hint: Schema) -> pl.DataFrame:
         query, params = _compile("sqlite", stmt)
-        cursor = raw.cursor()
-        try:
-            cursor.execute(query, params)
-            names = [column[0] for column in cursor.description]
-            overrides = {name: _sqlite_storage_dtype(hint[name]) for name in names if name in hint}
-            parts = []
-            while rows := cursor.fetchmany(_SQLITE_BATCH_ROWS):
-                parts.append(
-                    pl.DataFrame(
-                        rows, schema=names, schema_overrides=overrides, orient="row", infer_schema_length=None
-                    )
-                )
-        finally:
-            cursor.close()
-        if not parts:
-            return pl.DataFrame(schema=names, schema_overrides=overrides)
-        return pl.concat(parts, how="vertical_relaxed")
+        return _sqlite_rows_frame(raw, query, params, hint)
 
     return fetch
 
@@ -726,26 +736,7 @@ def _range_reader(engine: Engine, *, in_worker: bool) -> Iterator[tuple[_RangeFe
 
 def _sqlite_text_fetch(raw: sqlite3.Connection) -> _RangeFetch:
     def fetch(sql: str, params: Sequence[Any], schema: Schema) -> pl.DataFrame:
-        cursor = raw.cursor()
-        try:
-            cursor.execute(sql, list(params))
-            names = [column[0] for column in cursor.description]
-            overrides = {name: _sqlite_storage_dtype(schema[name]) for name in names}
-            parts = []
-            while rows := cursor.fetchmany(_SQLITE_BATCH_ROWS):
-                parts.append(
-                    pl.DataFrame(
-                        rows, schema=names, schema_overrides=overrides, orient="row", infer_schema_length=None
-                    )
-                )
-        finally:
-            cursor.close()
-        frame = (
-            pl.concat(parts, how="vertical_relaxed")
-            if parts
-            else pl.DataFrame(schema=names, schema_overrides=overrides)
-        )
-        return conform(frame, schema)
+        return conform(_sqlite_rows_frame(raw, sql, params, schema), schema)
 
     return fetch
 
