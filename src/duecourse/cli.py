@@ -111,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--json", action="store_true")
     cfg_sub.add_parser("example", help="print a complete, commented duecourse.toml")
 
-    from duecourse import cli_letters
+    from duecourse import cli_channels, cli_letters
 
     cli_letters.add_parsers(sub)
+    cli_channels.add_parsers(sub)
     return parser
 
 
@@ -201,11 +202,20 @@ def _spark_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def portfolio_init(app: App) -> None:
+    from duecourse.services import portfolio
+
+    portfolio.init_database(app)
+
+
 def _with_app(app: App, args: argparse.Namespace) -> int:
-    from duecourse import cli_letters
+    from duecourse import cli_channels, cli_letters
 
     if args.command in cli_letters.COMMANDS:
         return cli_letters.handle(args, app)
+    if args.command in cli_channels.COMMANDS:
+        portfolio_init(app)
+        return cli_channels.handle(args, app, _config_path(args))
     if args.command == "demo":
         from duecourse.services.demo import run_demo
 
@@ -240,7 +250,10 @@ def _with_app(app: App, args: argparse.Namespace) -> int:
             )
         return 0
     if args.command == "run":
+        from duecourse.services.contacts import plan_contacts
+
         r = portfolio.run_day(app, args.as_of)
+        contacts = plan_contacts(app, args.as_of, dt.datetime.now(dt.UTC))
         if args.json:
             print(
                 json.dumps(
@@ -250,6 +263,8 @@ def _with_app(app: App, args: argparse.Namespace) -> int:
                         "seconds": r.seconds,
                         "stages": r.stages,
                         "stage_changes": r.stage_changes,
+                        "messages_planned": contacts.added,
+                        "messages_already_planned": contacts.already,
                     }
                 )
             )
@@ -258,6 +273,12 @@ def _with_app(app: App, args: argparse.Namespace) -> int:
             print(f"run {r.as_of}: {r.accounts} accounts ({timing}); {r.stage_changes} stage changes")
             for stage, count in r.stages.items():
                 print(f"  {stage:<20} {count:>10}")
+            if contacts.added or contacts.already:
+                channels = ", ".join(f"{n} {c}" for c, n in sorted(contacts.by_channel.items()))
+                print(
+                    f"outbox: {contacts.added} messages planned, "
+                    f"{contacts.already} already planned ({channels})"
+                )
         return 0
     if args.command == "export" and args.what == "portfolio":
         from duecourse.services.spark_run import export_portfolio

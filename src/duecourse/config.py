@@ -16,6 +16,7 @@ which are binary fractions and would not keep ``0.0005`` exact.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import json
 import re
@@ -31,6 +32,7 @@ from duecourse.domain.calendar import KNOWN_CODES as CALENDARS
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.model import COMPONENTS
 from duecourse.domain.money import CURRENCIES, MoneyError, quantum, to_decimal
+from duecourse.domain.strategy import ACTION_CHANNELS, Action
 from duecourse.domain.terms import (
     CARD_INTEREST_MODES,
     CURRENT_STAGE,
@@ -60,7 +62,7 @@ SHIPPED_BUCKET_SETS_SOURCE = "<shipped bucket_sets.toml>"
 
 KeyPath = tuple[str | int, ...]
 
-SECTIONS = ("bucket_sets", "products", "strategy", "issuer", "letters")
+SECTIONS = ("bucket_sets", "products", "strategy", "issuer", "letters", "channels")
 BUCKET_SET_KEYS = ("buckets", "current")
 BUCKET_KEYS = ("name", "min", "max")
 PRODUCT_KEYS = ("kind", "currency", "grace_days", "bucket_set", "calendar", "allocation_order", "charges")
@@ -109,6 +111,9 @@ class Config:
         raw: the parsed TOML, for the sections other code reads (channels, strategy actions).
         issuers: the ``[issuer.CN]``, ``[issuer.US]``, ``[issuer.UK]`` tables, by jurisdiction.
         letters: the ``[letters]`` settings (deadlines per kind, readability limits), defaults filled in.
+        actions: every stage's ``[[strategy.stages.actions]]``, in stage order.
+        channels: the ``[channels.*]`` tables by channel (``email``, ``sms``, ``push``, ``post``); a channel
+            left out is not used.
     """
 
     source: str
@@ -116,6 +121,11 @@ class Config:
     raw: dict[str, object]
     issuers: dict[str, Issuer] = field(default_factory=dict)
     letters: LetterSettings = field(default_factory=LetterSettings)
+    actions: tuple[Action, ...] = ()
+    channels: dict[str, ChannelSettings] = field(default_factory=dict)
+
+    def actions_of(self, stage: str) -> tuple[Action, ...]:
+        return tuple(action for action in self.actions if action.stage == stage)
 
 
 def load_config(path: Path | None) -> Config:
@@ -197,11 +207,15 @@ def _check_text(text: str, source: str) -> tuple[Config | None, list[Problem]]:
     stages = _stages(check, data)
     issuers = _issuers(check, data)
     letters = _letters(check, data)
+    channels = _channels(check, data)
+    declared = data.get("channels")
+    actions = _actions(check, data, stages, set(declared) if isinstance(declared, dict) else set())
     problems = shipped_problems + check.problems
     if problems:
         return None, problems
     valid_sets = {name: b for name, b in bucket_sets.items() if b is not None}
-    return Config(source, Terms(products, valid_sets, stages), data, issuers, letters), []
+    terms = Terms(products, valid_sets, stages)
+    return Config(source, terms, data, issuers, letters, actions, channels), []
 
 
 def _shipped_bucket_sets() -> tuple[dict[str, BucketSet | None], list[Problem]]:
@@ -1115,3 +1129,234 @@ class _Scanner:
             except ValueError:
                 return digits
         return _ESCAPES.get(c, c)
+
+
+# ---------------------------------------------------------------- actions
+
+ACTION_KEYS = ("name", "channel", "kind", "offset_days", "repeat_every_days", "max_times", "at", "fallback")
+# The outbox channel that carries each action channel (a letter goes by post).
+CARRIER = {"letter": "post", "email": "email", "sms": "sms", "push": "push"}
+
+
+def _actions(
+    check: _Check, data: Mapping[str, Any], stages: Sequence[Stage], channels: set[str]
+) -> tuple[Action, ...]:
+    """Every stage's actions; an action on a channel with no ``[channels.*]`` table is a problem."""
+    strategy = data.get("strategy")
+    if not isinstance(strategy, dict) or not isinstance(strategy.get("stages"), list):
+        return ()
+    found: list[Action] = []
+    for i, table in enumerate(strategy["stages"]):
+        if not isinstance(table, dict) or "actions" not in table:
+            continue
+        stage = table.get("name")
+        path: KeyPath = ("strategy", "stages", i, "actions")
+        items = table["actions"]
+        if not isinstance(items, list):
+            message = f"actions must be an array of tables ([[strategy.stages.actions]]), not {_show(items)}"
+            check.add("config.bad_type", message, path)
+            continue
+        names: set[str] = set()
+        for j, item in enumerate(items):
+            where = path + (j,)
+            action = _action(check, item, where, str(stage), j, channels)
+            if action is None:
+                continue
+            if action.name in names:
+                check.add(
+                    "config.action_duplicate",
+                    f"action name '{action.name}' is used twice in stage '{stage}'",
+                    where,
+                )
+                continue
+            names.add(action.name)
+            found.append(action)
+    return tuple(found)
+
+
+def _action(
+    check: _Check,
+    item: object,
+    path: KeyPath,
+    stage: str,
+    position: int,
+    channels: Mapping[str, ChannelSettings],
+) -> Action | None:
+    table = _table(check, item, path)
+    if table is None:
+        return None
+    before = len(check.problems)
+    _keys(check, table, path, ACTION_KEYS, ("channel", "kind"))
+    channel = _choice(check, table, "channel", path, ACTION_CHANNELS)
+    kind = _choice(check, table, "kind", path, tuple(LETTER_KINDS))
+    name = _text(check, table, "name", path) or str(position)
+    offset = _int(check, table, "offset_days", path, minimum=0)
+    repeat = _int(check, table, "repeat_every_days", path, minimum=1)
+    times = _int(check, table, "max_times", path, minimum=1)
+    if times is not None and times > 1 and repeat is None:
+        check.add("config.bad_value", "max_times above 1 needs repeat_every_days", path + ("max_times",))
+    at: dt.time | None = None
+    if "at" in table:
+        raw = table["at"]
+        try:
+            at = (
+                dt.time.fromisoformat(raw)
+                if isinstance(raw, str) and re.fullmatch(r"\d\d:\d\d", raw)
+                else None
+            )
+        except ValueError:
+            at = None
+        if at is None:
+            check.add(
+                "config.bad_value", f'at must be a local time like "10:00", not {_show(raw)}', path + ("at",)
+            )
+    fallback: list[str] = []
+    if "fallback" in table:
+        raw_fallback = table["fallback"]
+        if not isinstance(raw_fallback, list) or not all(
+            isinstance(c, str) and c in ACTION_CHANNELS for c in raw_fallback
+        ):
+            known = ", ".join(_show(c) for c in ACTION_CHANNELS)
+            check.add(
+                "config.bad_value",
+                f"fallback must be a list of channels ({known}), not {_show(raw_fallback)}",
+                path + ("fallback",),
+            )
+        else:
+            fallback = list(raw_fallback)
+    for used in ([channel] if channel else []) + fallback:
+        if CARRIER[used] not in channels:
+            message = (
+                f"the action sends by {used}, but there is no [channels.{CARRIER[used]}] table: "
+                f"configure the channel or remove the action"
+            )
+            check.add(
+                "config.channel_missing",
+                message,
+                path + ("channel",) if used == channel else path + ("fallback",),
+            )
+    if len(check.problems) > before or channel is None or kind is None:
+        return None
+    return Action(
+        stage=stage,
+        name=name,
+        channel=channel,
+        kind=kind,
+        offset_days=offset or 0,
+        repeat_every_days=repeat,
+        max_times=times or 1,
+        at=at,
+        fallback=tuple(fallback),
+    )
+
+
+# ---------------------------------------------------------------- channels
+
+CHANNEL_KEYS: dict[str, tuple[str, ...]] = {
+    "email": (
+        "transport",
+        "host",
+        "port",
+        "starttls",
+        "ssl",
+        "user",
+        "password_env",
+        "from",
+        "reply_to",
+        "dir",
+        "timeout_seconds",
+        "cafile",
+    ),
+    "sms": (
+        "gateway",
+        "host",
+        "port",
+        "system_id",
+        "password_env",
+        "system_type",
+        "source_addr",
+        "url",
+        "headers",
+        "body",
+        "id_field",
+        "token_env",
+        "dir",
+        "timeout_seconds",
+    ),
+    "push": ("transport", "url", "secret_env", "dir", "timeout_seconds"),
+    "post": ("dir",),
+}
+TRANSPORTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    # channel: (the key naming the transport, its default, the choices)
+    "email": ("transport", "smtp", ("smtp", "files")),
+    "sms": ("gateway", "smpp", ("smpp", "http", "files")),
+    "push": ("transport", "webhook", ("webhook", "files")),
+    "post": ("transport", "drop", ("drop",)),
+}
+REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("email", "smtp"): ("host", "from"),
+    ("email", "files"): ("dir", "from"),
+    ("sms", "smpp"): ("host", "port", "system_id", "source_addr"),
+    ("sms", "http"): ("url", "body", "source_addr"),
+    ("sms", "files"): ("dir",),
+    ("push", "webhook"): ("url", "secret_env"),
+    ("push", "files"): ("dir",),
+    ("post", "drop"): ("dir",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    """One ``[channels.NAME]`` table, checked: the transport and its values (secrets stay in the
+    environment: ``*_env`` names the variable, read when the dispatcher starts)."""
+
+    channel: str
+    transport: str
+    values: dict[str, Any]
+
+
+def _channels(check: _Check, data: Mapping[str, Any]) -> dict[str, ChannelSettings]:
+    if "channels" not in data:
+        return {}
+    section = _table(check, data["channels"], ("channels",))
+    if section is None:
+        return {}
+    found: dict[str, ChannelSettings] = {}
+    for name, raw in section.items():
+        path: KeyPath = ("channels", name)
+        if name not in CHANNEL_KEYS:
+            _unknown_key(check, name, tuple(CHANNEL_KEYS), ("channels",))
+            continue
+        table = _table(check, raw, path)
+        if table is None:
+            continue
+        key, default, choices = TRANSPORTS[name]
+        before = len(check.problems)
+        _keys(check, table, path, CHANNEL_KEYS[name] + ((key,) if key not in CHANNEL_KEYS[name] else ()), ())
+        transport = _choice(check, table, key, path, choices) if key in table else default
+        if transport is None:
+            continue
+        for needed in REQUIRED[name, transport]:
+            if needed not in table:
+                check.add(
+                    "config.missing_key",
+                    f"missing key '{needed}' in [channels.{name}] ({key} {transport})",
+                    path,
+                )
+        for port_key in ("port",):
+            _int(check, table, port_key, path, minimum=1)
+        for flag in ("starttls", "ssl"):
+            _bool(check, table, flag, path)
+        for env_key in ("password_env", "secret_env", "token_env"):
+            value = table.get(env_key)
+            if value is not None and (
+                not isinstance(value, str) or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value)
+            ):
+                message = (
+                    f"{env_key} names an environment variable (like DUECOURSE_SMTP_PASSWORD), "
+                    f"not {_show(value)}"
+                )
+                check.add("config.bad_value", message, path + (env_key,))
+        if len(check.problems) == before:
+            found[name] = ChannelSettings(name, transport, dict(table))
+    return found

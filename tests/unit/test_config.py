@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import textwrap
 import tomllib
 from decimal import Decimal
@@ -20,7 +21,9 @@ from duecourse.config import (
     load_config,
 )
 from duecourse.domain.errors import ProblemsError
+from duecourse.domain.strategy import Action
 from duecourse.domain.terms import Bucket, LateFee, Stage
+from duecourse.letters.kinds import KINDS
 
 PRODUCT = """
 [products.base]
@@ -544,24 +547,85 @@ def test_a_stage_name_used_twice_is_reported_at_the_second(in_tmp: Path) -> None
     ) == ["duecourse.toml:5: stage name 's' is used twice"]
 
 
-def test_other_stage_keys_and_sections_are_kept_for_later_readers(in_tmp: Path) -> None:
+def test_stage_actions_and_channels_are_read(in_tmp: Path) -> None:
     write(
         """
-        [channels]
-        name = "Example Bank"
+        [channels.email]
+        transport = "files"
+        dir = "out/email"
+        from = "Example Bank <collections@example.com>"
+
+        [channels.post]
+        dir = "out/print"
 
         [[strategy.stages]]
         name = "early"
         min_days_past_due = 1
-        actions = [{ channel = "sms", template = "reminder" }]
+          [[strategy.stages.actions]]
+          channel = "email"
+          kind = "overdue_reminder"
+          offset_days = 0
+          repeat_every_days = 7
+          max_times = 3
+          at = "10:00"
+          fallback = ["letter"]
         """,
         stage=False,
     )
     config = load_config(None)
-    assert config.raw["channels"] == {"name": "Example Bank"}
-    strategy = config.raw["strategy"]
-    assert isinstance(strategy, dict)
-    assert strategy["stages"][0]["actions"] == [{"channel": "sms", "template": "reminder"}]
+    (action,) = config.actions_of("early")
+    assert action == Action(
+        stage="early",
+        name="0",
+        channel="email",
+        kind="overdue_reminder",
+        offset_days=0,
+        repeat_every_days=7,
+        max_times=3,
+        at=dt.time(10, 0),
+        fallback=("letter",),
+    )
+    assert config.channels["email"].transport == "files"
+    assert config.channels["post"].values == {"dir": "out/print"}
+
+
+def test_every_problem_of_actions_and_channels_is_reported_at_its_line(in_tmp: Path) -> None:
+    found = problems(
+        """
+        [channels.email]
+        host = "smtp.example.com"
+        password_env = "my password"
+
+        [channels.fax]
+        dir = "x"
+
+        [[strategy.stages]]
+        name = "early"
+        min_days_past_due = 1
+          [[strategy.stages.actions]]
+          channel = "sms"
+          kind = "overdue_reminder"
+          at = "25:00"
+          [[strategy.stages.actions]]
+          channel = "email"
+          kind = "overdue_remider"
+          max_times = 3
+        """,
+        stage=False,
+    )
+    assert found == [
+        "duecourse.toml:1: missing key 'from' in [channels.email] (transport smtp)",
+        "duecourse.toml:3: password_env names an environment variable (like DUECOURSE_SMTP_PASSWORD), "
+        'not "my password"',
+        "duecourse.toml:5: unknown key 'fax'; expected one of: email, sms, push, post",
+        'duecourse.toml:14: at must be a local time like "10:00", not "25:00"',
+        "duecourse.toml:12: the action sends by sms, but there is no [channels.sms] table: "
+        "configure the channel or remove the action",
+        "duecourse.toml:17: kind must be one of "
+        + ", ".join(f'"{k}"' for k in KINDS)
+        + ', not "overdue_remider"; did you mean "overdue_reminder"?',
+        "duecourse.toml:18: max_times above 1 needs repeat_every_days",
+    ]
 
 
 def test_a_configuration_without_stages_is_refused(in_tmp: Path) -> None:

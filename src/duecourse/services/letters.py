@@ -239,7 +239,7 @@ def _planned(app: App, batch_date: dt.date) -> list[str]:
     return sorted(r["account_id"] for r in frame.iter_rows(named=True) if r["stage"] != "current")
 
 
-def _records_for(
+def records_for(
     app: App, account_ids: list[str]
 ) -> dict[str, tuple[Account, Customer, list[Due], list[Payment]]]:
     """The records of the accounts of a batch, read in chunks of ids (not the whole portfolio)."""
@@ -409,7 +409,7 @@ def letters_batch(app: App, batch_date: dt.date, out: Path, *, workers: int | No
         pdf_path, manifest, pages, by_kind, _, _ = _write_batch(batch_date, existing, out)
         return Batch(batch_date, pdf_path, manifest, len(existing), pages, by_kind, False)
     account_ids = _planned(app, batch_date)
-    records = _records_for(app, account_ids)
+    records = records_for(app, account_ids)
     held = set(repo.accounts_on_hold(app.engine, batch_date).get_column("account_id").to_list())
     jobs = []
     problems: list[Problem] = []

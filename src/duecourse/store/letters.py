@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Row, insert, select
+from sqlalchemy import Connection, Engine, Row, insert, select
 
 from duecourse.store.tables import letter_batch_items, letter_batches, letters
 
@@ -43,21 +43,24 @@ def save_letters(engine: Engine, items: Sequence[StoredLetter], created_at: dt.d
     """Store many letters in one transaction, skipping those already stored; the number added."""
     if not items:
         return 0
-    shas = list({item.sha256 for item in items})
     with engine.begin() as connection:
-        have: set[str] = set()
-        for start in range(0, len(shas), 500):
-            chunk = shas[start : start + 500]
-            have |= set(
-                connection.execute(select(letters.c.sha256).where(letters.c.sha256.in_(chunk))).scalars()
-            )
-        rows = []
-        for item in items:
-            if item.sha256 not in have:
-                have.add(item.sha256)
-                rows.append({**_row(item), "created_at": created_at})
-        if rows:
-            connection.execute(insert(letters), rows)
+        return save_letters_in(connection, items, created_at)
+
+
+def save_letters_in(connection: Connection, items: Sequence[StoredLetter], created_at: dt.datetime) -> int:
+    """:func:`save_letters` within the caller's transaction."""
+    shas = list({item.sha256 for item in items})
+    have: set[str] = set()
+    for start in range(0, len(shas), 500):
+        chunk = shas[start : start + 500]
+        have |= set(connection.execute(select(letters.c.sha256).where(letters.c.sha256.in_(chunk))).scalars())
+    rows = []
+    for item in items:
+        if item.sha256 not in have:
+            have.add(item.sha256)
+            rows.append({**_row(item), "created_at": created_at})
+    if rows:
+        connection.execute(insert(letters), rows)
     return len(rows)
 
 

@@ -261,3 +261,85 @@ letter_batch_items = Table(
     Column("letter_sha256", String, ForeignKey("letters.sha256"), nullable=False),
     PrimaryKeyConstraint("batch_date", "sequence"),
 )
+
+# ------------------------------------------------------------------------------------------------- outbox
+# The outbox (migration 0003): one row per planned message, keyed by its idempotency key (account, stage,
+# action, date, channel), so that planning the same day twice or after a crash adds nothing. The row carries
+# the exact bytes once rendered (``content``), the state, and what the account looked like at planning
+# (``payments_seen``, ``paid_minor_seen``) so that a payment arriving since cancels the message before it
+# goes. Every state change is appended to ``outbox_events`` with its reason.
+OUTBOX_STATES: tuple[str, ...] = (
+    "planned",
+    "rendered",
+    "sending",
+    "sent",
+    "delivered",
+    "bounced",
+    "failed",
+    "cancelled",
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String, nullable=False, unique=True),
+    _text("account_id"),
+    _text("customer_id"),
+    _text("stage"),
+    _text("action"),
+    _text("kind"),
+    _text("channel"),
+    _text("fallback"),  # the channels still to try, space-separated, in order ("" for none)
+    Column("replaces_id", Integer, nullable=True),  # the message this one falls back from
+    Column("planned_on", Date, nullable=False),
+    Column("scheduled_at", UtcDateTime, nullable=False),  # not before
+    _text("state"),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("claimed_by", BigInteger, nullable=True),  # the dispatcher worker holding it in "sending"
+    _text("recipient"),
+    Column("content", LargeBinary, nullable=True),
+    Column("meta", Text, nullable=False),  # JSON: subject, encoding and segments, letter sha256, ...
+    _text("provider_id"),
+    Column("payments_seen", Integer, nullable=False),
+    _money("paid_minor_seen"),
+    Column("reason", Text, nullable=False),  # why it is in its state, in words
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    CheckConstraint(
+        "state IN ('planned', 'rendered', 'sending', 'sent', 'delivered', 'bounced', 'failed', 'cancelled')",
+        name="state",
+    ),
+    Index(None, "state", "scheduled_at"),
+    Index(None, "account_id"),
+    Index(None, "provider_id"),
+)
+
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", Integer, ForeignKey("outbox.id"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    _text("from_state"),  # "" when the row was created
+    _text("to_state"),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text, nullable=False),  # JSON
+    Index(None, "message_id"),
+)
+
+# A contact point found bad by delivery feedback (a hard bounce, an undeliverable number, a returned letter):
+# not used again for that customer until the customer's contact details change.
+bad_contact_points = Table(
+    "bad_contact_points",
+    metadata,
+    Column("customer_id", String, nullable=False),
+    _text("channel"),
+    _text("address"),
+    Column("reason", Text, nullable=False),
+    Column("since", UtcDateTime, nullable=False),
+    _text("source"),  # what told us: the outbox row and the feedback
+    PrimaryKeyConstraint("customer_id", "channel", "address"),
+)

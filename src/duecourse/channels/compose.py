@@ -1,0 +1,166 @@
+"""Render outbox messages into the exact bytes each channel sends, from the same letter data as the PDF.
+
+For each message the account's records are read (in bulk for the batch), the letter data of its kind is
+built as of the day the action fell (``services/letters.build_data``: the snapshot of the readable
+specification, as ``explain`` computes it), and then:
+
+- **letter**: the PDF, stored once in ``letters``; the bytes are the PDF;
+- **email**: the words of ``channels/content.py`` (a subject that reveals no debt, text and HTML with the
+  same figures as the letter) and the letter PDF attached, as one RFC 5322 message
+  (``channels/email.build_email``) with a Message-ID derived from the idempotency key;
+- **sms**: the text, UTF-8, with its encoding and segment count in ``meta`` (what the gateway bills);
+- **push**: a JSON body: a title and body that reveal no debt and the link to the detail.
+
+Every e-mail and text carries an opt-out: a signed one-click link (12 CFR 1006.6(e), US-ELEC-01) and the
+reply keyword. A contact point found bad (a hard bounce) is not used: the message is not composed and
+falls back to the action's next channel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from duecourse.bootstrap import App
+from duecourse.channels import content as words
+from duecourse.channels.dispatch import Composed, NotComposed
+from duecourse.domain.errors import DuecourseError
+from duecourse.letters.token import make_token, portal_secret
+from duecourse.store import letters as letter_store
+from duecourse.store import outbox as store
+
+OPT_OUT_DAYS = 366  # an opt-out link keeps working for a year
+
+
+class LetterComposer:
+    """The composer the dispatcher uses (``channels/dispatch.Composer``)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def compose(
+        self, messages: Sequence[store.Message], now: dt.datetime, connection: Connection
+    ) -> dict[int, Composed | NotComposed]:
+        from duecourse.services import letters as letter_service
+
+        records = letter_service.records_for(self.app, sorted({m.account_id for m in messages}))
+        bad = store.bad_addresses(connection, [m.customer_id for m in messages])
+        made: dict[int, Composed | NotComposed] = {}
+        stored: list[letter_store.StoredLetter] = []
+        for message in messages:
+            found = records.get(message.account_id)
+            if found is None:
+                made[message.id] = NotComposed(
+                    f"account {message.account_id} is not in the store", fallback=False
+                )
+                continue
+            try:
+                made[message.id] = self._one(message, found, bad, now, stored)
+            except DuecourseError as error:
+                made[message.id] = NotComposed(
+                    f"cannot render {message.kind} for {message.channel}: {error}", False
+                )
+        if stored:
+            letter_store.save_letters_in(connection, stored, now)
+        return made
+
+    def _one(
+        self,
+        message: store.Message,
+        found: tuple[Any, Any, Any, Any],
+        bad: set[tuple[str, str, str]],
+        now: dt.datetime,
+        stored: list[letter_store.StoredLetter],
+    ) -> Composed | NotComposed:
+        from duecourse.services import letters as letter_service
+
+        account, customer, dues, payments = found
+        address = {"email": customer.email, "sms": customer.phone}.get(message.channel, customer.customer_id)
+        if not address:
+            return NotComposed(f"the customer has no {message.channel} address")
+        if (customer.customer_id, message.channel, address) in bad:
+            return NotComposed(f"{address} was found bad ({message.channel}); not used until it changes")
+        day = message.planned_on
+        data = letter_service.build_data(self.app, account, customer, dues, payments, message.kind, day)
+        locale = str(data["locale"])
+        if message.channel in {"letter", "email"}:
+            letter = letter_service.render_data(
+                data, letter_service.shipped_templates(), day, account.account_id, customer.customer_id
+            )
+            stored.append(letter)
+            if message.channel == "letter":
+                meta = {
+                    "reference": letter.reference,
+                    "postal_code": customer.postal_code,
+                    "letter_sha256": letter.sha256,
+                    "pages": str(letter.pages),
+                }
+                return Composed(customer.customer_id, letter.pdf, meta)
+        links = self._links(data, customer.customer_id, message.channel, day)
+        if message.channel == "email":
+            return self._email(message, data, locale, links, address, letter, now)
+        if message.channel == "sms":
+            from duecourse.channels.sms import sms_encoding
+
+            text = words.sms_text(message.kind, locale, data, links)
+            shape = sms_encoding(text)
+            meta = {
+                "encoding": shape.encoding,
+                "segments": shape.segments,
+                "reference": str(data["reference"]),
+            }
+            return Composed(address, text.encode(), meta)
+        payload = {
+            **words.push_payload(message.kind, locale, data, links),
+            "reference": str(data["reference"]),
+        }
+        body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
+        return Composed(address, body, {"reference": str(data["reference"])})
+
+    def _links(self, data: dict[str, Any], customer_id: str, channel: str, day: dt.date) -> words.Links:
+        issuer = data["issuer"]
+        portal = str(data.get("portal", {}).get("url") or issuer.get("website", ""))
+        base = self.app.config.issuers[str(data["jurisdiction"])].portal_url.rstrip("/")
+        secret, _ = portal_secret()
+        subject = "oo-" + hashlib.sha256(f"{customer_id}|{channel}".encode()).hexdigest()[:24]
+        token = make_token(subject, day + dt.timedelta(days=OPT_OUT_DAYS), secret)
+        keyword = words.OPT_OUT_KEYWORDS[str(data["locale"])]
+        return words.Links(portal, f"{base}/opt-out/{channel}/{token}", keyword)
+
+    def _email(
+        self,
+        message: store.Message,
+        data: dict[str, Any],
+        locale: str,
+        links: words.Links,
+        address: str,
+        letter: letter_store.StoredLetter,
+        now: dt.datetime,
+    ) -> Composed:
+        from duecourse.channels import email
+
+        settings = self.app.config.channels["email"].values
+        sender = str(settings["from"])
+        text = words.email_content(message.kind, locale, data, links)
+        issuer_mail = str(data["issuer"].get("email", "")) or email.address_of(sender)
+        content = email.build_email(
+            key=message.key,
+            sender=sender,
+            recipient=address,
+            subject=text.subject,
+            text=text.text,
+            html=text.html,
+            attachments=[email.Attachment(f"{letter.reference}.pdf", letter.pdf, "application/pdf")],
+            unsubscribe_url=links.opt_out_url,
+            unsubscribe_mailto=f"mailto:{issuer_mail}?subject=unsubscribe",
+            date=now,
+            domain=email.address_of(sender).rpartition("@")[2],
+            reply_to=str(settings.get("reply_to", "")),
+        )
+        meta = {"subject": text.subject, "reference": letter.reference, "letter_sha256": letter.sha256}
+        return Composed(address, content, meta)

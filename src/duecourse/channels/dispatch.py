@@ -1,0 +1,463 @@
+"""The dispatcher: render what is planned, re-check each account just before sending, send once, record.
+
+One pass (:meth:`Dispatcher.run_once`):
+
+1. **recover** rows left in ``sending`` by a dispatcher that died (``store.outbox.recover``);
+2. **render** due ``planned`` rows into the exact bytes to send (the composer), in a transaction that
+   holds the rows, so a crash while rendering leaves them ``planned``;
+3. **send** due ``rendered`` rows: claim a batch (moved to ``sending`` and committed *before* anything
+   is sent), re-check each message against the store as it is now, send, and commit each result at once.
+
+The re-check (:meth:`Dispatcher._verdicts`) cancels or defers a message that should not go now:
+
+- a payment arrived since planning (reminder kinds only): cancelled; the next run plans again if the
+  account is still overdue, so no reminder ever follows a payment;
+- an active hold (dispute, not-mine claim, promise, plan, bankruptcy, deceased, litigation) on the
+  customer or the account: cancelled, except for answers to the customer (a dispute acknowledgement
+  must still go);
+- an opt-out or a hold on the channel, or a contact point found bad since rendering: this channel fails
+  and the message falls back to the action's next channel;
+- outside the contact hours of the customer's jurisdiction at ``now`` in the customer's time zone:
+  deferred to the next allowed moment (never dropped).
+
+Delivery guarantee: **at least once, at most once per attempt that completed**. A message is sent again
+only if its dispatcher died between handing it to the channel and committing "sent"; the resend carries
+the same bytes, so the same Message-ID / reference lets the receiver drop the duplicate.
+
+The clock is a parameter (``clock``): tests and replays fix it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, select
+
+from duecourse.channels.base import Outgoing, PermanentError, Receipt, TransientError, Transport
+from duecourse.rulepacks.packs import contact_hours
+from duecourse.store import outbox as store
+from duecourse.store.tables import customers, holds
+
+# Kinds that remind or demand: a payment since planning cancels them.
+REMINDER_KINDS = frozenset({"pre_due", "overdue_reminder", "final_demand", "credit_report_notice"})
+# Kinds that answer the customer: holds do not stop them (only the channel's opt-out does).
+ANSWER_KINDS = frozenset({"dispute_ack", "dispute_outcome", "promise_confirmation", "plan_confirmation"})
+# Holds that stop collection contact; ``opt_out`` is per channel.
+STOPPING_HOLDS = frozenset(
+    {"dispute", "not_mine", "promise", "plan", "bankruptcy", "deceased", "litigation", "vulnerability"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    """A message rendered: to whom, the exact bytes, and facts about it (subject, segments, letter hash)."""
+
+    recipient: str
+    content: bytes
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NotComposed:
+    """A message that cannot be rendered for this channel: no usable address, no template, ...
+
+    ``fallback``: whether the next channel of the action should be tried (no address: yes; a broken
+    template: no, the message fails and the problem is reported).
+    """
+
+    reason: str
+    fallback: bool = True
+
+
+class Composer(Protocol):
+    """Renders planned messages; called with a batch so that it can read the accounts in bulk."""
+
+    def compose(
+        self, messages: Sequence[store.Message], now: dt.datetime, connection: Connection
+    ) -> dict[int, Composed | NotComposed]:
+        """Render the messages; anything stored on the way (a letter's PDF) goes through ``connection``,
+        the transaction that holds the rows, so that it commits with their new state or not at all."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter for transient errors.
+
+    The n-th retry waits ``first × factor**(n-1)`` (capped at ``longest``), moved by up to ± ``jitter`` of
+    itself. The jitter is drawn from a hash of the message key and the attempt, so a replay computes the
+    same times and messages that failed together do not all come back at the same second.
+    """
+
+    first: dt.timedelta = dt.timedelta(minutes=1)
+    factor: int = 2
+    longest: dt.timedelta = dt.timedelta(hours=6)
+    jitter: float = 0.2  # a fraction of the delay, not money
+    max_attempts: int = 8
+
+    def delay(self, key: str, attempt: int) -> dt.timedelta:
+        base: dt.timedelta = min(self.first * self.factor ** max(0, attempt - 1), self.longest)
+        digest = hashlib.sha256(f"{key}#{attempt}".encode()).digest()
+        unit = int.from_bytes(digest[:8], "big") / 2**64  # in [0, 1)
+        stretched: dt.timedelta = base * (1 + self.jitter * (2 * unit - 1))
+        return stretched
+
+
+@dataclass(slots=True)
+class Summary:
+    """What one pass did, by outcome."""
+
+    recovered: int = 0
+    rendered: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    deferred: int = 0
+    fallbacks: int = 0
+
+    def add(self, other: Summary) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Customer:
+    timezone: str
+    jurisdiction: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Hold:
+    scope: str
+    account_id: str | None
+    channel: str | None
+    kind: str
+    reason: str
+
+
+Verdict = tuple[str, str, dict[str, Any]]  # outcome ("go", "cancel", "defer", "fallback"), reason, detail
+
+
+class Dispatcher:
+    """Sends the outbox through the configured transports; one instance per worker."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        transports: Mapping[str, Transport],
+        composer: Composer,
+        clock: Callable[[], dt.datetime],
+        *,
+        worker: int,
+        batch: int = 100,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.engine = engine
+        self.transports = dict(transports)
+        self.composer = composer
+        self.clock = clock
+        self.worker = worker
+        self.batch = batch
+        self.retry = retry or RetryPolicy()
+
+    # ----------------------------------------------------------------------------------------- passes
+    def run_once(self, *, recover: bool = True) -> Summary:
+        """Recover, then render and send everything due at the clock's time, until nothing is due."""
+        total = Summary()
+        if recover:
+            total.recovered = store.recover(self.engine, self.clock())
+        while True:
+            step = self.render_due()
+            step.add(self.send_due())
+            total.add(step)
+            if (
+                step.rendered == 0
+                and step.sent + step.retried + step.failed + step.cancelled + step.deferred == 0
+            ):
+                return total
+
+    def render_due(self) -> Summary:
+        """Render one batch of due ``planned`` rows (held locked while rendering)."""
+        summary = Summary()
+        now = self.clock()
+        with store.write_transaction(self.engine) as connection:
+            rows = store.lock_due(connection, now, ("planned",), self.batch)
+            if not rows:
+                return summary
+            verdicts = self._verdicts(connection, rows, now, rendering=True)
+            go = [row for row in rows if verdicts[row.id][0] == "go"]
+            composed = self.composer.compose(go, now, connection) if go else {}
+            changes: list[store.Change] = []
+            fallbacks: list[store.Message] = []
+            for row in rows:
+                outcome, reason, detail = verdicts[row.id]
+                if outcome == "go":
+                    made = composed[row.id]
+                    if isinstance(made, Composed):
+                        changes.append(
+                            store.Change(
+                                row.id,
+                                "planned",
+                                "rendered",
+                                "rendered",
+                                {
+                                    "recipient": made.recipient,
+                                    "content": made.content,
+                                    "meta": dict(made.meta),
+                                },
+                                {"bytes": len(made.content), "recipient": made.recipient},
+                            )
+                        )
+                        summary.rendered += 1
+                        continue
+                    outcome, reason, detail = ("fallback" if made.fallback else "fail"), made.reason, {}
+                self._settle(row, "planned", outcome, reason, detail, now, changes, fallbacks, summary)
+            store.apply(connection, changes, now)
+            self._plan_fallbacks(connection, fallbacks, now, summary)
+        return summary
+
+    def send_due(self) -> Summary:
+        """Claim one batch of due ``rendered`` rows, re-check them, send each and record each at once."""
+        summary = Summary()
+        now = self.clock()
+        rows = store.claim(self.engine, self.worker, now, self.batch)
+        if not rows:
+            return summary
+        with self.engine.connect() as connection:
+            verdicts = self._verdicts(connection, rows, now, rendering=False)
+        held: list[store.Change] = []
+        fallbacks: list[store.Message] = []
+        for row in rows:
+            outcome, reason, detail = verdicts[row.id]
+            if outcome != "go":
+                self._settle(row, "sending", outcome, reason, detail, now, held, fallbacks, summary)
+        if held or fallbacks:
+            with store.write_transaction(self.engine) as connection:
+                store.apply(connection, held, now)
+                self._plan_fallbacks(connection, fallbacks, now, summary)
+        for row in rows:
+            if verdicts[row.id][0] == "go":
+                self._send(row, summary)
+        return summary
+
+    # ------------------------------------------------------------------------------------------ sending
+    def _send(self, row: store.Message, summary: Summary) -> None:
+        transport = self.transports.get(row.channel)
+        item = Outgoing(row.id, row.key, row.channel, row.recipient, row.content or b"", _text_meta(row.meta))
+        failure: tuple[str, str, dict[str, Any]] | None = None
+        receipt: Receipt | None = None
+        if transport is None:
+            failure = ("fail", f"no {row.channel} channel is configured", {})
+        else:
+            try:
+                receipt = transport.send(item)
+            except TransientError as error:
+                failure = ("retry", error.reason, {"code": error.code})
+            except PermanentError as error:
+                failure = ("fallback", error.reason, {"code": error.code})
+        now = self.clock()
+        changes: list[store.Change] = []
+        fallbacks: list[store.Message] = []
+        if receipt is not None:
+            changes.append(
+                store.Change(
+                    row.id,
+                    "sending",
+                    "sent",
+                    f"accepted by the {row.channel} channel",
+                    {"provider_id": receipt.provider_id, "sent_at": now},
+                    {"provider_id": receipt.provider_id, "detail": receipt.detail, "worker": self.worker},
+                )
+            )
+            summary.sent += 1
+        else:
+            assert failure is not None
+            self._settle(row, "sending", *failure, now, changes, fallbacks, summary)
+        with store.write_transaction(self.engine) as connection:
+            store.apply(connection, changes, now)
+            self._plan_fallbacks(connection, fallbacks, now, summary)
+
+    def _settle(
+        self,
+        row: store.Message,
+        before: str,
+        outcome: str,
+        reason: str,
+        detail: dict[str, Any],
+        now: dt.datetime,
+        changes: list[store.Change],
+        fallbacks: list[store.Message],
+        summary: Summary,
+    ) -> None:
+        """Turn a verdict other than "go" into the row's state change (and a fallback to plan)."""
+        if outcome == "cancel":
+            changes.append(store.Change(row.id, before, "cancelled", reason, {}, detail))
+            summary.cancelled += 1
+        elif outcome == "defer":
+            back = "planned" if row.content is None else "rendered"
+            values = {"scheduled_at": detail["until"]}
+            changes.append(store.Change(row.id, before, back, reason, values, {**detail, "deferred": True}))
+            summary.deferred += 1
+        elif outcome == "retry" and row.attempts < self.retry.max_attempts:
+            wait = self.retry.delay(row.key, row.attempts)
+            values = {"next_attempt_at": now + wait}
+            changes.append(
+                store.Change(
+                    row.id,
+                    before,
+                    "rendered",
+                    f"will retry: {reason}",
+                    values,
+                    {**detail, "wait_s": wait.total_seconds()},
+                )
+            )
+            summary.retried += 1
+        else:
+            if outcome == "retry":
+                reason = f"gave up after {row.attempts} attempts: {reason}"
+            changes.append(store.Change(row.id, before, "failed", reason, {}, detail))
+            summary.failed += 1
+            if outcome in ("fallback", "retry") and row.fallback:
+                fallbacks.append(row)
+
+    def _plan_fallbacks(
+        self, connection: Any, rows: Sequence[store.Message], now: dt.datetime, summary: Summary
+    ) -> None:
+        """Plan the next channel of each failed message's action, now, under a key of its own."""
+        if not rows:
+            return
+        items = [
+            store.Planned(
+                account_id=row.account_id,
+                customer_id=row.customer_id,
+                stage=row.stage,
+                action=row.action,
+                kind=row.kind,
+                channel=row.fallback[0],
+                planned_on=row.planned_on,
+                scheduled_at=now,
+                fallback=row.fallback[1:],
+                replaces_id=row.id,
+            )
+            for row in rows
+        ]
+        result = store.plan_in(connection, items, now, "fallback: the previous channel failed")
+        summary.fallbacks += result.added
+
+    # ------------------------------------------------------------------------------------------ checks
+    def _verdicts(
+        self, connection: Any, rows: Sequence[store.Message], now: dt.datetime, *, rendering: bool
+    ) -> dict[int, Verdict]:
+        """The re-check of each message against the store as it is now (see the module docstring)."""
+        customer_ids = sorted({row.customer_id for row in rows})
+        people = _customers(connection, customer_ids)
+        holds_of = _holds(connection, customer_ids, now)
+        paid = store.payments_since(connection, [r for r in rows if r.kind in REMINDER_KINDS])
+        bad = set() if rendering else store.bad_addresses(connection, customer_ids)
+        verdicts: dict[int, Verdict] = {}
+        for row in rows:
+            verdicts[row.id] = self._verdict(row, now, people.get(row.customer_id), holds_of, paid, bad)
+        return verdicts
+
+    def _verdict(
+        self,
+        row: store.Message,
+        now: dt.datetime,
+        person: _Customer | None,
+        holds_of: Mapping[str, list[_Hold]],
+        paid: Mapping[int, tuple[int, int]],
+        bad: set[tuple[str, str, str]],
+    ) -> Verdict:
+        if person is None:
+            return "cancel", f"customer {row.customer_id} is not in the store", {}
+        if row.id in paid:
+            count, minor = paid[row.id]
+            return (
+                "cancel",
+                f"a payment arrived since it was planned ({count} payment(s))",
+                {"payments": count, "amount_minor": minor},
+            )
+        for hold in holds_of.get(row.customer_id, []):
+            applies = hold.scope == "customer" or (
+                hold.scope == "account" and hold.account_id == row.account_id
+            )
+            if hold.scope == "channel" and hold.channel == row.channel:
+                return (
+                    "fallback",
+                    f"the customer opted out of {row.channel} ({hold.kind}: {hold.reason})",
+                    {"hold": hold.kind},
+                )
+            if applies and hold.kind in STOPPING_HOLDS and row.kind not in ANSWER_KINDS:
+                return (
+                    "cancel",
+                    f"on hold: {hold.kind} ({hold.reason})",
+                    {"hold": hold.kind, "scope": hold.scope},
+                )
+        if (row.customer_id, row.channel, row.recipient) in bad:
+            return "fallback", f"{row.recipient} was found bad since it was rendered", {}
+        hours = contact_hours(person.jurisdiction)
+        if row.channel in hours.channels:
+            until = hours.next_allowed(now, person.timezone)
+            if until is not None:
+                local = now.astimezone(_zone(person.timezone))
+                return (
+                    "defer",
+                    f"deferred: {local:%H:%M} in {person.timezone} is outside {hours.describe()}"
+                    f" ({hours.rule})",
+                    {"until": until, "rule": hours.rule, "citation": hours.citation},
+                )
+        return "go", "", {}
+
+
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _text_meta(meta: Mapping[str, Any]) -> dict[str, str]:
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in meta.items()}
+
+
+def _customers(connection: Any, ids: Sequence[str]) -> dict[str, _Customer]:
+    found: dict[str, _Customer] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        query = select(customers.c.customer_id, customers.c.timezone, customers.c.jurisdiction).where(
+            customers.c.customer_id.in_(chunk)
+        )
+        for customer_id, timezone, jurisdiction in connection.execute(query):
+            found[customer_id] = _Customer(timezone, jurisdiction)
+    return found
+
+
+def _holds(connection: Any, ids: Sequence[str], now: dt.datetime) -> dict[str, list[_Hold]]:
+    """The holds in force for these customers on ``now``'s date (UTC date: a hold's days are whole)."""
+    today = now.astimezone(dt.UTC).date()
+    found: dict[str, list[_Hold]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        query = select(
+            holds.c.customer_id,
+            holds.c.scope,
+            holds.c.account_id,
+            holds.c.channel,
+            holds.c.kind,
+            holds.c.reason,
+        ).where(
+            holds.c.customer_id.in_(chunk),
+            holds.c.starts_on <= today,
+            (holds.c.ends_on.is_(None)) | (holds.c.ends_on >= today),
+        )
+        for customer_id, scope, account_id, channel, kind, reason in connection.execute(query):
+            found.setdefault(customer_id, []).append(_Hold(scope, account_id, channel, kind, reason))
+    return found

@@ -1,0 +1,68 @@
+"""A stage's actions: what to send, on which channel, on which days after the account entered the stage.
+
+An action fires ``offset_days`` after the day the account entered its stage, then every
+``repeat_every_days`` until it has fired ``max_times`` times. The day an account enters a stage counts as
+day 0. A run on day D plans the actions that fall on D.
+
+**Catch-up.** After a gap of days without a run, a run plans, for each action, only its latest
+occurrence in the days it has not seen (after the previous run, up to D): what the stage calls for
+today, never the backlog of missed reminders (Kill Bill's "most severe state" rule). An account that
+moved through several stages during the gap only gets its current stage's actions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+ACTION_CHANNELS: tuple[str, ...] = ("letter", "email", "sms", "push")
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One action of a stage.
+
+    Attributes:
+        stage: the stage's name.
+        name: identifies the action within the stage (``"0"``, ``"1"``, ... by position, or as written);
+            part of the outbox's idempotency key, so renaming it re-plans.
+        channel: letter, email, sms or push.
+        kind: the letter kind or message template (``overdue_reminder``, ...).
+        offset_days: days after entering the stage (0: the day it entered).
+        repeat_every_days: days between repeats (``None``: once).
+        max_times: how many times in all.
+        at: the preferred local time of the customer (``None``: as soon as the contact hours allow).
+        fallback: the channels to try, in order, when this channel fails for good (e-mail bounced → letter).
+    """
+
+    stage: str
+    name: str
+    channel: str
+    kind: str
+    offset_days: int = 0
+    repeat_every_days: int | None = None
+    max_times: int = 1
+    at: dt.time | None = None
+    fallback: tuple[str, ...] = ()
+
+    def occurrence_on_or_before(self, entered_on: dt.date, day: dt.date) -> dt.date | None:
+        """The latest day on or before ``day`` on which this action falls, or None."""
+        first = entered_on + dt.timedelta(days=self.offset_days)
+        if day < first:
+            return None
+        if self.repeat_every_days is None or self.max_times == 1:
+            return first
+        times = min(self.max_times - 1, (day - first).days // self.repeat_every_days)
+        return first + dt.timedelta(days=times * self.repeat_every_days)
+
+    def due(self, entered_on: dt.date, day: dt.date, previous_run: dt.date | None) -> dt.date | None:
+        """The occurrence a run on ``day`` plans: the latest one after ``previous_run``.
+
+        A first run (``previous_run`` None) plans only what falls on ``day`` itself: reminders of days
+        before the system ran were never due from it.
+        """
+        last = self.occurrence_on_or_before(entered_on, day)
+        if last is None:
+            return None
+        since = day - dt.timedelta(days=1) if previous_run is None else previous_run
+        return last if last > since else None

@@ -1,0 +1,235 @@
+"""``duecourse dispatch``: build the configured channels and run dispatcher workers over the outbox.
+
+PostgreSQL runs several workers, each its own process with its own connection, claiming rows with
+``FOR UPDATE SKIP LOCKED``; each holds a session advisory lock on its random worker id for its whole
+life, which is how ``store.outbox.recover`` tells a dead worker's rows from a live one's. SQLite runs one
+worker, and a lock file beside the database keeps a second dispatcher out.
+
+The clock is a parameter: ``now`` fixes the time of a ``--once`` pass (tests, replays); a continuous
+dispatcher given ``now`` counts on from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import multiprocessing
+import os
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from duecourse.bootstrap import App, bootstrap
+from duecourse.channels.base import Transport
+from duecourse.channels.dispatch import Dispatcher, Summary
+from duecourse.config import ChannelSettings
+from duecourse.domain.errors import DuecourseError
+from duecourse.store import outbox as store
+from duecourse.store.db import backend_of
+
+
+class DispatchError(DuecourseError):
+    """The dispatcher cannot start: a channel's settings or secret is missing, or another one runs."""
+
+
+def _secret(settings: ChannelSettings, key: str) -> str:
+    name = settings.values.get(key)
+    if not name:
+        return ""
+    value = os.environ.get(str(name))
+    if value is None:
+        raise DispatchError(
+            f"[channels.{settings.channel}] {key} = {name!r}: the environment variable {name} is not set"
+        )
+    return value
+
+
+def build_transports(app: App, clock: Callable[[], dt.datetime], base: Path) -> dict[str, Transport]:
+    """One transport per configured channel; relative directories are taken from ``base``."""
+    found: dict[str, Transport] = {}
+    for name, settings in app.config.channels.items():
+        try:
+            found["letter" if name == "post" else name] = _transport(settings, clock, base)
+        except ValueError as exc:
+            raise DispatchError(f"[channels.{name}]: {exc}") from exc
+    return found
+
+
+def _transport(settings: ChannelSettings, clock: Callable[[], dt.datetime], base: Path) -> Transport:
+    v = settings.values
+
+    def where(key: str) -> Path:
+        return base / str(v[key])
+
+    if settings.channel == "email":
+        from duecourse.channels import email
+
+        if settings.transport == "files":
+            return email.EmailFileTransport(where("dir"))
+        return email.SmtpTransport(
+            email.EmailSettings(
+                host=str(v["host"]),
+                port=int(v.get("port", 25)),
+                starttls=bool(v.get("starttls", False)),
+                ssl=bool(v.get("ssl", False)),
+                user=str(v.get("user", "")),
+                password=_secret(settings, "password_env"),
+                from_address=str(v["from"]),
+                reply_to=str(v.get("reply_to", "")),
+                cafile=str(v.get("cafile", "")),
+            )
+        )
+    if settings.channel == "sms":
+        from duecourse.channels import sms
+
+        if settings.transport == "files":
+            return sms.SmsFileTransport(where("dir") / "sms.jsonl")
+        sms_settings = sms.SmsSettings(
+            kind=settings.transport,
+            host=str(v.get("host", "")),
+            port=int(v.get("port", 2775)),
+            system_id=str(v.get("system_id", "")),
+            password=_secret(settings, "password_env"),
+            system_type=str(v.get("system_type", "")),
+            source_addr=str(v.get("source_addr", "")),
+            url=str(v.get("url", "")),
+            headers={str(k): str(x) for k, x in dict(v.get("headers", {})).items()},
+            body=dict(v.get("body", {})) or sms.SmsSettings(kind="http", url="http://x").body,
+            id_field=str(v.get("id_field", "id")),
+        )
+        if settings.transport == "smpp":
+            return sms.SmppTransport(sms_settings)
+        return sms.HttpSmsTransport(sms_settings)
+    if settings.channel == "push":
+        from duecourse.channels import push
+
+        secret = _secret(settings, "secret_env").encode()
+        return push.WebhookTransport(
+            push.PushSettings(url=str(v["url"]), secret=secret), lambda: int(clock().timestamp())
+        )
+    from duecourse.channels import post
+
+    transport = post.PostTransport(post.PrintDrop(where("dir")))
+    return transport
+
+
+@contextlib.contextmanager
+def _sqlite_lock(url: str) -> Iterator[None]:
+    database = make_url(url).database or "duecourse.db"
+    path = Path(f"{database}.dispatch.lock")
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DispatchError(
+                f"another dispatcher is running on {database} (SQLite runs one; {path} is locked)"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    url: str
+    config: Path | None
+    base: Path
+    once: bool
+    now: dt.datetime | None
+    batch: int
+    poll_seconds: float
+
+
+def _clock(now: dt.datetime | None, once: bool) -> Callable[[], dt.datetime]:
+    if now is None:
+        return lambda: dt.datetime.now(dt.UTC)
+    if once:
+        return lambda: now
+    start = time.monotonic()
+    return lambda: now + dt.timedelta(seconds=time.monotonic() - start)
+
+
+def _work(job: _Job, stop: threading.Event | Any | None = None) -> dict[str, int]:
+    """One worker: its own connection, its advisory lock, its transports; returns what it did."""
+    from duecourse.channels.compose import LetterComposer
+
+    app = bootstrap(job.url, job.config)
+    worker = secrets.randbits(62)
+    clock = _clock(job.now, job.once)
+    transports = build_transports(app, clock, job.base)
+    total = Summary()
+    try:
+        with app.engine.connect() as holder:
+            store.hold_worker_lock(holder, worker)
+            dispatcher = Dispatcher(
+                app.engine, transports, LetterComposer(app), clock, worker=worker, batch=job.batch
+            )
+            first = True
+            while True:
+                total.add(dispatcher.run_once(recover=first))
+                first = False
+                _close_post(transports, clock)
+                if job.once or (stop is not None and stop.is_set()):
+                    break
+                time.sleep(job.poll_seconds)
+    finally:
+        for transport in transports.values():
+            transport.close()
+        app.engine.dispose()
+    return total.as_dict()
+
+
+def _close_post(transports: dict[str, Transport], clock: Callable[[], dt.datetime]) -> None:
+    """Close the print batch of what this pass staged (a batch per pass, named by its time)."""
+    from duecourse.channels import post
+
+    transport = transports.get("letter")
+    if isinstance(transport, post.PostTransport) and transport.drop.pending():
+        transport.drop.close_batch(clock().strftime("%Y%m%dT%H%M%S"))
+
+
+def _work_in_child(job: _Job) -> dict[str, int]:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return _work(job, stop)
+
+
+def dispatch(
+    app: App,
+    *,
+    workers: int = 1,
+    once: bool = False,
+    now: dt.datetime | None = None,
+    batch: int = 100,
+    poll_seconds: float = 1.0,
+    config_path: Path | None = None,
+    base: Path | None = None,
+) -> dict[str, int]:
+    """Run the dispatcher (``workers`` processes on PostgreSQL, one on SQLite); what it did, summed."""
+    if not app.config.channels:
+        raise DispatchError("no [channels.*] table in the configuration: nothing can be sent")
+    job = _Job(app.url, config_path, base or Path.cwd(), once, now, batch, poll_seconds)
+    if backend_of(app.engine) == "sqlite":
+        if workers != 1:
+            raise DispatchError("SQLite runs one dispatcher worker; use PostgreSQL for several (--workers 1)")
+        with _sqlite_lock(app.url):
+            return _work(job)
+    if workers == 1:
+        return _work(job)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers) as pool:
+        results = pool.map(_work_in_child, [job] * workers)
+    total: dict[str, int] = {}
+    for result in results:
+        for key, value in result.items():
+            total[key] = total.get(key, 0) + value
+    return total

@@ -1,0 +1,546 @@
+"""The outbox as stored: plan, claim, change state, recover, report.
+
+Every change of state is one transaction that updates the row and appends an ``outbox_events`` row with
+the reason, so the history of a message can always be told. The dispatcher (``channels/dispatch.py``)
+decides; this module only reads and writes.
+
+Claiming differs by database. PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` inside the transaction that
+moves the rows to ``sending`` and stamps them with the worker's id, so several dispatcher processes never
+take the same row. SQLite: one dispatcher at a time (the caller holds a file lock), and ``BEGIN
+IMMEDIATE`` makes the claim atomic anyway.
+
+A worker that dies leaves its rows in ``sending``. :func:`recover` puts them back to ``rendered`` (their
+bytes are kept, so the resend is byte-identical: same Message-ID) when their worker is gone: on
+PostgreSQL a live worker holds a session advisory lock on its id for its whole life, so a lock that can be
+taken proves the worker dead; on SQLite the dispatcher lock file proves no other dispatcher runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, RowMapping, and_, func, insert, or_, select, text, update
+
+from duecourse.domain.errors import DuecourseError
+from duecourse.store.tables import bad_contact_points, outbox, outbox_events, payments
+
+log = logging.getLogger("duecourse.outbox")
+
+WAITING = ("planned", "rendered")
+FINAL = ("delivered", "bounced", "failed", "cancelled")
+_CHUNK = 500
+
+
+def message_key(account_id: str, stage: str, action: str, planned_on: dt.date, channel: str) -> str:
+    """The idempotency key of a message: the same contact planned again maps to the same row."""
+    return "|".join((account_id, stage, action, planned_on.isoformat(), channel))
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A message the strategy wants sent: what, to whom, from when; ``fallback`` are the next channels."""
+
+    account_id: str
+    customer_id: str
+    stage: str
+    action: str
+    kind: str
+    channel: str
+    planned_on: dt.date
+    scheduled_at: dt.datetime
+    fallback: tuple[str, ...] = ()
+    replaces_id: int | None = None
+    reason: str = ""  # why it was planned; the batch's reason when empty
+
+    @property
+    def key(self) -> str:
+        return message_key(self.account_id, self.stage, self.action, self.planned_on, self.channel)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One outbox row."""
+
+    id: int
+    key: str
+    account_id: str
+    customer_id: str
+    stage: str
+    action: str
+    kind: str
+    channel: str
+    fallback: tuple[str, ...]
+    replaces_id: int | None
+    planned_on: dt.date
+    scheduled_at: dt.datetime
+    state: str
+    attempts: int
+    next_attempt_at: dt.datetime | None
+    claimed_by: int | None
+    recipient: str
+    content: bytes | None
+    meta: dict[str, Any]
+    provider_id: str
+    payments_seen: int
+    paid_minor_seen: int
+    reason: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    sent_at: dt.datetime | None
+
+
+def _message(row: RowMapping | Mapping[str, Any]) -> Message:
+    values = dict(row)
+    values["fallback"] = tuple(values["fallback"].split())
+    values["meta"] = json.loads(values["meta"])
+    return Message(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanResult:
+    added: int
+    already: int
+    ids: tuple[int, ...] = field(default=())
+
+
+def payments_seen(connection: Connection, account_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """The number and the sum (minor units) of each account's payments, as the store holds them now."""
+    seen: dict[str, tuple[int, int]] = {}
+    ids = sorted(set(account_ids))
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        query = (
+            select(payments.c.account_id, func.count(), func.coalesce(func.sum(payments.c.amount_minor), 0))
+            .where(payments.c.account_id.in_(chunk))
+            .group_by(payments.c.account_id)
+        )
+        for account_id, count, total in connection.execute(query):
+            seen[account_id] = (int(count), int(total))
+    return seen
+
+
+def plan(engine: Engine, items: Sequence[Planned], now: dt.datetime, reason: str) -> PlanResult:
+    """Add the messages whose key is not in the outbox yet, in one transaction; the others are left alone."""
+    if not items:
+        return PlanResult(0, 0)
+    with write_transaction(engine) as connection:
+        return plan_in(connection, items, now, reason)
+
+
+def plan_in(connection: Connection, items: Sequence[Planned], now: dt.datetime, reason: str) -> PlanResult:
+    """:func:`plan` within the caller's transaction.
+
+    Each new row remembers the account's payments as the store holds them now, so that the dispatcher can
+    tell that money arrived since (:func:`payments_since`).
+    """
+    unique: dict[str, Planned] = {}
+    for item in items:
+        unique.setdefault(item.key, item)
+    have = _existing_keys(connection, list(unique))
+    new = [item for key, item in unique.items() if key not in have]
+    seen = payments_seen(connection, (item.account_id for item in new))
+    ids: list[int] = []
+    for start in range(0, len(new), _CHUNK):
+        rows = [
+            _plan_row(item, seen.get(item.account_id, (0, 0)), now, reason)
+            for item in new[start : start + _CHUNK]
+        ]
+        result = connection.execute(insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), rows)
+        chunk_ids = [int(row[0]) for row in result]
+        ids.extend(chunk_ids)
+        planned = new[start : start + _CHUNK]
+        _events(
+            connection,
+            [(i, "", "planned", p.reason or reason, {}) for i, p in zip(chunk_ids, planned, strict=True)],
+            now,
+        )
+    return PlanResult(len(new), len(items) - len(new), tuple(ids))
+
+
+def _plan_row(item: Planned, seen: tuple[int, int], now: dt.datetime, reason: str) -> dict[str, Any]:
+    return {
+        "key": item.key,
+        "account_id": item.account_id,
+        "customer_id": item.customer_id,
+        "stage": item.stage,
+        "action": item.action,
+        "kind": item.kind,
+        "channel": item.channel,
+        "fallback": " ".join(item.fallback),
+        "replaces_id": item.replaces_id,
+        "planned_on": item.planned_on,
+        "scheduled_at": item.scheduled_at,
+        "state": "planned",
+        "attempts": 0,
+        "next_attempt_at": None,
+        "claimed_by": None,
+        "recipient": "",
+        "content": None,
+        "meta": "{}",
+        "provider_id": "",
+        "payments_seen": seen[0],
+        "paid_minor_seen": seen[1],
+        "reason": item.reason or reason,
+        "created_at": now,
+        "updated_at": now,
+        "sent_at": None,
+    }
+
+
+def _existing_keys(connection: Connection, keys: Sequence[str]) -> set[str]:
+    have: set[str] = set()
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        have |= set(connection.execute(select(outbox.c.key).where(outbox.c.key.in_(chunk))).scalars())
+    return have
+
+
+Event = tuple[int, str, str, str, Mapping[str, Any]]  # message id, from, to, reason, detail
+
+
+def _events(connection: Connection, events: Sequence[Event], now: dt.datetime) -> None:
+    """Append the state changes to ``outbox_events`` and write each as one JSON log line."""
+    for message_id, before, after, reason, _detail in events:
+        log.info(
+            json.dumps(
+                {
+                    "event": "outbox.state",
+                    "id": message_id,
+                    "from": before,
+                    "to": after,
+                    "reason": reason,
+                    "at": now.isoformat(),
+                },
+                ensure_ascii=False,
+            )
+        )
+    if events:
+        connection.execute(
+            insert(outbox_events),
+            [
+                {
+                    "message_id": message_id,
+                    "at": now,
+                    "from_state": before,
+                    "to_state": after,
+                    "reason": reason,
+                    "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str),
+                }
+                for message_id, before, after, reason, detail in events
+            ],
+        )
+
+
+def _due(now: dt.datetime, states: Sequence[str]) -> Any:
+    return and_(
+        outbox.c.state.in_(states),
+        outbox.c.scheduled_at <= now,
+        or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+    )
+
+
+def lock_due(connection: Connection, now: dt.datetime, states: Sequence[str], limit: int) -> list[Message]:
+    """Within the caller's transaction: the due rows in ``states``, locked so no other worker takes them.
+
+    Oldest scheduled first. On PostgreSQL the rows stay locked until the transaction ends and other
+    workers skip them; on SQLite the caller's ``BEGIN IMMEDIATE`` holds the whole database.
+    """
+    query = select(outbox).where(_due(now, states)).order_by(outbox.c.scheduled_at, outbox.c.id).limit(limit)
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return [_message(row) for row in connection.execute(query).mappings()]
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: ``BEGIN IMMEDIATE`` on SQLite (the write lock at once, so that what was read to
+    decide a write cannot go stale under another writer), an ordinary one on PostgreSQL."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
+
+
+def claim(engine: Engine, worker: int, now: dt.datetime, limit: int) -> list[Message]:
+    """Move up to ``limit`` due rendered rows to ``sending`` for ``worker``, committed before any is sent."""
+    with write_transaction(engine) as connection:
+        rows = lock_due(connection, now, ("rendered",), limit)
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
+        connection.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(ids))
+            .values(
+                state="sending",
+                claimed_by=worker,
+                attempts=outbox.c.attempts + 1,
+                updated_at=now,
+                reason="claimed for sending",
+            )
+        )
+        _events(
+            connection,
+            [(i, "rendered", "sending", "claimed for sending", {"worker": worker}) for i in ids],
+            now,
+        )
+    return [_replace(row, state="sending", claimed_by=worker, attempts=row.attempts + 1) for row in rows]
+
+
+def _replace(message: Message, **changes: Any) -> Message:
+    values = {name: getattr(message, name) for name in message.__dataclass_fields__}
+    values.update(changes)
+    return Message(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A state change of one row: the new values and the reason, with details for the event."""
+
+    message_id: int
+    before: str
+    after: str
+    reason: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+def apply(connection: Connection, changes: Sequence[Change], now: dt.datetime) -> None:
+    """Within the caller's transaction: update each row (only if still in its ``before`` state) and log it."""
+    logged: list[Event] = []
+    for change in changes:
+        values: dict[str, Any] = {
+            "state": change.after,
+            "reason": change.reason,
+            "updated_at": now,
+            **change.values,
+        }
+        if "meta" in values and not isinstance(values["meta"], str):
+            values["meta"] = json.dumps(values["meta"], ensure_ascii=False, sort_keys=True)
+        if change.after != "sending":
+            values.setdefault("claimed_by", None)
+        result = connection.execute(
+            update(outbox)
+            .where(outbox.c.id == change.message_id, outbox.c.state == change.before)
+            .values(**values)
+        )
+        if result.rowcount == 1:
+            logged.append((change.message_id, change.before, change.after, change.reason, change.detail))
+    _events(connection, logged, now)
+
+
+def record(engine: Engine, changes: Sequence[Change], now: dt.datetime) -> None:
+    """Apply the changes in one transaction of their own."""
+    if changes:
+        with write_transaction(engine) as connection:
+            apply(connection, changes, now)
+
+
+def recover(engine: Engine, now: dt.datetime, dead: Iterable[int] | None = None) -> int:
+    """Put back rows left in ``sending`` by dead workers; the number put back.
+
+    ``dead`` lists the worker ids known dead; ``None`` means "find out": on PostgreSQL each worker id in
+    ``sending`` is tested with ``pg_try_advisory_lock`` (a live worker holds it); on SQLite every worker is
+    dead, because the caller holds the one dispatcher lock.
+    """
+    with write_transaction(engine) as connection:
+        workers = {
+            int(w)
+            for w in connection.execute(
+                select(outbox.c.claimed_by).where(outbox.c.state == "sending").distinct()
+            ).scalars()
+            if w is not None
+        }
+        if dead is None:
+            gone = {w for w in workers if _worker_dead(connection, w)}
+        else:
+            gone = workers & set(dead)
+        rows = connection.execute(
+            select(outbox.c.id, outbox.c.claimed_by).where(
+                outbox.c.state == "sending",
+                or_(outbox.c.claimed_by.in_(sorted(gone)), outbox.c.claimed_by.is_(None)),
+            )
+        ).all()
+        reason = "recovered: its dispatcher stopped while it was in flight; sent again with the same bytes"
+        apply(
+            connection,
+            [
+                Change(int(i), "sending", "rendered", reason, {"next_attempt_at": None}, {"worker": w})
+                for i, w in rows
+            ],
+            now,
+        )
+    return len(rows)
+
+
+def _worker_dead(connection: Connection, worker: int) -> bool:
+    if connection.dialect.name != "postgresql":
+        return True
+    taken = bool(connection.execute(text("SELECT pg_try_advisory_xact_lock(:w)"), {"w": worker}).scalar())
+    return taken
+
+
+def hold_worker_lock(connection: Connection, worker: int) -> None:
+    """PostgreSQL: hold a session advisory lock on the worker id for the connection's life (see recover)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_lock(:w)"), {"w": worker})
+        connection.commit()
+
+
+def payments_since(connection: Connection, messages: Sequence[Message]) -> dict[int, tuple[int, int]]:
+    """For each message, the payments (count, minor units) that arrived since it was planned, when any."""
+    now_seen = payments_seen(connection, (m.account_id for m in messages))
+    found: dict[int, tuple[int, int]] = {}
+    for message in messages:
+        count, total = now_seen.get(message.account_id, (0, 0))
+        if count > message.payments_seen:
+            found[message.id] = (count - message.payments_seen, total - message.paid_minor_seen)
+    return found
+
+
+def bad_addresses(connection: Connection, customer_ids: Iterable[str]) -> set[tuple[str, str, str]]:
+    """The (customer, channel, address) contact points found bad, for these customers."""
+    ids = sorted(set(customer_ids))
+    bad: set[tuple[str, str, str]] = set()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        query = select(
+            bad_contact_points.c.customer_id, bad_contact_points.c.channel, bad_contact_points.c.address
+        ).where(bad_contact_points.c.customer_id.in_(chunk))
+        bad |= {(c, ch, a) for c, ch, a in connection.execute(query)}
+    return bad
+
+
+def mark_bad(
+    connection: Connection,
+    customer_id: str,
+    channel: str,
+    address: str,
+    reason: str,
+    source: str,
+    now: dt.datetime,
+) -> None:
+    """Remember a contact point as bad (a hard bounce, a returned letter); idempotent."""
+    exists = connection.execute(
+        select(bad_contact_points.c.customer_id).where(
+            bad_contact_points.c.customer_id == customer_id,
+            bad_contact_points.c.channel == channel,
+            bad_contact_points.c.address == address,
+        )
+    ).first()
+    if exists is None:
+        connection.execute(
+            insert(bad_contact_points).values(
+                customer_id=customer_id,
+                channel=channel,
+                address=address,
+                reason=reason,
+                since=now,
+                source=source,
+            )
+        )
+
+
+def get(engine: Engine, message_id: int) -> Message | None:
+    with engine.connect() as connection:
+        row = connection.execute(select(outbox).where(outbox.c.id == message_id)).mappings().first()
+    return None if row is None else _message(row)
+
+
+def find(
+    connection: Connection, *, provider_id: str = "", key: str = "", provider_id_prefix: str = ""
+) -> Message | None:
+    """The newest row with this provider id (or whose provider id starts so, or with this key)."""
+    query = select(outbox)
+    if provider_id:
+        query = query.where(outbox.c.provider_id == provider_id)
+    elif provider_id_prefix:
+        query = query.where(outbox.c.provider_id.startswith(provider_id_prefix, autoescape=True))
+    elif key:
+        query = query.where(outbox.c.key == key)
+    else:
+        return None
+    row = connection.execute(query.order_by(outbox.c.id.desc()).limit(1)).mappings().first()
+    return None if row is None else _message(row)
+
+
+def events(engine: Engine, message_id: int) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(outbox_events).where(outbox_events.c.message_id == message_id).order_by(outbox_events.c.id)
+        ).mappings()
+        return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    counts: dict[tuple[str, str], int]  # (state, channel) → rows
+    oldest_waiting: dt.datetime | None  # the earliest scheduled_at among planned/rendered rows
+    oldest_waiting_id: int | None
+
+
+def status(engine: Engine) -> Status:
+    with engine.connect() as connection:
+        counts = {
+            (state, channel): int(n)
+            for state, channel, n in connection.execute(
+                select(outbox.c.state, outbox.c.channel, func.count()).group_by(
+                    outbox.c.state, outbox.c.channel
+                )
+            )
+        }
+        oldest = connection.execute(
+            select(outbox.c.id, outbox.c.scheduled_at)
+            .where(outbox.c.state.in_(WAITING))
+            .order_by(outbox.c.scheduled_at, outbox.c.id)
+            .limit(1)
+        ).first()
+    return Status(counts, None if oldest is None else oldest[1], None if oldest is None else int(oldest[0]))
+
+
+class OutboxError(DuecourseError):
+    """An operator's request the outbox cannot carry out (unknown id, wrong state)."""
+
+
+def retry(engine: Engine, message_id: int, now: dt.datetime, reason: str) -> Message:
+    """Put a failed, bounced or cancelled message back in line, at once; a sent one is refused."""
+    with write_transaction(engine) as connection:
+        row = connection.execute(select(outbox).where(outbox.c.id == message_id)).mappings().first()
+        if row is None:
+            raise OutboxError(f"no outbox message {message_id}")
+        message = _message(row)
+        if message.state not in ("failed", "bounced", "cancelled"):
+            raise OutboxError(
+                f"message {message_id} is {message.state}: only failed, bounced or cancelled messages can be "
+                "retried (a sent one would reach the customer twice)"
+            )
+        back = "planned" if message.content is None else "rendered"
+        values = {"scheduled_at": now, "next_attempt_at": None}
+        apply(connection, [Change(message_id, message.state, back, f"retry asked: {reason}", values)], now)
+    found = get(engine, message_id)
+    assert found is not None
+    return found
+
+
+def cancel(engine: Engine, message_id: int, now: dt.datetime, reason: str) -> Message:
+    """Cancel a message that is still waiting; one in flight or already sent is refused."""
+    with write_transaction(engine) as connection:
+        row = connection.execute(select(outbox).where(outbox.c.id == message_id)).mappings().first()
+        if row is None:
+            raise OutboxError(f"no outbox message {message_id}")
+        message = _message(row)
+        if message.state not in WAITING:
+            raise OutboxError(
+                f"message {message_id} is {message.state}: only planned or rendered messages can be cancelled"
+            )
+        change = Change(message_id, message.state, "cancelled", f"cancelled by hand: {reason}")
+        apply(connection, [change], now)
+    found = get(engine, message_id)
+    assert found is not None
+    return found

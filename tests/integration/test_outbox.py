@@ -1,0 +1,346 @@
+"""The outbox and the dispatcher on both databases, with the fake transport (the adapters have their own
+tests against real peers): once and only once, re-checked before sending, retried, fallen back, recovered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, create_engine, insert, select, text, update
+
+from duecourse.channels.base import PermanentError, TransientError, reference_for
+from duecourse.channels.dispatch import Composed, Dispatcher, NotComposed, RetryPolicy
+from duecourse.channels.fake import FakeTransport
+from duecourse.store import outbox as store
+from duecourse.store.tables import accounts, customers, holds, outbox, payments
+
+UTC = dt.UTC
+DAY = dt.date(2026, 3, 2)
+# 10:00 in Shanghai, 21:00 the day before in New York: inside CN hours, at the edge of US hours.
+NOON_CN = dt.datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+class Composer:
+    """Renders a message as ``kind for customer`` to the customer's e-mail or phone."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.calls = 0
+
+    def compose(
+        self, messages: Sequence[store.Message], now: dt.datetime, connection: Connection
+    ) -> dict[int, Composed | NotComposed]:
+        self.calls += len(messages)
+        made: dict[int, Composed | NotComposed] = {}
+        if True:
+            for message in messages:
+                email, phone = connection.execute(
+                    select(customers.c.email, customers.c.phone).where(
+                        customers.c.customer_id == message.customer_id
+                    )
+                ).one()
+                address = {"email": email, "sms": phone}.get(message.channel, message.customer_id)
+                if not address:
+                    made[message.id] = NotComposed(f"no {message.channel} address")
+                    continue
+                made[message.id] = Composed(
+                    address, f"{message.kind} for {message.customer_id}".encode(), {"n": 1}
+                )
+        return made
+
+
+def _customer(
+    cid: str, jurisdiction: str = "CN", tz: str = "Asia/Shanghai", email: str = ""
+) -> dict[str, Any]:
+    return {
+        "customer_id": cid,
+        "name": cid,
+        "locale": "zh-CN",
+        "timezone": tz,
+        "jurisdiction": jurisdiction,
+        "phone": "+8613800138000",
+        "email": email or f"{cid.lower()}@example.cn",
+        "address_line1": "",
+        "address_line2": "",
+        "city": "",
+        "region": "",
+        "postal_code": "",
+        "country": "CN",
+    }
+
+
+@pytest.fixture
+def book(engine: Engine) -> Engine:
+    with engine.begin() as c:
+        c.execute(
+            insert(customers),
+            [_customer("C1"), _customer("C2"), _customer("C3", "US", "America/New_York", "c3@example.com")],
+        )
+        c.execute(
+            insert(accounts),
+            [
+                {"account_id": f"A{i}", "customer_id": f"C{i}", "product_code": "card_cn", "opened_on": DAY}
+                for i in (1, 2, 3)
+            ],
+        )
+    return engine
+
+
+def _planned(
+    account: str, channel: str = "email", kind: str = "overdue_reminder", **kw: Any
+) -> store.Planned:
+    values: dict[str, Any] = {
+        "account_id": account,
+        "customer_id": "C" + account[1:],
+        "stage": "M1",
+        "action": "0",
+        "kind": kind,
+        "channel": channel,
+        "planned_on": DAY,
+        "scheduled_at": NOON_CN,
+        "fallback": ("letter",),
+    }
+    values.update(kw)
+    return store.Planned(**values)
+
+
+def _dispatcher(engine: Engine, clock: Clock, **transports: FakeTransport) -> Dispatcher:
+    chosen = transports or {"email": FakeTransport("email"), "letter": FakeTransport("letter")}
+    return Dispatcher(engine, chosen, Composer(engine), clock, worker=7, batch=50)
+
+
+def _rows(engine: Engine) -> list[store.Message]:
+    with engine.connect() as c:
+        ids = c.execute(select(outbox.c.id).order_by(outbox.c.id)).scalars().all()
+    found = [store.get(engine, i) for i in ids]
+    return [m for m in found if m is not None]
+
+
+def test_planning_twice_adds_nothing_and_a_pass_sends_each_message_once(book: Engine) -> None:
+    first = store.plan(book, [_planned("A1"), _planned("A2")], NOON_CN, "run of 2026-03-02")
+    again = store.plan(book, [_planned("A1"), _planned("A2")], NOON_CN, "run of 2026-03-02")
+    assert (first.added, first.already, again.added, again.already) == (2, 0, 0, 2)
+
+    email = FakeTransport("email")
+    summary = _dispatcher(book, Clock(NOON_CN), email=email).run_once()
+    assert (summary.rendered, summary.sent) == (2, 2)
+    assert sorted(item.recipient for item in email.sent) == ["c1@example.cn", "c2@example.cn"]
+    assert _dispatcher(book, Clock(NOON_CN), email=email).run_once().sent == 0  # a second pass sends nothing
+    assert len(email.sent) == 2
+
+    row = _rows(book)[0]
+    assert (row.state, row.content) == ("sent", b"overdue_reminder for C1")
+    assert row.provider_id == f"fake-{reference_for(row.key)}"
+    assert row.sent_at == NOON_CN
+    trail = [(e["from_state"], e["to_state"]) for e in store.events(book, row.id)]
+    assert trail == [("", "planned"), ("planned", "rendered"), ("rendered", "sending"), ("sending", "sent")]
+
+
+def test_a_payment_since_planning_cancels_a_reminder_but_not_an_answer(book: Engine) -> None:
+    store.plan(book, [_planned("A1"), _planned("A1", kind="dispute_ack", action="ack")], NOON_CN, "run")
+    with book.begin() as c:
+        c.execute(insert(payments).values(payment_id="P1", account_id="A1", paid_on=DAY, amount_minor=100_00))
+    email = FakeTransport("email")
+    summary = _dispatcher(book, Clock(NOON_CN), email=email).run_once()
+    assert (summary.cancelled, summary.sent) == (1, 1)
+    reminder, ack = _rows(book)
+    assert reminder.state == "cancelled"
+    assert reminder.reason == "a payment arrived since it was planned (1 payment(s))"
+    assert [item.key for item in email.sent] == [ack.key]
+
+
+def test_a_payment_already_known_at_planning_does_not_cancel(book: Engine) -> None:
+    with book.begin() as c:
+        c.execute(insert(payments).values(payment_id="P0", account_id="A1", paid_on=DAY, amount_minor=1_00))
+    store.plan(book, [_planned("A1")], NOON_CN, "run")
+    assert _dispatcher(book, Clock(NOON_CN)).run_once().sent == 1
+
+
+def test_a_payment_arriving_between_rendering_and_sending_cancels(book: Engine) -> None:
+    store.plan(book, [_planned("A1")], NOON_CN, "run")
+    dispatcher = _dispatcher(book, Clock(NOON_CN))
+    assert dispatcher.render_due().rendered == 1
+    with book.begin() as c:
+        c.execute(insert(payments).values(payment_id="P1", account_id="A1", paid_on=DAY, amount_minor=5_00))
+    assert dispatcher.send_due().cancelled == 1
+    assert _rows(book)[0].state == "cancelled"
+
+
+def test_holds_cancel_collection_but_an_opt_out_falls_back_to_the_next_channel(book: Engine) -> None:
+    with book.begin() as c:
+        c.execute(
+            insert(holds),
+            [
+                _hold("C1", "customer", "dispute", None, None),
+                _hold("C2", "channel", "opt_out", None, "email"),
+                _hold("C3", "account", "promise", "A3", None, ends=DAY - dt.timedelta(days=1)),  # ended
+            ],
+        )
+    store.plan(
+        book,
+        [_planned("A1"), _planned("A2"), _planned("A3", scheduled_at=NOON_CN + dt.timedelta(hours=12))],
+        NOON_CN,
+        "run",
+    )
+    letter = FakeTransport("letter")
+    email = FakeTransport("email")
+    clock = Clock(
+        NOON_CN + dt.timedelta(hours=12)
+    )  # 09:00 in New York, 22:00 in Shanghai (letters have no hours)
+    summary = _dispatcher(book, clock, email=email, letter=letter).run_once()
+    rows = {(m.account_id, m.channel): m for m in _rows(book)}
+    assert rows["A1", "email"].state == "cancelled"
+    assert rows["A1", "email"].reason.startswith("on hold: dispute")
+    assert rows["A2", "email"].state == "failed"
+    assert rows["A2", "email"].reason.startswith("the customer opted out of email")
+    fallback = rows["A2", "letter"]
+    assert (fallback.state, fallback.replaces_id, fallback.fallback) == ("sent", rows["A2", "email"].id, ())
+    assert rows["A3", "email"].state == "sent"  # the promise hold had ended
+    assert (summary.cancelled, summary.failed, summary.fallbacks) == (1, 1, 1)
+    assert [i.recipient for i in letter.sent] == ["C2"]
+
+
+def _hold(
+    cid: str, scope: str, kind: str, account: str | None, channel: str | None, ends: dt.date | None = None
+) -> dict[str, Any]:
+    return {
+        "scope": scope,
+        "customer_id": cid,
+        "account_id": account,
+        "channel": channel,
+        "kind": kind,
+        "starts_on": DAY - dt.timedelta(days=10),
+        "ends_on": ends,
+        "reason": f"{kind} test",
+        "created_at": NOON_CN,
+    }
+
+
+@pytest.mark.parametrize(
+    ("utc", "deferred_to"),
+    [
+        (dt.datetime(2026, 3, 2, 13, 59, tzinfo=UTC), None),  # 21:59 in Shanghai: allowed
+        (
+            dt.datetime(2026, 3, 2, 14, 0, tzinfo=UTC),
+            dt.datetime(2026, 3, 3, 0, 0, tzinfo=UTC),
+        ),  # 22:00: next 08:00
+    ],
+)
+def test_contact_hours_are_checked_again_at_send_time(
+    book: Engine, utc: dt.datetime, deferred_to: dt.datetime | None
+) -> None:
+    store.plan(book, [_planned("A1", channel="sms", scheduled_at=NOON_CN)], NOON_CN, "run")
+    sms = FakeTransport("sms")
+    summary = _dispatcher(book, Clock(utc), sms=sms).run_once()
+    row = _rows(book)[0]
+    if deferred_to is None:
+        assert (summary.sent, row.state) == (1, "sent")
+        return
+    assert (summary.deferred, summary.sent, row.state, row.scheduled_at) == (1, 0, "planned", deferred_to)
+    assert row.reason == "deferred: 22:00 in Asia/Shanghai is outside 08:00-22:00 (CN-COL-08)"
+    # Nothing is due before 08:00; at 08:00 it goes.
+    assert _dispatcher(book, Clock(deferred_to - dt.timedelta(minutes=1)), sms=sms).run_once().sent == 0
+    assert _dispatcher(book, Clock(deferred_to), sms=sms).run_once().sent == 1
+
+
+def test_a_transient_error_is_retried_with_backoff_and_a_permanent_one_falls_back(book: Engine) -> None:
+    store.plan(book, [_planned("A1"), _planned("A2")], NOON_CN, "run")
+    email = FakeTransport(
+        "email",
+        failures={
+            "c1@example.cn": [TransientError("try later", code="451")],
+            "c2@example.cn": [PermanentError("no such user", code="550")],
+        },
+    )
+    letter = FakeTransport("letter")
+    clock = Clock(NOON_CN)
+    policy = RetryPolicy()
+    dispatcher = Dispatcher(
+        book, {"email": email, "letter": letter}, Composer(book), clock, worker=1, retry=policy
+    )
+    summary = dispatcher.run_once()
+    assert (summary.retried, summary.failed, summary.fallbacks, summary.sent) == (1, 1, 1, 1)
+    rows = {(m.account_id, m.channel): m for m in _rows(book)}
+    retry = rows["A1", "email"]
+    wait = policy.delay(retry.key, 1)
+    assert dt.timedelta(seconds=48) <= wait <= dt.timedelta(seconds=72)
+    assert (retry.state, retry.attempts, retry.next_attempt_at) == ("rendered", 1, NOON_CN + wait)
+    assert retry.reason == "will retry: try later"
+    assert rows["A2", "email"].reason == "no such user"
+    assert rows["A2", "letter"].state == "sent"
+    clock.now = NOON_CN + wait
+    assert dispatcher.run_once().sent == 1
+    assert [i.recipient for i in email.sent] == ["c1@example.cn"]
+
+
+def test_retries_stop_after_the_last_attempt_and_fall_back(book: Engine) -> None:
+    store.plan(book, [_planned("A1")], NOON_CN, "run")
+    errors = [TransientError("timeout") for _ in range(3)]
+    email = FakeTransport("email", failures={"c1@example.cn": errors})
+    letter = FakeTransport("letter")
+    clock = Clock(NOON_CN)
+    dispatcher = Dispatcher(
+        book,
+        {"email": email, "letter": letter},
+        Composer(book),
+        clock,
+        worker=1,
+        retry=RetryPolicy(max_attempts=3),
+    )
+    for _ in range(3):
+        dispatcher.run_once()
+        clock.now += dt.timedelta(days=1)
+    rows = {m.channel: m for m in _rows(book)}
+    assert rows["email"].state == "failed"
+    assert rows["email"].reason == "gave up after 3 attempts: timeout"
+    assert rows["letter"].state == "sent"
+
+
+def test_no_address_falls_back_at_render_time(book: Engine) -> None:
+    with book.begin() as c:
+        c.execute(update(customers).where(customers.c.customer_id == "C1").values(email=""))
+    store.plan(book, [_planned("A1")], NOON_CN, "run")
+    summary = _dispatcher(book, Clock(NOON_CN)).run_once()
+    rows = {m.channel: m for m in _rows(book)}
+    assert (rows["email"].state, rows["email"].reason) == ("failed", "no email address")
+    assert rows["letter"].state == "sent"
+    assert summary.fallbacks == 1
+
+
+def test_a_dead_workers_rows_are_recovered_and_sent_again_with_the_same_bytes(
+    book: Engine, db_url: str
+) -> None:
+    store.plan(book, [_planned("A1"), _planned("A2")], NOON_CN, "run")
+    dispatcher = _dispatcher(book, Clock(NOON_CN))
+    dispatcher.render_due()
+    claimed = store.claim(book, 99, NOON_CN, 10)  # worker 99 dies holding both
+    assert [m.state for m in _rows(book)] == ["sending", "sending"]
+    before = {m.id: m.content for m in _rows(book)}
+
+    if book.dialect.name == "postgresql":
+        # A live worker holds its advisory lock: its rows are not taken from it.
+        alive = create_engine(db_url)
+        with alive.connect() as holder:
+            store.hold_worker_lock(holder, 99)
+            assert store.recover(book, NOON_CN) == 0
+            holder.execute(text("SELECT pg_advisory_unlock_all()"))
+        alive.dispose()
+
+    email = FakeTransport("email")
+    summary = _dispatcher(book, Clock(NOON_CN), email=email).run_once()
+    assert (summary.recovered, summary.sent) == (2, 2)
+    assert {i.id: i.content for i in email.sent} == before
+    assert len(claimed) == 2
+    reason = store.events(book, claimed[0].id)[-3]["reason"]
+    assert reason.startswith("recovered: its dispatcher stopped")
