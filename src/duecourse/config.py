@@ -1180,7 +1180,7 @@ def _action(
     path: KeyPath,
     stage: str,
     position: int,
-    channels: Mapping[str, ChannelSettings],
+    channels: set[str],
 ) -> Action | None:
     table = _table(check, item, path)
     if table is None:

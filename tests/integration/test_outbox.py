@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, insert, select, text, update
 
-from duecourse.channels.base import PermanentError, TransientError, reference_for
+from duecourse.channels.base import ChannelDown, PermanentError, TransientError, reference_for
 from duecourse.channels.dispatch import Composed, Dispatcher, NotComposed, RetryPolicy
 from duecourse.channels.fake import FakeTransport
 from duecourse.store import outbox as store
@@ -344,3 +344,26 @@ def test_a_dead_workers_rows_are_recovered_and_sent_again_with_the_same_bytes(
     assert len(claimed) == 2
     reason = store.events(book, claimed[0].id)[-3]["reason"]
     assert reason.startswith("recovered: its dispatcher stopped")
+
+
+def test_a_channel_down_keeps_its_messages_waiting_untried_and_the_other_channels_go(book: Engine) -> None:
+    store.plan(book, [_planned("A1"), _planned("A2"), _planned("A3", channel="letter")], NOON_CN, "run")
+    down = ChannelDown("authentication failed: check the SMTP user and password", code="535")
+    email = FakeTransport("email", failures={"c1@example.cn": [down]})
+    letter = FakeTransport("letter")
+    dispatcher = Dispatcher(
+        book, {"email": email, "letter": letter}, Composer(book), Clock(NOON_CN), worker=3
+    )
+    summary = dispatcher.run_once()
+    assert (summary.held, summary.sent, summary.failed, summary.fallbacks) == (2, 1, 0, 0)
+    rows = {m.account_id: m for m in _rows(book)}
+    for account in ("A1", "A2"):
+        assert (rows[account].state, rows[account].attempts) == ("rendered", 0)
+        assert rows[account].reason == (
+            "the email channel is down: 535 authentication failed: check the SMTP user and password; "
+            "waiting until its settings are fixed"
+        )
+    assert rows["A3"].state == "sent"
+    assert dispatcher.down == {"email": "535 authentication failed: check the SMTP user and password"}
+    # Once the settings are fixed (a new dispatcher), both go.
+    assert _dispatcher(book, Clock(NOON_CN), email=email).run_once().sent == 2

@@ -14,7 +14,14 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from smpp_peer import ESME_RINVPASWD, SmppPeer
 
-from duecourse.channels.base import DeliveryEvent, Outgoing, PermanentError, TransientError, reference_for
+from duecourse.channels.base import (
+    ChannelDown,
+    DeliveryEvent,
+    Outgoing,
+    PermanentError,
+    TransientError,
+    reference_for,
+)
 from duecourse.channels.sms import HttpSmsTransport, InboundSms, SmppTransport, SmsSettings
 
 NUMBER = "+8613800138000"
@@ -129,7 +136,7 @@ def test_an_undeliverable_number_comes_back_bounced(peer: SmppPeer) -> None:
         pytest.param(0x14, TransientError, "Message Queue is full", id="queue-full"),
         pytest.param(0x08, TransientError, "System Error", id="system-error"),
         pytest.param(0x0B, PermanentError, "Invalid Destination Address", id="bad-destination"),
-        pytest.param(0x0A, PermanentError, "Invalid Source Address", id="bad-source"),
+        pytest.param(0x0A, ChannelDown, "Invalid Source Address", id="bad-source"),
     ],
 )
 def test_smsc_refusals_translate(peer: SmppPeer, status: int, kind: type[Exception], words: str) -> None:

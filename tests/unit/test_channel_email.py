@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from duecourse.channels.base import (
+    ChannelDown,
     ChannelError,
     DeliveryEvent,
     Outgoing,
@@ -289,7 +290,7 @@ def test_bad_settings_are_refused(changes: dict[str, object], words: str) -> Non
         ),
         pytest.param(
             smtplib.SMTPAuthenticationError(535, b"5.7.8 Authentication credentials invalid"),
-            PermanentError,
+            ChannelDown,
             "535",
             "authentication failed (mx:25): check the SMTP user and password "
             "(5.7.8 Authentication credentials invalid)",
@@ -318,7 +319,7 @@ def test_bad_settings_are_refused(changes: dict[str, object], words: str) -> Non
         ),
         pytest.param(
             smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."),
-            PermanentError,
+            ChannelDown,
             "",
             "server does not support what the settings need (mx:25): "
             "STARTTLS extension not supported by server.",
@@ -326,7 +327,7 @@ def test_bad_settings_are_refused(changes: dict[str, object], words: str) -> Non
         ),
         pytest.param(
             smtplib.SMTPException("No suitable authentication method found."),
-            PermanentError,
+            ChannelDown,
             "",
             "SMTP session failed (mx:25): No suitable authentication method found.",
             id="no-auth-method",
@@ -360,7 +361,7 @@ def test_an_untrusted_certificate_is_a_permanent_misconfiguration() -> None:
     error = ssl.SSLCertVerificationError(1, "certificate verify failed")
     error.verify_message = "self-signed certificate"
     translated = translate_smtp_error(error, server="mx:587")
-    assert type(translated) is PermanentError
+    assert type(translated) is ChannelDown
     assert translated.reason == (
         "TLS certificate (mx:587) not trusted: self-signed certificate; set cafile or fix the host"
     )

@@ -270,7 +270,9 @@ def test_post_transport_translates_errors(tmp_path: Path) -> None:
     blocked.write_text("not a directory")
 
     with pytest.raises(PermanentError, match="not a PDF"):
-        PostTransport(PrintDrop(tmp_path)).send(Outgoing(1, "k", "letter", "C1", b"text", {"reference": "r1"}))
+        PostTransport(PrintDrop(tmp_path)).send(
+            Outgoing(1, "k", "letter", "C1", b"text", {"reference": "r1"})
+        )
     with pytest.raises(TransientError, match="cannot stage letter"):
         PostTransport(PrintDrop(blocked)).send(LETTERS[0])
 

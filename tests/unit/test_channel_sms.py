@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from duecourse.channels.base import Outgoing, PermanentError, TransientError, reference_for
+from duecourse.channels.base import ChannelDown, Outgoing, PermanentError, TransientError, reference_for
 from duecourse.channels.sms import (
     HttpSmsTransport,
     SmsEncoding,
@@ -201,8 +201,8 @@ def test_http_receipt_without_a_final_status_is_refused(payload: dict[str, str],
         pytest.param(0x45, TransientError, id="submit-failed"),
         pytest.param(0x400, TransientError, id="vendor-code"),
         pytest.param(0x0B, PermanentError, id="bad-destination"),
-        pytest.param(0x0A, PermanentError, id="bad-source"),
-        pytest.param(0x0E, PermanentError, id="bad-password"),
+        pytest.param(0x0A, ChannelDown, id="bad-source"),
+        pytest.param(0x0E, ChannelDown, id="bad-password"),
     ],
 )
 def test_smpp_statuses_translate(status: int, kind: type[Exception]) -> None:

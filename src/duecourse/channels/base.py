@@ -10,6 +10,9 @@ protocol and translates what goes wrong into one of two errors:
 - :class:`PermanentError`: this message cannot go this way (SMTP 5xx on the recipient, an invalid number,
   HTTP 4xx other than 408/429). The dispatcher fails it at once and falls back to the action's next
   channel.
+- :class:`ChannelDown` (a PermanentError): the channel's settings are wrong (login refused, certificate
+  not trusted, STARTTLS missing). The dispatcher stops the channel for the pass, keeps its messages
+  waiting, and reports it.
 
 Each adapter sits beside a fake (``channels/fake.py``) used by unit tests; the adapters themselves are
 tested against real peers started by the tests (an aiosmtpd server, an SMPP peer, an HTTP server).
@@ -43,6 +46,12 @@ class TransientError(ChannelError):
 
 class PermanentError(ChannelError):
     """Never worth trying again this way: the address or the content is refused."""
+
+
+class ChannelDown(PermanentError):
+    """The channel itself cannot work as configured (a wrong password, an untrusted certificate, a
+    missing capability): no message can go this way until someone fixes the settings. The dispatcher
+    stops using the channel and leaves its messages waiting, rather than fail each one in turn."""
 
 
 @dataclass(frozen=True, slots=True)

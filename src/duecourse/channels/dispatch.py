@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, select
 
-from duecourse.channels.base import Outgoing, PermanentError, Receipt, TransientError, Transport
+from duecourse.channels.base import ChannelDown, Outgoing, PermanentError, Receipt, TransientError, Transport
 from duecourse.rulepacks.packs import contact_hours
 from duecourse.store import outbox as store
 from duecourse.store.tables import customers, holds
@@ -122,6 +122,7 @@ class Summary:
     cancelled: int = 0
     deferred: int = 0
     fallbacks: int = 0
+    held: int = 0  # left waiting because their channel is down (see ``Dispatcher.down``)
 
     def add(self, other: Summary) -> None:
         for name in self.__dataclass_fields__:
@@ -170,6 +171,8 @@ class Dispatcher:
         self.worker = worker
         self.batch = batch
         self.retry = retry or RetryPolicy()
+        # Channels found down in this dispatcher's life (wrong settings): their messages stay waiting.
+        self.down: dict[str, str] = {}
 
     # ----------------------------------------------------------------------------------------- passes
     def run_once(self, *, recover: bool = True) -> Summary:
@@ -231,7 +234,7 @@ class Dispatcher:
         """Claim one batch of due ``rendered`` rows, re-check them, send each and record each at once."""
         summary = Summary()
         now = self.clock()
-        rows = store.claim(self.engine, self.worker, now, self.batch)
+        rows = store.claim(self.engine, self.worker, now, self.batch, skip_channels=tuple(self.down))
         if not rows:
             return summary
         with self.engine.connect() as connection:
@@ -254,6 +257,9 @@ class Dispatcher:
     # ------------------------------------------------------------------------------------------ sending
     def _send(self, row: store.Message, summary: Summary) -> None:
         transport = self.transports.get(row.channel)
+        if row.channel in self.down:
+            self._hold_back(row, self.down[row.channel], summary)
+            return
         item = Outgoing(row.id, row.key, row.channel, row.recipient, row.content or b"", _text_meta(row.meta))
         failure: tuple[str, str, dict[str, Any]] | None = None
         receipt: Receipt | None = None
@@ -264,6 +270,10 @@ class Dispatcher:
                 receipt = transport.send(item)
             except TransientError as error:
                 failure = ("retry", error.reason, {"code": error.code})
+            except ChannelDown as error:
+                self.down[row.channel] = f"{error.code} {error.reason}".strip()
+                self._hold_back(row, self.down[row.channel], summary)
+                return
             except PermanentError as error:
                 failure = ("fallback", error.reason, {"code": error.code})
         now = self.clock()
@@ -287,6 +297,14 @@ class Dispatcher:
         with store.write_transaction(self.engine) as connection:
             store.apply(connection, changes, now)
             self._plan_fallbacks(connection, fallbacks, now, summary)
+
+    def _hold_back(self, row: store.Message, why: str, summary: Summary) -> None:
+        """Put a claimed message back, untried, because its channel is down; the attempt is not counted."""
+        now = self.clock()
+        reason = f"the {row.channel} channel is down: {why}; waiting until its settings are fixed"
+        values = {"attempts": row.attempts - 1, "next_attempt_at": None}
+        store.record(self.engine, [store.Change(row.id, "sending", "rendered", reason, values)], now)
+        summary.held += 1
 
     def _settle(
         self,

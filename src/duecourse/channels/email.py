@@ -41,6 +41,7 @@ from email.parser import BytesHeaderParser, HeaderParser
 from pathlib import Path
 
 from duecourse.channels.base import (
+    ChannelDown,
     ChannelError,
     DeliveryEvent,
     Outgoing,
@@ -271,7 +272,7 @@ def translate_smtp_error(exc: BaseException, *, server: str = "") -> ChannelErro
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         if 400 <= exc.smtp_code < 500:
             return TransientError(f"login deferred{where}: {_text(exc.smtp_error)}", code=str(exc.smtp_code))
-        return PermanentError(
+        return ChannelDown(
             f"authentication failed{where}: check the SMTP user and password ({_text(exc.smtp_error)})",
             code=str(exc.smtp_code),
         )
@@ -284,14 +285,14 @@ def translate_smtp_error(exc: BaseException, *, server: str = "") -> ChannelErro
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return TransientError(f"connection lost{where}: {exc}")
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return PermanentError(f"server does not support what the settings need{where}: {exc}")
+        return ChannelDown(f"server does not support what the settings need{where}: {exc}")
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return PermanentError(
+        return ChannelDown(
             f"TLS certificate{where} not trusted: {exc.verify_message or exc}; set cafile or fix the host"
         )
     if isinstance(exc, smtplib.SMTPException):  # before OSError: SMTPException is one
         # e.g. "No suitable authentication method found": a settings fault, not a busy server.
-        return PermanentError(f"SMTP session failed{where}: {exc}")
+        return ChannelDown(f"SMTP session failed{where}: {exc}")
     if isinstance(exc, OSError):  # refused, reset, unreachable, DNS, timeouts (TimeoutError), TLS I/O
         return TransientError(f"cannot reach the SMTP server{where}: {exc.__class__.__name__}: {exc}")
     return TransientError(f"unexpected SMTP failure{where}: {exc.__class__.__name__}: {exc}")

@@ -27,7 +27,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from duecourse.channels.base import Outgoing, PermanentError, Receipt, TransientError, reference_for
+from duecourse.channels.base import (
+    ChannelDown,
+    Outgoing,
+    PermanentError,
+    Receipt,
+    TransientError,
+    reference_for,
+)
 
 TIMESTAMP_HEADER = "X-Duecourse-Timestamp"
 SIGNATURE_HEADER = "X-Duecourse-Signature"
@@ -154,6 +161,8 @@ def raise_for_status(status: int, answer: bytes, headers: Mapping[str, str] | No
         reason += f" (retry after {retry_after})"
     if status in (408, 429) or status >= 500:
         raise TransientError(reason, code=str(status))
+    if status in (401, 403):  # our credentials (the shared secret, a gateway token) are refused
+        raise ChannelDown(f"{reason}: check the channel's secret or token", code=str(status))
     raise PermanentError(reason, code=str(status))
 
 

@@ -41,6 +41,7 @@ import smpplib.exceptions  # type: ignore[import-untyped]
 import smpplib.smpp  # type: ignore[import-untyped]
 
 from duecourse.channels.base import (
+    ChannelDown,
     DeliveryEvent,
     Outgoing,
     PermanentError,
@@ -352,6 +353,17 @@ def parse_http_receipt(
 # --------------------------------------------------------------------------------------------- SMPP
 
 # What an SMSC's answer means for this message: the address or our account is wrong, for good.
+# Statuses about our bind or our sender id, not about one message: the channel is down until fixed.
+_SETTINGS_STATUSES = frozenset(
+    {
+        smpplib.consts.SMPP_ESME_RINVPASWD,
+        smpplib.consts.SMPP_ESME_RINVSYSID,
+        smpplib.consts.SMPP_ESME_RINVSYSTYP,
+        smpplib.consts.SMPP_ESME_RINVSRCADR,
+        smpplib.consts.SMPP_ESME_RINVSRCTON,
+        smpplib.consts.SMPP_ESME_RINVSRCNPI,
+    }
+)
 _PERMANENT_STATUSES = frozenset(
     {
         smpplib.consts.SMPP_ESME_RINVDSTADR,
@@ -386,6 +398,8 @@ def smpp_error(status: int, command: str) -> TransientError | PermanentError:
     words = smpplib.consts.DESCRIPTIONS.get(status, "unknown status")
     reason = f"{command}: {words}"
     code = f"0x{status:08X}"
+    if status in _SETTINGS_STATUSES:
+        return ChannelDown(f"{reason}: check the SMS settings", code=code)
     if status in _PERMANENT_STATUSES:
         return PermanentError(reason, code=code)
     return TransientError(reason, code=code)

@@ -25,6 +25,7 @@ from duecourse.store import outbox as store
 from duecourse.store import repo
 from duecourse.store.tables import accounts, customers, snapshots, stage_history
 
+
 @dataclass(frozen=True, slots=True)
 class ContactPlan:
     """What planning the day did: messages added, already planned, by channel."""

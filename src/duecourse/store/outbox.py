@@ -245,13 +245,21 @@ def _due(now: dt.datetime, states: Sequence[str]) -> Any:
     )
 
 
-def lock_due(connection: Connection, now: dt.datetime, states: Sequence[str], limit: int) -> list[Message]:
+def lock_due(
+    connection: Connection,
+    now: dt.datetime,
+    states: Sequence[str],
+    limit: int,
+    skip_channels: Sequence[str] = (),
+) -> list[Message]:
     """Within the caller's transaction: the due rows in ``states``, locked so no other worker takes them.
 
     Oldest scheduled first. On PostgreSQL the rows stay locked until the transaction ends and other
     workers skip them; on SQLite the caller's ``BEGIN IMMEDIATE`` holds the whole database.
     """
     query = select(outbox).where(_due(now, states)).order_by(outbox.c.scheduled_at, outbox.c.id).limit(limit)
+    if skip_channels:
+        query = query.where(outbox.c.channel.not_in(skip_channels))
     if connection.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return [_message(row) for row in connection.execute(query).mappings()]
@@ -267,10 +275,13 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
-def claim(engine: Engine, worker: int, now: dt.datetime, limit: int) -> list[Message]:
-    """Move up to ``limit`` due rendered rows to ``sending`` for ``worker``, committed before any is sent."""
+def claim(
+    engine: Engine, worker: int, now: dt.datetime, limit: int, skip_channels: Sequence[str] = ()
+) -> list[Message]:
+    """Move up to ``limit`` due rendered rows to ``sending`` for ``worker``, committed before any is sent;
+    rows of ``skip_channels`` (channels found down) are left alone."""
     with write_transaction(engine) as connection:
-        rows = lock_due(connection, now, ("rendered",), limit)
+        rows = lock_due(connection, now, ("rendered",), limit, skip_channels)
         if not rows:
             return []
         ids = [row.id for row in rows]
