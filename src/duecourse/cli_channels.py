@@ -46,6 +46,13 @@ def add_parsers(sub: Any) -> None:
     send.add_argument("--now", type=_instant, metavar="ISO-TIMESTAMP", help="the clock (tests, replays)")
     send.add_argument("--batch", type=_count, default=100, metavar="N", help="rows claimed at a time")
     send.add_argument("--json", action="store_true")
+    send.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help="append the JSON log line of every state change to FILE (default: standard error)",
+    )
+    send.add_argument("--quiet", action="store_true", help="no log lines, only the summary")
 
     box = sub.add_parser("outbox", help="look at and act on the outbox")
     box_sub = box.add_subparsers(dest="what", required=True, metavar="WHAT")
@@ -70,7 +77,13 @@ def add_parsers(sub: Any) -> None:
     bounces.add_argument("files", type=Path, nargs="+")
     returns = fb_sub.add_parser("returns", help="a CSV of returned letters: reference,returned_on,reason")
     returns.add_argument("file", type=Path)
-    for parser in (bounces, returns):
+    receipts = fb_sub.add_parser(
+        "receipts", help="SMS delivery receipts from an HTTP gateway: JSON lines as the gateway posted them"
+    )
+    receipts.add_argument("file", type=Path)
+    receipts.add_argument("--id-field", default="id", help="dotted path of the message id (default id)")
+    receipts.add_argument("--status-field", default="status", help="dotted path of the status")
+    for parser in (bounces, returns, receipts):
         parser.add_argument("--now", type=_instant, metavar="ISO-TIMESTAMP")
 
 
@@ -84,7 +97,13 @@ def handle(args: argparse.Namespace, app: App, config_path: Path | None) -> int:
         from duecourse.services.dispatching import dispatch
 
         done = dispatch(
-            app, workers=args.workers, once=args.once, now=args.now, batch=args.batch, config_path=config_path
+            app,
+            workers=args.workers,
+            once=args.once,
+            now=args.now,
+            batch=args.batch,
+            config_path=config_path,
+            log=None if args.quiet else str(args.log or "-"),
         )
         if args.json:
             print(json.dumps(done))
@@ -176,6 +195,28 @@ def _outbox(args: argparse.Namespace, app: App) -> int:
     return 0
 
 
+def _receipts(path: Path, id_field: str, status_field: str) -> list[Any]:
+    """Every line of the file a receipt, or every bad line reported as FILE:LINE: reason (nothing applied)."""
+    from duecourse.channels.sms import parse_http_receipt
+    from duecourse.domain.errors import Problem, ProblemsError
+
+    events = []
+    problems = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            payload = json.loads(line)
+            if not isinstance(payload, dict):
+                raise ValueError("a receipt is a JSON object")
+            events.append(parse_http_receipt(payload, id_field=id_field, status_field=status_field))
+        except ValueError as error:
+            problems.append(Problem("feedback.bad_receipt", str(error), f"{path}:{number}"))
+    if problems:
+        raise ProblemsError(problems)
+    return events
+
+
 def _feedback(args: argparse.Namespace, app: App) -> int:
     from duecourse.services.feedback import apply_feedback
 
@@ -183,6 +224,8 @@ def _feedback(args: argparse.Namespace, app: App) -> int:
         from duecourse.channels.email import parse_bounce
 
         events = [event for path in args.files for event in parse_bounce(path.read_bytes())]
+    elif args.what == "receipts":
+        events = _receipts(args.file, args.id_field, args.status_field)
     else:
         from duecourse.channels.post import parse_returns
 

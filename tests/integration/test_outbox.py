@@ -5,141 +5,49 @@ tests against real peers): once and only once, re-checked before sending, retrie
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, insert, select, text, update
+from outbox_support import (
+    DAY,
+    NOON_CN,
+    UTC,
+    Clock,
+    Composer,
+    dispatcher_for,
+    load_book,
+    outbox_rows,
+    planned_message,
+)
+from sqlalchemy import Engine, create_engine, insert, text, update
 
 from duecourse.channels.base import ChannelDown, PermanentError, TransientError, reference_for
-from duecourse.channels.dispatch import Composed, Dispatcher, NotComposed, RetryPolicy
+from duecourse.channels.dispatch import Dispatcher, RetryPolicy
 from duecourse.channels.fake import FakeTransport
 from duecourse.store import outbox as store
-from duecourse.store.tables import accounts, customers, holds, outbox, payments
-
-UTC = dt.UTC
-DAY = dt.date(2026, 3, 2)
-# 10:00 in Shanghai, 21:00 the day before in New York: inside CN hours, at the edge of US hours.
-NOON_CN = dt.datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-class Composer:
-    """Renders a message as ``kind for customer`` to the customer's e-mail or phone."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.calls = 0
-
-    def compose(
-        self, messages: Sequence[store.Message], now: dt.datetime, connection: Connection
-    ) -> dict[int, Composed | NotComposed]:
-        self.calls += len(messages)
-        made: dict[int, Composed | NotComposed] = {}
-        if True:
-            for message in messages:
-                email, phone = connection.execute(
-                    select(customers.c.email, customers.c.phone).where(
-                        customers.c.customer_id == message.customer_id
-                    )
-                ).one()
-                address = {"email": email, "sms": phone}.get(message.channel, message.customer_id)
-                if not address:
-                    made[message.id] = NotComposed(f"no {message.channel} address")
-                    continue
-                made[message.id] = Composed(
-                    address, f"{message.kind} for {message.customer_id}".encode(), {"n": 1}
-                )
-        return made
-
-
-def _customer(
-    cid: str, jurisdiction: str = "CN", tz: str = "Asia/Shanghai", email: str = ""
-) -> dict[str, Any]:
-    return {
-        "customer_id": cid,
-        "name": cid,
-        "locale": "zh-CN",
-        "timezone": tz,
-        "jurisdiction": jurisdiction,
-        "phone": "+8613800138000",
-        "email": email or f"{cid.lower()}@example.cn",
-        "address_line1": "",
-        "address_line2": "",
-        "city": "",
-        "region": "",
-        "postal_code": "",
-        "country": "CN",
-    }
+from duecourse.store.tables import customers, holds, payments
 
 
 @pytest.fixture
 def book(engine: Engine) -> Engine:
-    with engine.begin() as c:
-        c.execute(
-            insert(customers),
-            [_customer("C1"), _customer("C2"), _customer("C3", "US", "America/New_York", "c3@example.com")],
-        )
-        c.execute(
-            insert(accounts),
-            [
-                {"account_id": f"A{i}", "customer_id": f"C{i}", "product_code": "card_cn", "opened_on": DAY}
-                for i in (1, 2, 3)
-            ],
-        )
-    return engine
-
-
-def _planned(
-    account: str, channel: str = "email", kind: str = "overdue_reminder", **kw: Any
-) -> store.Planned:
-    values: dict[str, Any] = {
-        "account_id": account,
-        "customer_id": "C" + account[1:],
-        "stage": "M1",
-        "action": "0",
-        "kind": kind,
-        "channel": channel,
-        "planned_on": DAY,
-        "scheduled_at": NOON_CN,
-        "fallback": ("letter",),
-    }
-    values.update(kw)
-    return store.Planned(**values)
-
-
-def _dispatcher(engine: Engine, clock: Clock, **transports: FakeTransport) -> Dispatcher:
-    chosen = transports or {"email": FakeTransport("email"), "letter": FakeTransport("letter")}
-    return Dispatcher(engine, chosen, Composer(engine), clock, worker=7, batch=50)
-
-
-def _rows(engine: Engine) -> list[store.Message]:
-    with engine.connect() as c:
-        ids = c.execute(select(outbox.c.id).order_by(outbox.c.id)).scalars().all()
-    found = [store.get(engine, i) for i in ids]
-    return [m for m in found if m is not None]
+    return load_book(engine)
 
 
 def test_planning_twice_adds_nothing_and_a_pass_sends_each_message_once(book: Engine) -> None:
-    first = store.plan(book, [_planned("A1"), _planned("A2")], NOON_CN, "run of 2026-03-02")
-    again = store.plan(book, [_planned("A1"), _planned("A2")], NOON_CN, "run of 2026-03-02")
+    first = store.plan(book, [planned_message("A1"), planned_message("A2")], NOON_CN, "run of 2026-03-02")
+    again = store.plan(book, [planned_message("A1"), planned_message("A2")], NOON_CN, "run of 2026-03-02")
     assert (first.added, first.already, again.added, again.already) == (2, 0, 0, 2)
 
     email = FakeTransport("email")
-    summary = _dispatcher(book, Clock(NOON_CN), email=email).run_once()
+    summary = dispatcher_for(book, Clock(NOON_CN), email=email).run_once()
     assert (summary.rendered, summary.sent) == (2, 2)
     assert sorted(item.recipient for item in email.sent) == ["c1@example.cn", "c2@example.cn"]
-    assert _dispatcher(book, Clock(NOON_CN), email=email).run_once().sent == 0  # a second pass sends nothing
+    assert (
+        dispatcher_for(book, Clock(NOON_CN), email=email).run_once().sent == 0
+    )  # a second pass sends nothing
     assert len(email.sent) == 2
 
-    row = _rows(book)[0]
+    row = outbox_rows(book)[0]
     assert (row.state, row.content) == ("sent", b"overdue_reminder for C1")
     assert row.provider_id == f"fake-{reference_for(row.key)}"
     assert row.sent_at == NOON_CN
@@ -148,13 +56,15 @@ def test_planning_twice_adds_nothing_and_a_pass_sends_each_message_once(book: En
 
 
 def test_a_payment_since_planning_cancels_a_reminder_but_not_an_answer(book: Engine) -> None:
-    store.plan(book, [_planned("A1"), _planned("A1", kind="dispute_ack", action="ack")], NOON_CN, "run")
+    store.plan(
+        book, [planned_message("A1"), planned_message("A1", kind="dispute_ack", action="ack")], NOON_CN, "run"
+    )
     with book.begin() as c:
         c.execute(insert(payments).values(payment_id="P1", account_id="A1", paid_on=DAY, amount_minor=100_00))
     email = FakeTransport("email")
-    summary = _dispatcher(book, Clock(NOON_CN), email=email).run_once()
+    summary = dispatcher_for(book, Clock(NOON_CN), email=email).run_once()
     assert (summary.cancelled, summary.sent) == (1, 1)
-    reminder, ack = _rows(book)
+    reminder, ack = outbox_rows(book)
     assert reminder.state == "cancelled"
     assert reminder.reason == "a payment arrived since it was planned (1 payment(s))"
     assert [item.key for item in email.sent] == [ack.key]
@@ -163,18 +73,18 @@ def test_a_payment_since_planning_cancels_a_reminder_but_not_an_answer(book: Eng
 def test_a_payment_already_known_at_planning_does_not_cancel(book: Engine) -> None:
     with book.begin() as c:
         c.execute(insert(payments).values(payment_id="P0", account_id="A1", paid_on=DAY, amount_minor=1_00))
-    store.plan(book, [_planned("A1")], NOON_CN, "run")
-    assert _dispatcher(book, Clock(NOON_CN)).run_once().sent == 1
+    store.plan(book, [planned_message("A1")], NOON_CN, "run")
+    assert dispatcher_for(book, Clock(NOON_CN)).run_once().sent == 1
 
 
 def test_a_payment_arriving_between_rendering_and_sending_cancels(book: Engine) -> None:
-    store.plan(book, [_planned("A1")], NOON_CN, "run")
-    dispatcher = _dispatcher(book, Clock(NOON_CN))
+    store.plan(book, [planned_message("A1")], NOON_CN, "run")
+    dispatcher = dispatcher_for(book, Clock(NOON_CN))
     assert dispatcher.render_due().rendered == 1
     with book.begin() as c:
         c.execute(insert(payments).values(payment_id="P1", account_id="A1", paid_on=DAY, amount_minor=5_00))
     assert dispatcher.send_due().cancelled == 1
-    assert _rows(book)[0].state == "cancelled"
+    assert outbox_rows(book)[0].state == "cancelled"
 
 
 def test_holds_cancel_collection_but_an_opt_out_falls_back_to_the_next_channel(book: Engine) -> None:
@@ -189,7 +99,11 @@ def test_holds_cancel_collection_but_an_opt_out_falls_back_to_the_next_channel(b
         )
     store.plan(
         book,
-        [_planned("A1"), _planned("A2"), _planned("A3", scheduled_at=NOON_CN + dt.timedelta(hours=12))],
+        [
+            planned_message("A1"),
+            planned_message("A2"),
+            planned_message("A3", scheduled_at=NOON_CN + dt.timedelta(hours=12)),
+        ],
         NOON_CN,
         "run",
     )
@@ -198,8 +112,8 @@ def test_holds_cancel_collection_but_an_opt_out_falls_back_to_the_next_channel(b
     clock = Clock(
         NOON_CN + dt.timedelta(hours=12)
     )  # 09:00 in New York, 22:00 in Shanghai (letters have no hours)
-    summary = _dispatcher(book, clock, email=email, letter=letter).run_once()
-    rows = {(m.account_id, m.channel): m for m in _rows(book)}
+    summary = dispatcher_for(book, clock, email=email, letter=letter).run_once()
+    rows = {(m.account_id, m.channel): m for m in outbox_rows(book)}
     assert rows["A1", "email"].state == "cancelled"
     assert rows["A1", "email"].reason.startswith("on hold: dispute")
     assert rows["A2", "email"].state == "failed"
@@ -240,22 +154,22 @@ def _hold(
 def test_contact_hours_are_checked_again_at_send_time(
     book: Engine, utc: dt.datetime, deferred_to: dt.datetime | None
 ) -> None:
-    store.plan(book, [_planned("A1", channel="sms", scheduled_at=NOON_CN)], NOON_CN, "run")
+    store.plan(book, [planned_message("A1", channel="sms", scheduled_at=NOON_CN)], NOON_CN, "run")
     sms = FakeTransport("sms")
-    summary = _dispatcher(book, Clock(utc), sms=sms).run_once()
-    row = _rows(book)[0]
+    summary = dispatcher_for(book, Clock(utc), sms=sms).run_once()
+    row = outbox_rows(book)[0]
     if deferred_to is None:
         assert (summary.sent, row.state) == (1, "sent")
         return
     assert (summary.deferred, summary.sent, row.state, row.scheduled_at) == (1, 0, "planned", deferred_to)
     assert row.reason == "deferred: 22:00 in Asia/Shanghai is outside 08:00-22:00 (CN-COL-08)"
     # Nothing is due before 08:00; at 08:00 it goes.
-    assert _dispatcher(book, Clock(deferred_to - dt.timedelta(minutes=1)), sms=sms).run_once().sent == 0
-    assert _dispatcher(book, Clock(deferred_to), sms=sms).run_once().sent == 1
+    assert dispatcher_for(book, Clock(deferred_to - dt.timedelta(minutes=1)), sms=sms).run_once().sent == 0
+    assert dispatcher_for(book, Clock(deferred_to), sms=sms).run_once().sent == 1
 
 
 def test_a_transient_error_is_retried_with_backoff_and_a_permanent_one_falls_back(book: Engine) -> None:
-    store.plan(book, [_planned("A1"), _planned("A2")], NOON_CN, "run")
+    store.plan(book, [planned_message("A1"), planned_message("A2")], NOON_CN, "run")
     email = FakeTransport(
         "email",
         failures={
@@ -271,7 +185,7 @@ def test_a_transient_error_is_retried_with_backoff_and_a_permanent_one_falls_bac
     )
     summary = dispatcher.run_once()
     assert (summary.retried, summary.failed, summary.fallbacks, summary.sent) == (1, 1, 1, 1)
-    rows = {(m.account_id, m.channel): m for m in _rows(book)}
+    rows = {(m.account_id, m.channel): m for m in outbox_rows(book)}
     retry = rows["A1", "email"]
     wait = policy.delay(retry.key, 1)
     assert dt.timedelta(seconds=48) <= wait <= dt.timedelta(seconds=72)
@@ -285,7 +199,7 @@ def test_a_transient_error_is_retried_with_backoff_and_a_permanent_one_falls_bac
 
 
 def test_retries_stop_after_the_last_attempt_and_fall_back(book: Engine) -> None:
-    store.plan(book, [_planned("A1")], NOON_CN, "run")
+    store.plan(book, [planned_message("A1")], NOON_CN, "run")
     errors = [TransientError("timeout") for _ in range(3)]
     email = FakeTransport("email", failures={"c1@example.cn": errors})
     letter = FakeTransport("letter")
@@ -301,7 +215,7 @@ def test_retries_stop_after_the_last_attempt_and_fall_back(book: Engine) -> None
     for _ in range(3):
         dispatcher.run_once()
         clock.now += dt.timedelta(days=1)
-    rows = {m.channel: m for m in _rows(book)}
+    rows = {m.channel: m for m in outbox_rows(book)}
     assert rows["email"].state == "failed"
     assert rows["email"].reason == "gave up after 3 attempts: timeout"
     assert rows["letter"].state == "sent"
@@ -310,9 +224,9 @@ def test_retries_stop_after_the_last_attempt_and_fall_back(book: Engine) -> None
 def test_no_address_falls_back_at_render_time(book: Engine) -> None:
     with book.begin() as c:
         c.execute(update(customers).where(customers.c.customer_id == "C1").values(email=""))
-    store.plan(book, [_planned("A1")], NOON_CN, "run")
-    summary = _dispatcher(book, Clock(NOON_CN)).run_once()
-    rows = {m.channel: m for m in _rows(book)}
+    store.plan(book, [planned_message("A1")], NOON_CN, "run")
+    summary = dispatcher_for(book, Clock(NOON_CN)).run_once()
+    rows = {m.channel: m for m in outbox_rows(book)}
     assert (rows["email"].state, rows["email"].reason) == ("failed", "no email address")
     assert rows["letter"].state == "sent"
     assert summary.fallbacks == 1
@@ -321,12 +235,12 @@ def test_no_address_falls_back_at_render_time(book: Engine) -> None:
 def test_a_dead_workers_rows_are_recovered_and_sent_again_with_the_same_bytes(
     book: Engine, db_url: str
 ) -> None:
-    store.plan(book, [_planned("A1"), _planned("A2")], NOON_CN, "run")
-    dispatcher = _dispatcher(book, Clock(NOON_CN))
+    store.plan(book, [planned_message("A1"), planned_message("A2")], NOON_CN, "run")
+    dispatcher = dispatcher_for(book, Clock(NOON_CN))
     dispatcher.render_due()
     claimed = store.claim(book, 99, NOON_CN, 10)  # worker 99 dies holding both
-    assert [m.state for m in _rows(book)] == ["sending", "sending"]
-    before = {m.id: m.content for m in _rows(book)}
+    assert [m.state for m in outbox_rows(book)] == ["sending", "sending"]
+    before = {m.id: m.content for m in outbox_rows(book)}
 
     if book.dialect.name == "postgresql":
         # A live worker holds its advisory lock: its rows are not taken from it.
@@ -338,7 +252,7 @@ def test_a_dead_workers_rows_are_recovered_and_sent_again_with_the_same_bytes(
         alive.dispose()
 
     email = FakeTransport("email")
-    summary = _dispatcher(book, Clock(NOON_CN), email=email).run_once()
+    summary = dispatcher_for(book, Clock(NOON_CN), email=email).run_once()
     assert (summary.recovered, summary.sent) == (2, 2)
     assert {i.id: i.content for i in email.sent} == before
     assert len(claimed) == 2
@@ -347,7 +261,12 @@ def test_a_dead_workers_rows_are_recovered_and_sent_again_with_the_same_bytes(
 
 
 def test_a_channel_down_keeps_its_messages_waiting_untried_and_the_other_channels_go(book: Engine) -> None:
-    store.plan(book, [_planned("A1"), _planned("A2"), _planned("A3", channel="letter")], NOON_CN, "run")
+    store.plan(
+        book,
+        [planned_message("A1"), planned_message("A2"), planned_message("A3", channel="letter")],
+        NOON_CN,
+        "run",
+    )
     down = ChannelDown("authentication failed: check the SMTP user and password", code="535")
     email = FakeTransport("email", failures={"c1@example.cn": [down]})
     letter = FakeTransport("letter")
@@ -356,7 +275,7 @@ def test_a_channel_down_keeps_its_messages_waiting_untried_and_the_other_channel
     )
     summary = dispatcher.run_once()
     assert (summary.held, summary.sent, summary.failed, summary.fallbacks) == (2, 1, 0, 0)
-    rows = {m.account_id: m for m in _rows(book)}
+    rows = {m.account_id: m for m in outbox_rows(book)}
     for account in ("A1", "A2"):
         assert (rows[account].state, rows[account].attempts) == ("rendered", 0)
         assert rows[account].reason == (
@@ -366,4 +285,4 @@ def test_a_channel_down_keeps_its_messages_waiting_untried_and_the_other_channel
     assert rows["A3"].state == "sent"
     assert dispatcher.down == {"email": "535 authentication failed: check the SMTP user and password"}
     # Once the settings are fixed (a new dispatcher), both go.
-    assert _dispatcher(book, Clock(NOON_CN), email=email).run_once().sent == 2
+    assert dispatcher_for(book, Clock(NOON_CN), email=email).run_once().sent == 2

@@ -280,20 +280,13 @@ class Dispatcher:
         changes: list[store.Change] = []
         fallbacks: list[store.Message] = []
         if receipt is not None:
-            changes.append(
-                store.Change(
-                    row.id,
-                    "sending",
-                    "sent",
-                    f"accepted by the {row.channel} channel",
-                    {"provider_id": receipt.provider_id, "sent_at": now},
-                    {"provider_id": receipt.provider_id, "detail": receipt.detail, "worker": self.worker},
-                )
-            )
+            detail = {"provider_id": receipt.provider_id, "detail": receipt.detail, "worker": self.worker}
+            reason = f"accepted by the {row.channel} channel"
+            store.record_sent(self.engine, row.id, receipt.provider_id, reason, detail, now)
             summary.sent += 1
-        else:
-            assert failure is not None
-            self._settle(row, "sending", *failure, now, changes, fallbacks, summary)
+            return
+        assert failure is not None
+        self._settle(row, "sending", *failure, now, changes, fallbacks, summary)
         with store.write_transaction(self.engine) as connection:
             store.apply(connection, changes, now)
             self._plan_fallbacks(connection, fallbacks, now, summary)

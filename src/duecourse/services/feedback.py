@@ -73,12 +73,11 @@ def apply_feedback(app: App, events: Sequence[DeliveryEvent], now: dt.datetime) 
                     added = store.plan_in(connection, [planned], now, f"fallback: {message.channel} bounced")
                     result.fallbacks += added.added
             else:
+                # Recorded in the history; the message keeps its state and the reason for it.
                 note = f"feedback {event.outcome}: {event.reason}".rstrip(": ")
-                store.apply(
-                    connection,
-                    [store.Change(message.id, message.state, message.state, note, {}, detail)],
-                    now,
-                )
+                keep = {"reason": message.reason}
+                change = store.Change(message.id, message.state, message.state, note, keep, detail)
+                store.apply(connection, [change], now)
                 result.noted += 1
     return result
 
@@ -98,3 +97,48 @@ def _match(connection: object, event: DeliveryEvent) -> store.Message | None:
     if event.key:
         return store.find(connection, key=event.key)
     return None
+
+
+def record_opt_outs(app: App, senders: Sequence[str], channel: str, now: dt.datetime, how: str) -> int:
+    """Customers who asked to hear no more on ``channel`` (a STOP/退订 reply from their number): a channel
+    hold without end for each customer with that contact point; the number of holds added.
+
+    12 CFR 1006.14(h) (US-ELEC-01): an opt-out of a medium is honoured for that medium. The hold is what
+    the dispatcher checks before every message, so the next message on the channel falls back instead.
+    """
+    from sqlalchemy import insert, select
+
+    from duecourse.store.tables import customers, holds
+
+    column = customers.c.phone if channel == "sms" else customers.c.email
+    added = 0
+    with store.write_transaction(app.engine) as connection:
+        for sender in sorted(set(senders)):
+            ids = connection.execute(select(customers.c.customer_id).where(column == sender)).scalars().all()
+            for customer_id in ids:
+                existing = connection.execute(
+                    select(holds.c.id).where(
+                        holds.c.customer_id == customer_id,
+                        holds.c.scope == "channel",
+                        holds.c.channel == channel,
+                        holds.c.kind == "opt_out",
+                        holds.c.ends_on.is_(None),
+                    )
+                ).first()
+                if existing is not None:
+                    continue
+                connection.execute(
+                    insert(holds).values(
+                        scope="channel",
+                        customer_id=customer_id,
+                        account_id=None,
+                        channel=channel,
+                        kind="opt_out",
+                        starts_on=now.date(),
+                        ends_on=None,
+                        reason=f"opted out of {channel}: {how}",
+                        created_at=now,
+                    )
+                )
+                added += 1
+    return added

@@ -1,0 +1,127 @@
+"""Delivery feedback on both databases: a bounce marks the address bad and falls back, a receipt marks
+delivered, a returned letter bounces, a STOP reply becomes an opt-out hold, unknown ids are listed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from outbox_support import NOON_CN, Clock, dispatcher_for, load_book, outbox_rows, planned_message
+from sqlalchemy import Engine, select
+
+from duecourse.bootstrap import App
+from duecourse.channels.base import DeliveryEvent
+from duecourse.channels.fake import FakeTransport
+from duecourse.cli import main
+from duecourse.config import default_config_text, load_config
+from duecourse.services.feedback import apply_feedback, record_opt_outs
+from duecourse.store import outbox as store
+from duecourse.store.tables import bad_contact_points, holds
+
+LATER = NOON_CN + dt.timedelta(hours=1)
+
+
+@pytest.fixture
+def book(engine: Engine) -> Engine:
+    return load_book(engine)
+
+
+def _app(engine: Engine, db_url: str) -> App:
+    return App(db_url, engine, load_config(None))
+
+
+def test_a_bounce_marks_the_address_bad_and_plans_the_next_channel_once(book: Engine, db_url: str) -> None:
+    store.plan(book, [planned_message("A1"), planned_message("A2")], NOON_CN, "run")
+    dispatcher_for(book, Clock(NOON_CN)).run_once()
+    first, second = outbox_rows(book)
+    events = [
+        DeliveryEvent("email", "bounced", provider_id=first.provider_id, reason="5.1.1 no such user"),
+        DeliveryEvent("email", "delivered", provider_id=second.provider_id),
+        DeliveryEvent("email", "bounced", provider_id="<nobody@example.cn>"),
+    ]
+    result = apply_feedback(_app(book, db_url), events, LATER)
+    assert (result.bounced, result.delivered, result.fallbacks, result.unmatched) == (
+        1,
+        1,
+        1,
+        ["<nobody@example.cn>"],
+    )
+    # The same feedback again changes nothing and plans nothing more.
+    again = apply_feedback(_app(book, db_url), events[:1], LATER)
+    assert (again.bounced, again.fallbacks, again.noted) == (0, 0, 1)
+
+    rows = {(m.account_id, m.channel): m for m in outbox_rows(book)}
+    assert (rows["A1", "email"].state, rows["A1", "email"].reason) == (
+        "bounced",
+        "bounced: 5.1.1 no such user",
+    )
+    assert rows["A2", "email"].state == "delivered"
+    letter = rows["A1", "letter"]
+    assert (letter.state, letter.replaces_id) == ("planned", first.id)
+    with book.connect() as c:
+        bad = c.execute(select(bad_contact_points.c.customer_id, bad_contact_points.c.address)).all()
+    assert bad == [("C1", "c1@example.cn")]
+
+    # The bad address is not used again: a new e-mail to C1 falls back before it is sent.
+    store.plan(book, [planned_message("A1", planned_on=NOON_CN.date() + dt.timedelta(days=1))], LATER, "run")
+    summary = dispatcher_for(book, Clock(LATER)).run_once()
+    assert summary.fallbacks == 1
+    newest = max(outbox_rows(book), key=lambda m: m.id)
+    assert newest.channel == "letter"
+
+
+def test_a_bare_reference_from_a_bounce_finds_the_message(book: Engine, db_url: str) -> None:
+    store.plan(book, [planned_message("A1")], NOON_CN, "run")
+    email = FakeTransport("email")
+    dispatcher_for(book, Clock(NOON_CN), email=email).run_once()
+    with book.begin() as c:  # an SMTP receipt's Message-ID, as the e-mail adapter records it
+        c.execute(store.outbox.update().values(provider_id="<abc123@example.cn>"))
+    result = apply_feedback(
+        _app(book, db_url), [DeliveryEvent("email", "bounced", provider_id="abc123")], LATER
+    )
+    assert result.bounced == 1
+
+
+def test_a_stop_reply_becomes_an_sms_opt_out_hold_once(book: Engine, db_url: str) -> None:
+    app = _app(book, db_url)
+    assert record_opt_outs(app, ["+8613800138000"], "sms", LATER, "replied TD") == 3  # C1, C2, C3 share it
+    assert record_opt_outs(app, ["+8613800138000"], "sms", LATER, "replied TD") == 0
+    with book.connect() as c:
+        found = c.execute(select(holds.c.customer_id, holds.c.channel, holds.c.kind, holds.c.reason)).all()
+    assert sorted(found)[0] == ("C1", "sms", "opt_out", "opted out of sms: replied TD")
+
+
+def test_the_feedback_commands_report_every_bad_receipt_line_and_apply_returns(
+    book: Engine, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store.plan(book, [planned_message("A1", channel="letter")], NOON_CN, "run")
+    dispatcher_for(book, Clock(NOON_CN)).run_once()
+    (row,) = outbox_rows(book)
+    config = tmp_path / "duecourse.toml"
+    config.write_text(default_config_text(), encoding="utf-8")
+
+    receipts = tmp_path / "receipts.jsonl"
+    receipts.write_text('{"id": "x1", "status": "delivered"}\nnot json\n[1]\n', encoding="utf-8")
+    assert main(["--db", db_url, "--config", str(config), "feedback", "receipts", str(receipts)]) == 1
+    err = capsys.readouterr().err
+    assert f"{receipts}:2: " in err and f"{receipts}:3: a receipt is a JSON object" in err
+
+    returns = tmp_path / "returns.csv"
+    returns.write_text(
+        f"reference,returned_on,reason\n{row.provider_id},2026-03-09,addressee unknown\n", encoding="utf-8"
+    )
+    args = [
+        "--db",
+        db_url,
+        "--config",
+        str(config),
+        "feedback",
+        "returns",
+        str(returns),
+        "--now",
+        LATER.isoformat(),
+    ]
+    assert main(args) == 0
+    assert "1 events: 0 delivered, 1 bounced" in capsys.readouterr().out
+    assert outbox_rows(book)[0].state == "bounced"
