@@ -136,6 +136,7 @@ def _outbox(args: argparse.Namespace, app: App) -> int:
                         if status.oldest_waiting
                         else None,
                         "oldest_waiting_id": status.oldest_waiting_id,
+                        "sms_segments": status.sms_segments,
                     }
                 )
             )
@@ -153,6 +154,9 @@ def _outbox(args: argparse.Namespace, app: App) -> int:
             )
         else:
             print("nothing waiting")
+        if status.sms_segments:
+            parts = ", ".join(f"{n:,} {state}" for state, n in sorted(status.sms_segments.items()))
+            print(f"SMS segments (what the gateway bills): {parts}")
         return 0
     if args.what == "show":
         message = store.get(app.engine, args.id)

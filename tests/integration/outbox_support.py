@@ -39,20 +39,18 @@ class Composer:
     ) -> dict[int, Composed | NotComposed]:
         self.calls += len(messages)
         made: dict[int, Composed | NotComposed] = {}
-        if True:
-            for message in messages:
-                email, phone = connection.execute(
-                    select(customers.c.email, customers.c.phone).where(
-                        customers.c.customer_id == message.customer_id
-                    )
-                ).one()
-                address = {"email": email, "sms": phone}.get(message.channel, message.customer_id)
-                if not address:
-                    made[message.id] = NotComposed(f"no {message.channel} address")
-                    continue
-                made[message.id] = Composed(
-                    address, f"{message.kind} for {message.customer_id}".encode(), {"n": 1}
+        for message in messages:
+            email, phone = connection.execute(
+                select(customers.c.email, customers.c.phone).where(
+                    customers.c.customer_id == message.customer_id
                 )
+            ).one()
+            address = {"email": email, "sms": phone}.get(message.channel, message.customer_id)
+            if not address:
+                made[message.id] = NotComposed(f"no {message.channel} address")
+                continue
+            meta = {"segments": 2} if message.channel == "sms" else {"n": 1}
+            made[message.id] = Composed(address, f"{message.kind} for {message.customer_id}".encode(), meta)
         return made
 
 

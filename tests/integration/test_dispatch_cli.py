@@ -135,6 +135,7 @@ def test_outbox_status_and_show_print_the_rows_and_the_bytes(
     status = json.loads(capsys.readouterr().out)
     assert status["counts"] == [{"state": "sent", "channel": "email", "messages": 2}]
     assert status["oldest_waiting"] is None
+    assert status["sms_segments"] == {}
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 2
 
     out = tmp_path / "one.eml"

@@ -160,6 +160,7 @@ def test_contact_hours_are_checked_again_at_send_time(
     row = outbox_rows(book)[0]
     if deferred_to is None:
         assert (summary.sent, row.state) == (1, "sent")
+        assert store.status(book).sms_segments == {"sent": 2}  # what the gateway bills
         return
     assert (summary.deferred, summary.sent, row.state, row.scheduled_at) == (1, 0, "planned", deferred_to)
     assert row.reason == "deferred: 22:00 in Asia/Shanghai is outside 08:00-22:00 (CN-COL-08)"

@@ -285,6 +285,19 @@ def test_a_stopped_server_is_transient_and_a_restarted_one_is_found_again(smtp_s
     assert [r.content for r in recorder.received] == [item.content, item.content]
 
 
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error(smtp_server: Servers) -> None:
+    recorder, port = smtp_server()
+    first = outgoing("k1", "jane@example.com", message("k1", "jane@example.com"))
+    second = outgoing("k2", "jane@example.com", message("k2", "jane@example.com"))
+    with SmtpTransport(settings(port)) as transport:
+        transport.send(first)
+        smtp_server.stop()  # closes the open connection, as a relay's idle timeout would
+        smtp_server(port=port, recorder=recorder)
+        receipt = transport.send(second)  # no NOOP first (used a moment ago): MAIL fails, sent afresh
+    assert receipt.provider_id == message_id_for("k2", "acme.example")
+    assert [r.content for r in recorder.received] == [first.content, second.content]
+
+
 def test_nobody_listening_is_transient() -> None:
     port = free_port()
     with SmtpTransport(settings(port)) as transport, pytest.raises(TransientError, match="Connection"):

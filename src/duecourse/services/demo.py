@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from duecourse.bootstrap import App
+from duecourse.config import ChannelSettings
 from duecourse.domain.money import currency_spec
+from duecourse.domain.strategy import Action
 from duecourse.services import portfolio as svc
 from duecourse.services.synth import generate_portfolio, write_csvs
 from duecourse.store import repo
@@ -94,6 +97,8 @@ def _simulate(
 
     portfolio = repo.load_portfolio(app.engine)
     digits = svc.account_digits(app)
+    app = with_demo_channels(app, out)
+    outbox = _DemoOutbox(app, out)
     daily_dir = out / "input" / "daily-payments"
     daily_dir.mkdir(parents=True, exist_ok=True)
     runs: list[svc.RunResult] = []
@@ -118,9 +123,12 @@ def _simulate(
                 portfolio = replace(portfolio, payments=pl.concat([portfolio.payments, todays]))
             result = svc.run_day(app, as_of, portfolio)
             runs.append(result)
+            if offset >= days - OUTBOX_DAYS:
+                outbox.day(as_of)
             delinquent = result.accounts - result.stages.get("current", 0)
             progress.update(task, advance=1, description=f"{as_of}: {delinquent:,} in collection")
     console.print(f"{arrived:,} payments arrived during the period, imported day by day")
+    outbox.close()
 
     final = repo.snapshot_for(app.engine, end)
     month_ago = repo.snapshot_for(app.engine, max(start, end - dt.timedelta(days=30)))
@@ -239,6 +247,7 @@ def _simulate(
         f"period are current on {end} ({100 * cure_rate:.1f}%)"
     )
     console.print(f"{days} daily runs in {run_seconds:.1f}s; state export written to {state_file}")
+    summary["messages"] = outbox.report(console)
     _letters(app, console, end, out, summary)
     (out / "demo-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -258,3 +267,136 @@ def _letters(app: App, console: Console, end: dt.date, out: Path, summary: dict[
         f"({seconds:.1f}s)"
     )
     summary["letters"] = {"samples": len(written), "batch_letters": batch.letters, "batch_pages": batch.pages}
+
+
+# ------------------------------------------------------------------------------------------------ outbox
+
+# The last days of the demo go through the outbox: every letter and e-mail is a rendered PDF (about 15 ms
+# each), so all 120 days would add minutes; two weeks show the whole path.
+OUTBOX_DAYS = 14
+
+# The demo's strategy when the configuration has none: a text on entering M1, an e-mail (the letter
+# attached) a week later, falling back to a letter; a letter on entering M2 and M3.
+DEMO_ACTIONS = (
+    Action(stage="M1", name="sms", channel="sms", kind="overdue_reminder", at=dt.time(10, 0)),
+    Action(
+        stage="M1",
+        name="email",
+        channel="email",
+        kind="overdue_reminder",
+        offset_days=7,
+        at=dt.time(10, 0),
+        fallback=("letter",),
+    ),
+    Action(stage="M2", name="letter", channel="letter", kind="overdue_reminder"),
+    Action(stage="M3", name="letter", channel="letter", kind="overdue_reminder"),
+)
+
+
+def with_demo_channels(app: App, out: Path) -> App:
+    """The demo sends through the real outbox and dispatcher, with no servers: e-mails as .eml files,
+    texts as JSON lines, letters into a print drop, all under ``out``. A configuration that sets its own
+    actions and channels is used as it is."""
+    if app.config.actions and app.config.channels:
+        return app
+    channels = {
+        "email": ChannelSettings(
+            "email", "files", {"dir": str(out / "email"), "from": "Collections <collections@example.com>"}
+        ),
+        "sms": ChannelSettings("sms", "files", {"dir": str(out / "sms")}),
+        "post": ChannelSettings("post", "drop", {"dir": str(out / "print")}),
+    }
+    return replace(app, config=replace(app.config, actions=DEMO_ACTIONS, channels=channels))
+
+
+class _DemoOutbox:
+    """Plans each day's contacts after the run and dispatches them twice a day, at 02:00 and 15:00 UTC
+    (10:00 in Shanghai; 10:00 or 11:00 in New York and 15:00 in London), as a dispatcher running all
+    day would; what falls outside a customer's contact hours waits for the next pass."""
+
+    def __init__(self, app: App, out: Path) -> None:
+        from duecourse.channels.compose import LetterComposer
+        from duecourse.channels.dispatch import Dispatcher
+        from duecourse.services.dispatching import build_transports
+
+        for folder in ("email", "sms", "print"):
+            shutil.rmtree(out / folder, ignore_errors=True)
+        self.app = app
+        self.now = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+        self.transports = build_transports(app, lambda: self.now, out)
+        self.dispatcher = Dispatcher(
+            app.engine, self.transports, LetterComposer(app), lambda: self.now, worker=1, batch=500
+        )
+        self.planned = 0
+
+    def day(self, as_of: dt.date) -> None:
+        from duecourse.services.contacts import plan_contacts
+        from duecourse.services.dispatching import close_post
+
+        self.now = dt.datetime.combine(as_of, dt.time(1, 0), tzinfo=dt.UTC)
+        self.planned += plan_contacts(self.app, as_of, self.now).added
+        for hour in (2, 15):
+            self.now = dt.datetime.combine(as_of, dt.time(hour, 0), tzinfo=dt.UTC)
+            self.dispatcher.run_once(recover=False)
+            close_post(self.transports, lambda: self.now)
+
+    def close(self) -> None:
+        for transport in self.transports.values():
+            transport.close()
+
+    def report(self, console: Console) -> dict[str, object]:
+        """The messages by channel and state, and why some were not sent."""
+        from sqlalchemy import func, select
+
+        from duecourse.store.tables import outbox, outbox_events
+
+        with self.app.engine.connect() as c:
+            counts = c.execute(
+                select(outbox.c.channel, outbox.c.state, func.count()).group_by(
+                    outbox.c.channel, outbox.c.state
+                )
+            ).all()
+            cancelled = c.execute(
+                select(outbox.c.reason, func.count())
+                .where(outbox.c.state.in_(("cancelled", "failed")))
+                .group_by(outbox.c.reason)
+                .order_by(func.count().desc())
+                .limit(6)
+            ).all()
+            deferred = c.execute(
+                select(func.count())
+                .select_from(outbox_events)
+                .where(outbox_events.c.reason.like("deferred:%"))
+            ).scalar_one()
+        states = ("planned", "rendered", "sent", "cancelled", "failed")
+        table = Table(
+            title=f"Messages of the last {OUTBOX_DAYS} days: the stages' actions, planned by the runs "
+            "and sent by the dispatcher"
+        )
+        table.add_column("channel")
+        for state in states:
+            table.add_column(state, justify="right")
+        by = {(channel, state): int(n) for channel, state, n in counts}
+        for channel in ("sms", "email", "letter"):
+            table.add_row(channel, *[f"{by.get((channel, state), 0):,}" for state in states])
+        console.print(table)
+        for reason, n in cancelled:
+            console.print(f"  not sent ({n:,}): {_first_clause(reason)}")
+        console.print(
+            f"  {deferred:,} times a message waited for the customer's contact hours; e-mails in "
+            f"{self.transports_dir('email')}, texts in {self.transports_dir('sms')}, "
+            f"print batches in {self.transports_dir('post')}"
+        )
+        return {
+            "planned": self.planned,
+            "by_channel_and_state": {f"{ch}/{st}": n for (ch, st), n in sorted(by.items())},
+            "deferred_for_contact_hours": int(deferred),
+        }
+
+    def transports_dir(self, channel: str) -> str:
+        return str(self.app.config.channels[channel].values["dir"])
+
+
+def _first_clause(reason: str) -> str:
+    """A reason without its particulars (amounts, counts in brackets), so that like reasons group."""
+    return reason.split(" (", maxsplit=1)[0]

@@ -184,7 +184,7 @@ def _work(job: _Job, stop: threading.Event | Any | None = None) -> dict[str, int
             while True:
                 total.add(dispatcher.run_once(recover=first))
                 first = False
-                _close_post(transports, clock)
+                close_post(transports, clock)
                 _take_feedback(app, transports, clock)
                 if job.once or (stop is not None and stop.is_set()):
                     break
@@ -239,7 +239,7 @@ def _take_feedback(app: App, transports: dict[str, Transport], clock: Callable[[
         record_opt_outs(app, stops, "sms", clock(), "replied with an opt-out keyword")
 
 
-def _close_post(transports: dict[str, Transport], clock: Callable[[], dt.datetime]) -> None:
+def close_post(transports: dict[str, Transport], clock: Callable[[], dt.datetime]) -> None:
     """Close the print batch of what this pass staged (a batch per pass, named by its time)."""
     from duecourse.channels import post
 

@@ -488,6 +488,7 @@ class Status:
     counts: dict[tuple[str, str], int]  # (state, channel) → rows
     oldest_waiting: dt.datetime | None  # the earliest scheduled_at among planned/rendered rows
     oldest_waiting_id: int | None
+    sms_segments: dict[str, int] = field(default_factory=dict)  # state → SMS parts (what the gateway bills)
 
 
 def status(engine: Engine) -> Status:
@@ -506,7 +507,15 @@ def status(engine: Engine) -> Status:
             .order_by(outbox.c.scheduled_at, outbox.c.id)
             .limit(1)
         ).first()
-    return Status(counts, None if oldest is None else oldest[1], None if oldest is None else int(oldest[0]))
+        segments: dict[str, int] = {}
+        query = select(outbox.c.state, outbox.c.meta).where(
+            outbox.c.channel == "sms", outbox.c.state.in_(("rendered", "sending", "sent", "delivered"))
+        )
+        for state, meta in connection.execute(query):
+            segments[state] = segments.get(state, 0) + int(json.loads(meta).get("segments", 0))
+    return Status(
+        counts, None if oldest is None else oldest[1], None if oldest is None else int(oldest[0]), segments
+    )
 
 
 class OutboxError(DuecourseError):

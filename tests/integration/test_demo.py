@@ -1,0 +1,50 @@
+"""``duecourse demo`` end to end on a small portfolio: the runs, the tables, the state export, and the last
+days' messages through the real outbox and dispatcher into .eml files, JSON lines and a print drop."""
+
+from __future__ import annotations
+
+import csv
+import email
+import email.policy
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from duecourse.cli import main
+
+
+def test_the_demo_runs_the_days_and_sends_the_last_days_messages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the shipped configuration, no ./duecourse.toml
+    out = tmp_path / "out"
+    assert main(["demo", "--accounts", "300", "--days", "16", "--seed", "3", "--out", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "Messages of the last 14 days" in shown
+
+    summary = json.loads((out / "demo-summary.json").read_text())
+    assert summary["days"] == 16
+    messages = summary["messages"]
+    sent = {key: n for key, n in messages["by_channel_and_state"].items() if key.endswith("/sent")}
+    assert sum(sent.values()) > 0
+    with (out / f"state-{summary['to']}.csv").open(encoding="utf-8") as f:
+        assert len(list(csv.DictReader(f))) == summary["accounts"]
+
+    emails = sorted((out / "email").glob("*.eml"))
+    assert len(emails) == sent.get("email/sent", 0)
+    for path in emails[:5]:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert message["List-Unsubscribe"] is not None
+        assert [part.get_content_type() for part in message.iter_attachments()] == ["application/pdf"]
+    lines = (
+        (out / "sms" / "sms.jsonl").read_text(encoding="utf-8").splitlines() if sent.get("sms/sent") else []
+    )
+    assert len(lines) == sent.get("sms/sent", 0)
+    assert all(json.loads(line)["segments"] <= 2 for line in lines)
+    for batch in sorted((out / "print").iterdir()):
+        if batch.is_dir() and not batch.name.startswith("."):
+            assert (batch / "READY").exists()
+            check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=batch, check=False)
+            assert check.returncode == 0, batch
