@@ -198,6 +198,7 @@ def main() -> None:
         "--db", default=None, help="a PostgreSQL URL (default: a fresh database, dropped after)"
     )
     args = parser.parse_args()
+    os.environ.setdefault("DUECOURSE_PORTAL_SECRET", "bench-" + "x" * 32)
 
     created = None
     url = args.db

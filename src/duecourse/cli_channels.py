@@ -222,12 +222,22 @@ def _receipts(path: Path, id_field: str, status_field: str) -> list[Any]:
 
 
 def _feedback(args: argparse.Namespace, app: App) -> int:
+    from duecourse.domain.errors import Problem, ProblemsError
     from duecourse.services.feedback import apply_feedback
 
+    paths = args.files if args.what == "bounces" else [args.file]
+    missing = [Problem("feedback.unreadable", "no such file", str(p)) for p in paths if not p.is_file()]
+    if missing:
+        raise ProblemsError(missing)
     if args.what == "bounces":
         from duecourse.channels.email import parse_bounce
 
-        events = [event for path in args.files for event in parse_bounce(path.read_bytes())]
+        events = []
+        for path in args.files:
+            found = parse_bounce(path.read_bytes())
+            if not found:
+                print(f"{path}: not a delivery status notification; nothing taken from it")
+            events.extend(found)
     elif args.what == "receipts":
         events = _receipts(args.file, args.id_field, args.status_field)
     else:

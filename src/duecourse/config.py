@@ -1189,7 +1189,14 @@ def _action(
     _keys(check, table, path, ACTION_KEYS, ("channel", "kind"))
     channel = _choice(check, table, "channel", path, ACTION_CHANNELS)
     kind = _choice(check, table, "kind", path, tuple(LETTER_KINDS))
-    name = _text(check, table, "name", path) or str(position)
+    # Unnamed, an action is named by what it does, not by its place in the list: inserting another action
+    # above it must not change its idempotency key (that would send it again).
+    name = (
+        _text(check, table, "name", path)
+        or f"{table.get('channel')}-{table.get('kind')}-{table.get('offset_days', 0)}"
+    )
+    if "|" in name:
+        check.add("config.bad_value", f"name {_show(name)} must not contain '|'", path + ("name",))
     offset = _int(check, table, "offset_days", path, minimum=0)
     repeat = _int(check, table, "repeat_every_days", path, minimum=1)
     times = _int(check, table, "max_times", path, minimum=1)
@@ -1222,6 +1229,10 @@ def _action(
                 f"fallback must be a list of channels ({known}), not {_show(raw_fallback)}",
                 path + ("fallback",),
             )
+        elif len(set(raw_fallback)) != len(raw_fallback) or channel in raw_fallback:
+            listed = ", ".join(str(c) for c in raw_fallback)
+            message = f"fallback ({listed}) repeats a channel or names the action's own ({channel})"
+            check.add("config.bad_value", message, path + ("fallback",))
         else:
             fallback = list(raw_fallback)
     for used in ([channel] if channel else []) + fallback:
@@ -1283,24 +1294,23 @@ CHANNEL_KEYS: dict[str, tuple[str, ...]] = {
         "dir",
         "timeout_seconds",
     ),
-    "push": ("transport", "url", "secret_env", "dir", "timeout_seconds"),
+    "push": ("transport", "url", "secret_env", "timeout_seconds"),
     "post": ("dir",),
 }
 TRANSPORTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # channel: (the key naming the transport, its default, the choices)
     "email": ("transport", "smtp", ("smtp", "files")),
     "sms": ("gateway", "smpp", ("smpp", "http", "files")),
-    "push": ("transport", "webhook", ("webhook", "files")),
+    "push": ("transport", "webhook", ("webhook",)),
     "post": ("transport", "drop", ("drop",)),
 }
 REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
-    ("email", "smtp"): ("host", "from"),
+    ("email", "smtp"): ("host", "from", "starttls"),
     ("email", "files"): ("dir", "from"),
     ("sms", "smpp"): ("host", "port", "system_id", "source_addr"),
     ("sms", "http"): ("url", "body", "source_addr"),
     ("sms", "files"): ("dir",),
     ("push", "webhook"): ("url", "secret_env"),
-    ("push", "files"): ("dir",),
     ("post", "drop"): ("dir",),
 }
 
@@ -1343,8 +1353,26 @@ def _channels(check: _Check, data: Mapping[str, Any]) -> dict[str, ChannelSettin
                     f"missing key '{needed}' in [channels.{name}] ({key} {transport})",
                     path,
                 )
-        for port_key in ("port",):
-            _int(check, table, port_key, path, minimum=1)
+        port = _int(check, table, "port", path, minimum=1)
+        if port is not None and port > 65535:
+            check.add("config.bad_value", f"port must be at most 65535, not {port}", path + ("port",))
+        _int(check, table, "timeout_seconds", path, minimum=1)
+        for key in ("headers", "body"):
+            if key in table and (
+                not isinstance(table[key], dict) or not all(isinstance(k, str) for k in table[key])
+            ):
+                check.add("config.bad_type", f"{key} must be a table, not {_show(table[key])}", path + (key,))
+        if transport == "http" and isinstance(table.get("body"), dict):
+            body = json.dumps(table["body"])
+            missing = [field for field in ("{to}", "{text}") if field not in body]
+            if missing:
+                message = (
+                    f"body never says {' or '.join(missing)}: the gateway would not know what to send where"
+                )
+                check.add("config.bad_value", message, path + ("body",))
+        if name == "email" and table.get("user") and table.get("starttls") is False and not table.get("ssl"):
+            message = "user is set without starttls or ssl: the password would cross the network in clear"
+            check.add("config.bad_value", message, path + ("starttls",))
         for flag in ("starttls", "ssl"):
             _bool(check, table, flag, path)
         for env_key in ("password_env", "secret_env", "token_env"):

@@ -43,8 +43,10 @@ def test_the_demo_runs_the_days_and_sends_the_last_days_messages(
     )
     assert len(lines) == sent.get("sms/sent", 0)
     assert all(json.loads(line)["segments"] <= 2 for line in lines)
-    for batch in sorted((out / "print").iterdir()):
-        if batch.is_dir() and not batch.name.startswith("."):
-            assert (batch / "READY").exists()
-            check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=batch, check=False)
-            assert check.returncode == 0, batch
+    batches = [b for b in sorted((out / "print").iterdir()) if b.is_dir() and not b.name.startswith(".")]
+    letters = sum(len(list(batch.glob("*.pdf"))) for batch in batches)
+    assert letters == sent.get("letter/sent", 0) > 0
+    for batch in batches:
+        assert (batch / "READY").exists()
+        check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=batch, check=False)
+        assert check.returncode == 0, batch

@@ -117,7 +117,10 @@ def _dispatch(url: str, config: Path, log: Path, *extra: str) -> subprocess.Pope
     logging to a file: a pipe nobody reads would fill up and stop it."""
     command = [str(Path(sys.executable).parent / "duecourse"), "--db", url, "--config", str(config)]
     command += ["dispatch", "--workers", str(WORKERS), "--now", NOW.isoformat(), "--log", str(log), *extra]
-    return subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {**os.environ, "DUECOURSE_PORTAL_SECRET": "k" * 32}
+    return subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
 
 
 @pytest.mark.postgres

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from outbox_support import NOON_CN, Clock, dispatcher_for, load_book, outbox_rows, planned_message
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from duecourse.bootstrap import App
 from duecourse.channels.base import DeliveryEvent
@@ -17,7 +17,7 @@ from duecourse.cli import main
 from duecourse.config import default_config_text, load_config
 from duecourse.services.feedback import apply_feedback, record_opt_outs
 from duecourse.store import outbox as store
-from duecourse.store.tables import bad_contact_points, holds
+from duecourse.store.tables import bad_contact_points, holds, payments
 
 LATER = NOON_CN + dt.timedelta(hours=1)
 
@@ -125,3 +125,20 @@ def test_the_feedback_commands_report_every_bad_receipt_line_and_apply_returns(
     assert main(args) == 0
     assert "1 events: 0 delivered, 1 bounced" in capsys.readouterr().out
     assert outbox_rows(book)[0].state == "bounced"
+
+
+def test_a_fallback_keeps_the_first_plannings_payment_baseline(book: Engine, db_url: str) -> None:
+    """A payment made after the e-mail was planned, then a bounce: the fallback letter is not sent."""
+    store.plan(book, [planned_message("A1")], NOON_CN, "run")
+    dispatcher_for(book, Clock(NOON_CN)).run_once()
+    (sent,) = outbox_rows(book)
+    with book.begin() as c:
+        c.execute(
+            insert(payments).values(payment_id="P9", account_id="A1", paid_on=LATER.date(), amount_minor=500)
+        )
+    bounce = DeliveryEvent("email", "bounced", provider_id=sent.provider_id, reason="5.1.1")
+    assert apply_feedback(_app(book, db_url), [bounce], LATER).fallbacks == 1
+    summary = dispatcher_for(book, Clock(LATER)).run_once()
+    letter = {m.channel: m for m in outbox_rows(book)}["letter"]
+    assert (summary.sent, letter.state) == (0, "cancelled")
+    assert letter.reason == "a payment arrived since it was planned (1 payment(s))"

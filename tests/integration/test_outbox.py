@@ -287,3 +287,52 @@ def test_a_channel_down_keeps_its_messages_waiting_untried_and_the_other_channel
     assert dispatcher.down == {"email": "535 authentication failed: check the SMTP user and password"}
     # Once the settings are fixed (a new dispatcher), both go.
     assert dispatcher_for(book, Clock(NOON_CN), email=email).run_once().sent == 2
+
+
+@pytest.mark.parametrize(
+    ("utc", "state"),
+    [
+        # The promise hold ends on 5 March, the customer's 5 March: at 20:00 in New York (01:00 UTC on
+        # the 6th) it still holds; at 08:00 on the 6th it has ended.
+        (dt.datetime(2026, 3, 6, 1, 0, tzinfo=UTC), "cancelled"),
+        (dt.datetime(2026, 3, 6, 13, 0, tzinfo=UTC), "sent"),
+    ],
+)
+def test_a_hold_lasts_to_the_end_of_its_last_day_in_the_customers_time_zone(
+    book: Engine, utc: dt.datetime, state: str
+) -> None:
+    with book.begin() as c:
+        c.execute(
+            insert(holds).values(**_hold("C3", "account", "promise", "A3", None, ends=dt.date(2026, 3, 5)))
+        )
+    store.plan(book, [planned_message("A3", scheduled_at=utc)], utc, "run")
+    dispatcher_for(book, Clock(utc)).run_once()
+    assert outbox_rows(book)[0].state == state
+
+
+def test_every_letter_kind_is_classified_for_the_re_check() -> None:
+    from duecourse.channels.dispatch import ANSWER_KINDS, NOTICE_KINDS, REMINDER_KINDS
+    from duecourse.letters.kinds import KINDS
+
+    assert REMINDER_KINDS | ANSWER_KINDS | NOTICE_KINDS == set(KINDS)
+    assert not (REMINDER_KINDS & ANSWER_KINDS or REMINDER_KINDS & NOTICE_KINDS or ANSWER_KINDS & NOTICE_KINDS)
+
+
+def test_a_deferral_gives_back_the_attempt_and_a_retry_is_refused_once_the_fallback_went(
+    book: Engine,
+) -> None:
+    store.plan(book, [planned_message("A1", channel="sms")], NOON_CN, "run")
+    night = dt.datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+    dispatcher_for(book, Clock(NOON_CN)).render_due()  # rendered at 10:00 in Shanghai, sent at 23:00
+    dispatcher_for(book, Clock(night), sms=FakeTransport("sms")).send_due()
+    (row,) = outbox_rows(book)
+    assert (row.state, row.attempts) == ("rendered", 0)
+
+    store.plan(book, [planned_message("A2", channel="email")], NOON_CN, "run")
+    email = FakeTransport("email", failures={"c2@example.cn": [PermanentError("no such user", code="550")]})
+    dispatcher_for(book, Clock(NOON_CN), email=email, letter=FakeTransport("letter")).run_once()
+    failed = next(m for m in outbox_rows(book) if m.account_id == "A2" and m.channel == "email")
+    with pytest.raises(
+        store.OutboxError, match="which was sent: retrying it would contact the customer twice"
+    ):
+        store.retry(book, failed.id, NOON_CN, "asked")

@@ -157,7 +157,7 @@ def test_smsc_refusals_translate(peer: SmppPeer, status: int, kind: type[Excepti
 def test_a_wrong_password_is_permanent(peer: SmppPeer) -> None:
     transport = smpp(peer.port, password="wrong")
     try:
-        with pytest.raises(PermanentError) as raised:
+        with pytest.raises(ChannelDown) as raised:
             transport.send(item("hello"))
     finally:
         transport.close()

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from duecourse.channels.base import Outgoing, PermanentError, TransientError, reference_for
+from duecourse.channels.base import ChannelDown, Outgoing, PermanentError, TransientError, reference_for
 from duecourse.channels.push import BadSignature, PushSettings, WebhookTransport, sign, verify
 
 SECRET = b"k3y-0123456789abcdef-0123456789ab"
@@ -222,7 +222,7 @@ def test_a_captured_request_replayed_after_the_window_is_refused(receiver: Recei
 def test_a_sender_with_a_slow_clock_is_refused(receiver: Receiver) -> None:
     transport = WebhookTransport(PushSettings(receiver.url, SECRET), lambda: NOW - 3600)
 
-    with pytest.raises(PermanentError, match="HTTP 401: timestamp 1699996400 is \\+3600 s") as raised:
+    with pytest.raises(ChannelDown, match="HTTP 401: timestamp 1699996400 is \\+3600 s") as raised:
         transport.send(push())
 
     assert raised.value.code == "401"

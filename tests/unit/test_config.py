@@ -576,7 +576,7 @@ def test_stage_actions_and_channels_are_read(in_tmp: Path) -> None:
     (action,) = config.actions_of("early")
     assert action == Action(
         stage="early",
-        name="0",
+        name="email-overdue_reminder-0",  # unnamed: named by what it does, not by its place
         channel="email",
         kind="overdue_reminder",
         offset_days=0,
@@ -587,6 +587,55 @@ def test_stage_actions_and_channels_are_read(in_tmp: Path) -> None:
     )
     assert config.channels["email"].transport == "files"
     assert config.channels["post"].values == {"dir": "out/print"}
+
+
+def test_channel_settings_that_would_fail_or_leak_at_send_time_are_refused(in_tmp: Path) -> None:
+    found = problems(
+        """
+        [channels.email]
+        host = "smtp.example.com"
+        from = "Bank <c@example.com>"
+        user = "bank"
+        starttls = false
+
+        [channels.sms]
+        gateway = "http"
+        url = "https://sms.example.com/send"
+        source_addr = "Bank"
+        body = { message = "{text}" }
+        port = 70000
+
+        [channels.push]
+        transport = "files"
+        dir = "out/push"
+
+        [channels.post]
+        dir = "out/print"
+
+        [[strategy.stages]]
+        name = "early"
+        min_days_past_due = 1
+          [[strategy.stages.actions]]
+          channel = "email"
+          kind = "overdue_reminder"
+          fallback = ["letter", "email"]
+          [[strategy.stages.actions]]
+          name = "a|b"
+          channel = "letter"
+          kind = "overdue_reminder"
+        """,
+        stage=False,
+    )
+    assert found == [
+        "duecourse.toml:5: user is set without starttls or ssl: the password would cross the network "
+        "in clear",
+        "duecourse.toml:12: port must be at most 65535, not 70000",
+        "duecourse.toml:11: body never says {to}: the gateway would not know what to send where",
+        "duecourse.toml:16: unknown key 'dir'; expected one of: transport, url, secret_env, timeout_seconds",
+        'duecourse.toml:15: transport must be one of "webhook", not "files"',
+        "duecourse.toml:27: fallback (letter, email) repeats a channel or names the action's own (email)",
+        "duecourse.toml:29: name \"a|b\" must not contain '|'",
+    ]
 
 
 def test_every_problem_of_actions_and_channels_is_reported_at_its_line(in_tmp: Path) -> None:
@@ -615,6 +664,7 @@ def test_every_problem_of_actions_and_channels_is_reported_at_its_line(in_tmp: P
     )
     assert found == [
         "duecourse.toml:1: missing key 'from' in [channels.email] (transport smtp)",
+        "duecourse.toml:1: missing key 'starttls' in [channels.email] (transport smtp)",
         "duecourse.toml:3: password_env names an environment variable (like DUECOURSE_SMTP_PASSWORD), "
         'not "my password"',
         "duecourse.toml:5: unknown key 'fax'; expected one of: email, sms, push, post",

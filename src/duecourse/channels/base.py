@@ -11,8 +11,8 @@ protocol and translates what goes wrong into one of two errors:
   HTTP 4xx other than 408/429). The dispatcher fails it at once and falls back to the action's next
   channel.
 - :class:`ChannelDown` (a PermanentError): the channel's settings are wrong (login refused, certificate
-  not trusted, STARTTLS missing). The dispatcher stops the channel for the pass, keeps its messages
-  waiting, and reports it.
+  not trusted, STARTTLS missing). The dispatcher stops the channel for the rest of its life, keeps its
+  messages waiting, and reports it.
 
 Each adapter sits beside a fake (``channels/fake.py``) used by unit tests; the adapters themselves are
 tested against real peers started by the tests (an aiosmtpd server, an SMPP peer, an HTTP server).

@@ -28,13 +28,30 @@ from sqlalchemy import Connection
 
 from duecourse.bootstrap import App
 from duecourse.channels import content as words
+from duecourse.channels.base import reference_for
 from duecourse.channels.dispatch import Composed, NotComposed
 from duecourse.domain.errors import DuecourseError
+from duecourse.letters.data import address_lines
 from duecourse.letters.token import make_token, portal_secret
 from duecourse.store import letters as letter_store
 from duecourse.store import outbox as store
 
 OPT_OUT_DAYS = 366  # an opt-out link keeps working for a year
+
+
+def _address(channel: str, customer: Any) -> str:
+    """The contact point a message goes to: the e-mail address, the phone number, the customer (push),
+    or the postal address in one line (a letter: a returned letter marks that address bad, and a new
+    address is a new contact point)."""
+    if channel == "email":
+        return str(customer.email)
+    if channel == "sms":
+        return str(customer.phone)
+    if channel == "push":
+        return str(customer.customer_id)
+    if not str(customer.address_line1).strip():
+        return ""
+    return " / ".join(address_lines(customer))
 
 
 class LetterComposer:
@@ -61,6 +78,8 @@ class LetterComposer:
                 continue
             try:
                 made[message.id] = self._one(message, found, bad, now, stored)
+            except words.ContentNotUsed as error:  # the kind goes by letter only: try the next channel
+                made[message.id] = NotComposed(f"no {message.channel} words for {message.kind}: {error}")
             except DuecourseError as error:
                 made[message.id] = NotComposed(
                     f"cannot render {message.kind} for {message.channel}: {error}", False
@@ -80,9 +99,10 @@ class LetterComposer:
         from duecourse.services import letters as letter_service
 
         account, customer, dues, payments = found
-        address = {"email": customer.email, "sms": customer.phone}.get(message.channel, customer.customer_id)
+        address = _address(message.channel, customer)
         if not address:
-            return NotComposed(f"the customer has no {message.channel} address")
+            what = "postal" if message.channel == "letter" else message.channel
+            return NotComposed(f"the customer has no {what} address")
         if (customer.customer_id, message.channel, address) in bad:
             return NotComposed(f"{address} was found bad ({message.channel}); not used until it changes")
         day = message.planned_on
@@ -100,7 +120,7 @@ class LetterComposer:
                     "letter_sha256": letter.sha256,
                     "pages": str(letter.pages),
                 }
-                return Composed(customer.customer_id, letter.pdf, meta)
+                return Composed(address, letter.pdf, meta)
         links = self._links(data, customer.customer_id, message.channel, day)
         if message.channel == "email":
             return self._email(message, data, locale, links, address, letter, now)
@@ -112,15 +132,14 @@ class LetterComposer:
             meta = {
                 "encoding": shape.encoding,
                 "segments": shape.segments,
-                "reference": str(data["reference"]),
+                "reference": reference_for(message.key),  # the gateway's reference: one per message
+                "letter_reference": str(data["reference"]),
             }
             return Composed(address, text.encode(), meta)
-        payload = {
-            **words.push_payload(message.kind, locale, data, links),
-            "reference": str(data["reference"]),
-        }
+        reference = reference_for(message.key)
+        payload = {**words.push_payload(message.kind, locale, data, links), "reference": reference}
         body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
-        return Composed(address, body, {"reference": str(data["reference"])})
+        return Composed(address, body, {"reference": reference, "letter_reference": str(data["reference"])})
 
     def _links(self, data: dict[str, Any], customer_id: str, channel: str, day: dt.date) -> words.Links:
         issuer = data["issuer"]

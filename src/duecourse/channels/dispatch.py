@@ -8,21 +8,26 @@ One pass (:meth:`Dispatcher.run_once`):
 3. **send** due ``rendered`` rows: claim a batch (moved to ``sending`` and committed *before* anything
    is sent), re-check each message against the store as it is now, send, and commit each result at once.
 
-The re-check (:meth:`Dispatcher._verdicts`) cancels or defers a message that should not go now:
+The re-check (:meth:`Dispatcher._verdicts`, when a batch of up to ``batch`` rows is claimed; the
+contact hours once more for each message at the moment it goes) cancels or defers a message that
+should not go now:
 
-- a payment arrived since planning (reminder kinds only): cancelled; the next run plans again if the
-  account is still overdue, so no reminder ever follows a payment;
+- a payment arrived since planning (reminder kinds only): cancelled, so no reminder follows a payment;
+  that occurrence is not sent again, the action's later occurrences are planned as usual while the
+  account stays in the stage;
 - an active hold (dispute, not-mine claim, promise, plan, bankruptcy, deceased, litigation) on the
-  customer or the account: cancelled, except for answers to the customer (a dispute acknowledgement
-  must still go);
+  customer or the account, on the customer's own date: cancelled, except for answers to the customer
+  (a dispute acknowledgement must still go);
 - an opt-out or a hold on the channel, or a contact point found bad since rendering: this channel fails
   and the message falls back to the action's next channel;
 - outside the contact hours of the customer's jurisdiction at ``now`` in the customer's time zone:
   deferred to the next allowed moment (never dropped).
 
-Delivery guarantee: **at least once, at most once per attempt that completed**. A message is sent again
-only if its dispatcher died between handing it to the channel and committing "sent"; the resend carries
-the same bytes, so the same Message-ID / reference lets the receiver drop the duplicate.
+Delivery guarantee: **at least once**. A message can reach the customer twice when its dispatcher died
+between handing it to the channel and committing "sent", and when the channel accepted it but the answer
+was lost (an SMTP reply or an HTTP response that timed out, one part of a long SMS that went before the
+next failed): the retry carries the same bytes, so the same Message-ID / reference lets the receiver
+drop the copy.
 
 The clock is a parameter (``clock``): tests and replays fix it.
 """
@@ -45,10 +50,16 @@ from duecourse.rulepacks.packs import contact_hours
 from duecourse.store import outbox as store
 from duecourse.store.tables import customers, holds
 
-# Kinds that remind or demand: a payment since planning cancels them.
-REMINDER_KINDS = frozenset({"pre_due", "overdue_reminder", "final_demand", "credit_report_notice"})
+# Kinds that remind or demand: a payment since planning cancels them (the arrears they state are stale;
+# a UK arrears or default notice is due only while there are arrears).
+REMINDER_KINDS = frozenset(
+    {"pre_due", "overdue_reminder", "final_demand", "credit_report_notice", "uk_nosia", "uk_default_notice"}
+)
 # Kinds that answer the customer: holds do not stop them (only the channel's opt-out does).
 ANSWER_KINDS = frozenset({"dispute_ack", "dispute_outcome", "promise_confirmation", "plan_confirmation"})
+# Notices the law requires whatever was paid (the US validation notice, 12 CFR 1006.34): a payment does not
+# cancel them; holds do.
+NOTICE_KINDS = frozenset({"us_validation_notice"})
 # Holds that stop collection contact; ``opt_out`` is per channel.
 STOPPING_HOLDS = frozenset(
     {"dispute", "not_mine", "promise", "plan", "bankruptcy", "deceased", "litigation", "vulnerability"}
@@ -145,6 +156,12 @@ class _Hold:
     channel: str | None
     kind: str
     reason: str
+    starts_on: dt.date
+    ends_on: dt.date | None  # inclusive; None: until lifted
+
+    def on(self, day: dt.date) -> bool:
+        """In force on ``day`` (the customer's local date: a hold's days are the customer's days)."""
+        return self.starts_on <= day and (self.ends_on is None or day <= self.ends_on)
 
 
 Verdict = tuple[str, str, dict[str, Any]]  # outcome ("go", "cancel", "defer", "fallback"), reason, detail
@@ -173,14 +190,16 @@ class Dispatcher:
         self.retry = retry or RetryPolicy()
         # Channels found down in this dispatcher's life (wrong settings): their messages stay waiting.
         self.down: dict[str, str] = {}
+        self._people: dict[str, _Customer] = {}  # the customers of the batch being sent
 
     # ----------------------------------------------------------------------------------------- passes
-    def run_once(self, *, recover: bool = True) -> Summary:
-        """Recover, then render and send everything due at the clock's time, until nothing is due."""
+    def run_once(self, *, recover: bool = True, stop: Callable[[], bool] | None = None) -> Summary:
+        """Recover, then render and send everything due at the clock's time, until nothing is due (or
+        ``stop()`` says so between two batches)."""
         total = Summary()
         if recover:
             total.recovered = store.recover(self.engine, self.clock())
-        while True:
+        while stop is None or not stop():
             step = self.render_due()
             step.add(self.send_due())
             total.add(step)
@@ -188,7 +207,8 @@ class Dispatcher:
                 step.rendered == 0
                 and step.sent + step.retried + step.failed + step.cancelled + step.deferred == 0
             ):
-                return total
+                break
+        return total
 
     def render_due(self) -> Summary:
         """Render one batch of due ``planned`` rows (held locked while rendering)."""
@@ -260,6 +280,12 @@ class Dispatcher:
         if row.channel in self.down:
             self._hold_back(row, self.down[row.channel], summary)
             return
+        late = self._outside_hours(row)
+        if late is not None:  # the batch took long, and the evening came: wait for the morning
+            deferral: list[store.Change] = []
+            self._settle(row, "sending", "defer", late[0], late[1], self.clock(), deferral, [], summary)
+            store.record(self.engine, deferral, self.clock())
+            return
         item = Outgoing(row.id, row.key, row.channel, row.recipient, row.content or b"", _text_meta(row.meta))
         failure: tuple[str, str, dict[str, Any]] | None = None
         receipt: Receipt | None = None
@@ -282,7 +308,7 @@ class Dispatcher:
         if receipt is not None:
             detail = {"provider_id": receipt.provider_id, "detail": receipt.detail, "worker": self.worker}
             reason = f"accepted by the {row.channel} channel"
-            store.record_sent(self.engine, row.id, receipt.provider_id, reason, detail, now)
+            store.record_sent(self.engine, row.id, self.worker, receipt.provider_id, reason, detail, now)
             summary.sent += 1
             return
         assert failure is not None
@@ -291,12 +317,18 @@ class Dispatcher:
             store.apply(connection, changes, now)
             self._plan_fallbacks(connection, fallbacks, now, summary)
 
+    def _outside_hours(self, row: store.Message) -> tuple[str, dict[str, Any]] | None:
+        """The contact hours checked again at the moment of sending (the batch's check may be minutes old)."""
+        person = self._people.get(row.customer_id)
+        return None if person is None else _outside_hours(row, person, self.clock())
+
     def _hold_back(self, row: store.Message, why: str, summary: Summary) -> None:
         """Put a claimed message back, untried, because its channel is down; the attempt is not counted."""
         now = self.clock()
         reason = f"the {row.channel} channel is down: {why}; waiting until its settings are fixed"
         values = {"attempts": row.attempts - 1, "next_attempt_at": None}
-        store.record(self.engine, [store.Change(row.id, "sending", "rendered", reason, values)], now)
+        change = store.Change(row.id, "sending", "rendered", reason, values, worker=self.worker)
+        store.record(self.engine, [change], now)
         summary.held += 1
 
     def _settle(
@@ -311,14 +343,22 @@ class Dispatcher:
         fallbacks: list[store.Message],
         summary: Summary,
     ) -> None:
-        """Turn a verdict other than "go" into the row's state change (and a fallback to plan)."""
+        """Turn a verdict other than "go" into the row's state change (and a fallback to plan).
+
+        A change out of ``sending`` applies only while this worker still holds the row; a deferral gives
+        back the attempt its claim counted (waiting for the morning is not a failed attempt).
+        """
+        worker = self.worker if before == "sending" else None
         if outcome == "cancel":
-            changes.append(store.Change(row.id, before, "cancelled", reason, {}, detail))
+            changes.append(store.Change(row.id, before, "cancelled", reason, {}, detail, worker=worker))
             summary.cancelled += 1
         elif outcome == "defer":
             back = "planned" if row.content is None else "rendered"
-            values = {"scheduled_at": detail["until"]}
-            changes.append(store.Change(row.id, before, back, reason, values, {**detail, "deferred": True}))
+            values: dict[str, Any] = {"scheduled_at": detail["until"]}
+            if before == "sending":
+                values["attempts"] = row.attempts - 1
+            deferred = {**detail, "deferred": True}
+            changes.append(store.Change(row.id, before, back, reason, values, deferred, worker=worker))
             summary.deferred += 1
         elif outcome == "retry" and row.attempts < self.retry.max_attempts:
             wait = self.retry.delay(row.key, row.attempts)
@@ -331,13 +371,14 @@ class Dispatcher:
                     f"will retry: {reason}",
                     values,
                     {**detail, "wait_s": wait.total_seconds()},
+                    worker=worker,
                 )
             )
             summary.retried += 1
         else:
             if outcome == "retry":
                 reason = f"gave up after {row.attempts} attempts: {reason}"
-            changes.append(store.Change(row.id, before, "failed", reason, {}, detail))
+            changes.append(store.Change(row.id, before, "failed", reason, {}, detail, worker=worker))
             summary.failed += 1
             if outcome in ("fallback", "retry") and row.fallback:
                 fallbacks.append(row)
@@ -373,6 +414,7 @@ class Dispatcher:
         """The re-check of each message against the store as it is now (see the module docstring)."""
         customer_ids = sorted({row.customer_id for row in rows})
         people = _customers(connection, customer_ids)
+        self._people = people
         holds_of = _holds(connection, customer_ids, now)
         paid = store.payments_since(connection, [r for r in rows if r.kind in REMINDER_KINDS])
         bad = set() if rendering else store.bad_addresses(connection, customer_ids)
@@ -399,7 +441,10 @@ class Dispatcher:
                 f"a payment arrived since it was planned ({count} payment(s))",
                 {"payments": count, "amount_minor": minor},
             )
+        local_day = now.astimezone(_zone(person.timezone)).date()
         for hold in holds_of.get(row.customer_id, []):
+            if not hold.on(local_day):
+                continue
             applies = hold.scope == "customer" or (
                 hold.scope == "account" and hold.account_id == row.account_id
             )
@@ -417,18 +462,25 @@ class Dispatcher:
                 )
         if (row.customer_id, row.channel, row.recipient) in bad:
             return "fallback", f"{row.recipient} was found bad since it was rendered", {}
-        hours = contact_hours(person.jurisdiction)
-        if row.channel in hours.channels:
-            until = hours.next_allowed(now, person.timezone)
-            if until is not None:
-                local = now.astimezone(_zone(person.timezone))
-                return (
-                    "defer",
-                    f"deferred: {local:%H:%M} in {person.timezone} is outside {hours.describe()}"
-                    f" ({hours.rule})",
-                    {"until": until, "rule": hours.rule, "citation": hours.citation},
-                )
+        late = _outside_hours(row, person, now)
+        if late is not None:
+            return "defer", late[0], late[1]
         return "go", "", {}
+
+
+def _outside_hours(
+    row: store.Message, person: _Customer, now: dt.datetime
+) -> tuple[str, dict[str, Any]] | None:
+    """Why ``row`` must wait and until when, if ``now`` is outside the customer's contact hours."""
+    hours = contact_hours(person.jurisdiction)
+    if row.channel not in hours.channels:
+        return None
+    until = hours.next_allowed(now, person.timezone)
+    if until is None:
+        return None
+    local = now.astimezone(_zone(person.timezone))
+    reason = f"deferred: {local:%H:%M} in {person.timezone} is outside {hours.describe()} ({hours.rule})"
+    return reason, {"until": until, "rule": hours.rule, "citation": hours.citation}
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -452,7 +504,8 @@ def _customers(connection: Any, ids: Sequence[str]) -> dict[str, _Customer]:
 
 
 def _holds(connection: Any, ids: Sequence[str], now: dt.datetime) -> dict[str, list[_Hold]]:
-    """The holds in force for these customers on ``now``'s date (UTC date: a hold's days are whole)."""
+    """The holds of these customers that may be in force at ``now`` somewhere on Earth (the UTC date ± 1);
+    whether one is in force for a customer is decided on the customer's own date (:meth:`_Hold.on`)."""
     today = now.astimezone(dt.UTC).date()
     found: dict[str, list[_Hold]] = {}
     for start in range(0, len(ids), 500):
@@ -464,11 +517,15 @@ def _holds(connection: Any, ids: Sequence[str], now: dt.datetime) -> dict[str, l
             holds.c.channel,
             holds.c.kind,
             holds.c.reason,
+            holds.c.starts_on,
+            holds.c.ends_on,
         ).where(
             holds.c.customer_id.in_(chunk),
-            holds.c.starts_on <= today,
-            (holds.c.ends_on.is_(None)) | (holds.c.ends_on >= today),
+            holds.c.starts_on <= today + dt.timedelta(days=1),
+            (holds.c.ends_on.is_(None)) | (holds.c.ends_on >= today - dt.timedelta(days=1)),
         )
-        for customer_id, scope, account_id, channel, kind, reason in connection.execute(query):
-            found.setdefault(customer_id, []).append(_Hold(scope, account_id, channel, kind, reason))
+        for customer_id, scope, account_id, channel, kind, reason, starts, ends in connection.execute(query):
+            found.setdefault(customer_id, []).append(
+                _Hold(scope, account_id, channel, kind, reason, starts, ends)
+            )
     return found

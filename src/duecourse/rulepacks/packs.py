@@ -41,7 +41,8 @@ class ContactHours:
         """``None`` when ``now`` is inside the hours in ``timezone``; otherwise the next start, as an instant.
 
         The next start is found on the local calendar (so a daylight-saving change between now and then
-        is handled by the zone), and a start that falls in a skipped hour moves to the first valid instant.
+        is handled by the zone), and a start that falls in a skipped hour moves on by the hour skipped
+        (02:30 on a spring-forward night becomes 03:30).
         """
         zone = ZoneInfo(timezone)
         local = now.astimezone(zone)

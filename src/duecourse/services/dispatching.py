@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import json
 import logging
 import multiprocessing
 import os
@@ -36,6 +37,7 @@ from duecourse.channels.base import Transport
 from duecourse.channels.dispatch import Dispatcher, Summary
 from duecourse.config import ChannelSettings
 from duecourse.domain.errors import DuecourseError
+from duecourse.letters.token import portal_secret
 from duecourse.store import outbox as store
 from duecourse.store.db import backend_of
 
@@ -67,6 +69,15 @@ def build_transports(app: App, clock: Callable[[], dt.datetime], base: Path) -> 
     return found
 
 
+def _headers(settings: ChannelSettings) -> dict[str, str]:
+    """The HTTP gateway's headers, with ``Authorization: Bearer`` from ``token_env`` when set."""
+    headers = {str(k): str(x) for k, x in dict(settings.values.get("headers", {})).items()}
+    token = _secret(settings, "token_env")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
 def _transport(settings: ChannelSettings, clock: Callable[[], dt.datetime], base: Path) -> Transport:
     v = settings.values
 
@@ -82,13 +93,14 @@ def _transport(settings: ChannelSettings, clock: Callable[[], dt.datetime], base
             email.EmailSettings(
                 host=str(v["host"]),
                 port=int(v.get("port", 25)),
-                starttls=bool(v.get("starttls", False)),
+                starttls=bool(v.get("starttls")),
                 ssl=bool(v.get("ssl", False)),
                 user=str(v.get("user", "")),
                 password=_secret(settings, "password_env"),
                 from_address=str(v["from"]),
                 reply_to=str(v.get("reply_to", "")),
                 cafile=str(v.get("cafile", "")),
+                timeout_seconds=float(v.get("timeout_seconds", 30)),
             )
         )
     if settings.channel == "sms":
@@ -105,9 +117,10 @@ def _transport(settings: ChannelSettings, clock: Callable[[], dt.datetime], base
             system_type=str(v.get("system_type", "")),
             source_addr=str(v.get("source_addr", "")),
             url=str(v.get("url", "")),
-            headers={str(k): str(x) for k, x in dict(v.get("headers", {})).items()},
+            headers=_headers(settings),
             body=dict(v.get("body", {})) or sms.SmsSettings(kind="http", url="http://x").body,
             id_field=str(v.get("id_field", "id")),
+            timeout=float(v.get("timeout_seconds", 10)),
         )
         if settings.transport == "smpp":
             return sms.SmppTransport(sms_settings)
@@ -117,7 +130,10 @@ def _transport(settings: ChannelSettings, clock: Callable[[], dt.datetime], base
 
         secret = _secret(settings, "secret_env").encode()
         return push.WebhookTransport(
-            push.PushSettings(url=str(v["url"]), secret=secret), lambda: int(clock().timestamp())
+            # The signature's time is the wall clock (the receiver checks its freshness), not the business
+            # clock a replay sets with --now.
+            push.PushSettings(url=str(v["url"]), secret=secret, timeout=float(v.get("timeout_seconds", 10))),
+            lambda: int(time.time()),
         )
     from duecourse.channels import post
 
@@ -180,15 +196,16 @@ def _work(job: _Job, stop: threading.Event | Any | None = None) -> dict[str, int
             dispatcher = Dispatcher(
                 app.engine, transports, LetterComposer(app), clock, worker=worker, batch=job.batch
             )
-            first = True
             while True:
-                total.add(dispatcher.run_once(recover=first))
-                first = False
-                close_post(transports, clock)
+                # Every pass recovers: a peer that died leaves its rows to whoever runs next.
+                stopping = stop.is_set if stop is not None else None
+                total.add(dispatcher.run_once(recover=True, stop=stopping))
+                close_post(transports, clock, worker)
                 _take_feedback(app, transports, clock)
                 if job.once or (stop is not None and stop.is_set()):
                     break
                 time.sleep(job.poll_seconds)
+            _take_feedback(app, transports, clock)  # what arrived since the last pass, before unbinding
     finally:
         for transport in transports.values():
             transport.close()
@@ -239,13 +256,31 @@ def _take_feedback(app: App, transports: dict[str, Transport], clock: Callable[[
         record_opt_outs(app, stops, "sms", clock(), "replied with an opt-out keyword")
 
 
-def close_post(transports: dict[str, Transport], clock: Callable[[], dt.datetime]) -> None:
-    """Close the print batch of what this pass staged (a batch per pass, named by its time)."""
+def close_post(transports: dict[str, Transport], clock: Callable[[], dt.datetime], worker: int = 0) -> None:
+    """Close the print batch of what is staged, named by the time and the worker.
+
+    Several workers share the drop folder: a lock file makes staging and closing one at a time (the drop
+    itself is safe against a crash, not against a second process). A drop that cannot be closed is
+    logged and left staged for the next pass; it does not stop the other channels.
+    """
     from duecourse.channels import post
 
     transport = transports.get("letter")
-    if isinstance(transport, post.PostTransport) and transport.drop.pending():
-        transport.drop.close_batch(clock().strftime("%Y%m%dT%H%M%S"))
+    if not isinstance(transport, post.PostTransport):
+        return
+    directory = transport.drop.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if transport.drop.pending():
+                transport.drop.close_batch(f"{clock():%Y%m%dT%H%M%S}-{worker % 1_000_000:06d}")
+        except post.DropError as error:
+            logging.getLogger("duecourse.outbox").error(
+                json.dumps({"event": "post.drop", "error": str(error)}, ensure_ascii=False)
+            )
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def configure_log(where: str | None) -> None:
@@ -293,6 +328,13 @@ def dispatch(
     """
     if not app.config.channels:
         raise DispatchError("no [channels.*] table in the configuration: nothing can be sent")
+    real = sorted(name for name, c in app.config.channels.items() if c.transport != "files")
+    if real and portal_secret()[1]:
+        raise DispatchError(
+            f"DUECOURSE_PORTAL_SECRET is not set: the links and opt-out tokens in messages sent by "
+            f"{', '.join(real)} would be signed with the public development secret; set it to a long "
+            "random value first"
+        )
     job = _Job(app.url, config_path, base or Path.cwd(), once, now, batch, poll_seconds, log)
     configure_log(log)
     try:

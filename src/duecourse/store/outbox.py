@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, and_, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from duecourse.domain.errors import DuecourseError
 from duecourse.store.tables import bad_contact_points, outbox, outbox_events, payments
@@ -137,30 +139,57 @@ def plan_in(connection: Connection, items: Sequence[Planned], now: dt.datetime, 
     """:func:`plan` within the caller's transaction.
 
     Each new row remembers the account's payments as the store holds them now, so that the dispatcher can
-    tell that money arrived since (:func:`payments_since`).
+    tell that money arrived since (:func:`payments_since`); a fallback keeps the baseline of the message
+    it replaces, so a payment made after the first planning still cancels it. Rows whose key another
+    transaction inserted meanwhile are skipped (``ON CONFLICT DO NOTHING``), never an error.
     """
     unique: dict[str, Planned] = {}
     for item in items:
         unique.setdefault(item.key, item)
     have = _existing_keys(connection, list(unique))
     new = [item for key, item in unique.items() if key not in have]
-    seen = payments_seen(connection, (item.account_id for item in new))
+    seen = payments_seen(connection, (item.account_id for item in new if item.replaces_id is None))
+    seen_by_row = _baselines(connection, [item.replaces_id for item in new if item.replaces_id is not None])
     ids: list[int] = []
     for start in range(0, len(new), _CHUNK):
-        rows = [
-            _plan_row(item, seen.get(item.account_id, (0, 0)), now, reason)
-            for item in new[start : start + _CHUNK]
-        ]
-        result = connection.execute(insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), rows)
-        chunk_ids = [int(row[0]) for row in result]
-        ids.extend(chunk_ids)
         planned = new[start : start + _CHUNK]
-        _events(
-            connection,
-            [(i, "", "planned", p.reason or reason, {}) for i, p in zip(chunk_ids, planned, strict=True)],
-            now,
+        rows = [
+            _plan_row(
+                item,
+                seen_by_row[item.replaces_id]
+                if item.replaces_id in seen_by_row
+                else seen.get(item.account_id, (0, 0)),
+                now,
+                reason,
+            )
+            for item in planned
+        ]
+        statement = _insert_new(connection).returning(outbox.c.id, outbox.c.key)
+        by_key = {key: int(i) for i, key in connection.execute(statement, rows)}
+        added = [(by_key[p.key], p) for p in planned if p.key in by_key]
+        ids.extend(i for i, _ in added)
+        _events(connection, [(i, "", "planned", p.reason or reason, {}) for i, p in added], now)
+    return PlanResult(len(ids), len(items) - len(ids), tuple(ids))
+
+
+def _insert_new(connection: Connection) -> Any:
+    """``INSERT … ON CONFLICT (key) DO NOTHING`` in the connection's dialect."""
+    if connection.dialect.name == "postgresql":
+        return pg_insert(outbox).on_conflict_do_nothing(index_elements=["key"])
+    return sqlite_insert(outbox).on_conflict_do_nothing(index_elements=["key"])
+
+
+def _baselines(connection: Connection, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """The payments baseline of these rows (for fallbacks, which inherit it)."""
+    found: dict[int, tuple[int, int]] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = list(ids[start : start + _CHUNK])
+        query = select(outbox.c.id, outbox.c.payments_seen, outbox.c.paid_minor_seen).where(
+            outbox.c.id.in_(chunk)
         )
-    return PlanResult(len(new), len(items) - len(new), tuple(ids))
+        for i, count, minor in connection.execute(query):
+            found[int(i)] = (int(count), int(minor))
+    return found
 
 
 def _plan_row(item: Planned, seen: tuple[int, int], now: dt.datetime, reason: str) -> dict[str, Any]:
@@ -314,6 +343,7 @@ class Change:
     reason: str
     values: Mapping[str, Any] = field(default_factory=dict)
     detail: Mapping[str, Any] = field(default_factory=dict)
+    worker: int | None = None  # for a change out of "sending": only if this worker still holds the row
 
 
 def apply(connection: Connection, changes: Sequence[Change], now: dt.datetime) -> None:
@@ -330,11 +360,10 @@ def apply(connection: Connection, changes: Sequence[Change], now: dt.datetime) -
             values["meta"] = json.dumps(values["meta"], ensure_ascii=False, sort_keys=True)
         if change.after != "sending":
             values.setdefault("claimed_by", None)
-        result = connection.execute(
-            update(outbox)
-            .where(outbox.c.id == change.message_id, outbox.c.state == change.before)
-            .values(**values)
-        )
+        where = [outbox.c.id == change.message_id, outbox.c.state == change.before]
+        if change.worker is not None:
+            where.append(outbox.c.claimed_by == change.worker)
+        result = connection.execute(update(outbox).where(*where).values(**values))
         if result.rowcount == 1:
             logged.append((change.message_id, change.before, change.after, change.reason, change.detail))
     _events(connection, logged, now)
@@ -534,8 +563,18 @@ def retry(engine: Engine, message_id: int, now: dt.datetime, reason: str) -> Mes
                 f"message {message_id} is {message.state}: only failed, bounced or cancelled messages can be "
                 "retried (a sent one would reach the customer twice)"
             )
+        successor = connection.execute(
+            select(outbox.c.id, outbox.c.channel).where(
+                outbox.c.replaces_id == message_id, outbox.c.state.in_(("sent", "delivered"))
+            )
+        ).first()
+        if successor is not None:
+            raise OutboxError(
+                f"message {message_id} was replaced by message {successor[0]} ({successor[1]}), which was "
+                "sent: retrying it would contact the customer twice"
+            )
         back = "planned" if message.content is None else "rendered"
-        values = {"scheduled_at": now, "next_attempt_at": None}
+        values = {"scheduled_at": now, "next_attempt_at": None, "attempts": 0}  # a fresh series of tries
         apply(connection, [Change(message_id, message.state, back, f"retry asked: {reason}", values)], now)
     found = get(engine, message_id)
     assert found is not None
@@ -565,7 +604,7 @@ WITH changed AS (
     UPDATE outbox
     SET state = 'sent', reason = %(reason)s, updated_at = %(now)s, provider_id = %(provider_id)s,
         sent_at = %(now)s, claimed_by = NULL
-    WHERE id = %(id)s AND state = 'sending'
+    WHERE id = %(id)s AND state = 'sending' AND claimed_by = %(worker)s
     RETURNING id
 )
 INSERT INTO outbox_events (message_id, at, from_state, to_state, reason, detail)
@@ -576,6 +615,7 @@ SELECT id, %(now)s, 'sending', 'sent', %(reason)s, %(detail)s FROM changed
 def record_sent(
     engine: Engine,
     message_id: int,
+    worker: int,
     provider_id: str,
     reason: str,
     detail: Mapping[str, Any],
@@ -585,17 +625,18 @@ def record_sent(
 
     The state change and its event are one statement in its own transaction (autocommit), so the record
     is as short as it can be after the send: the window in which a crash leaves a sent message in
-    ``sending`` (to be sent again under the same Message-ID) is this one round trip.
+    ``sending`` (to be sent again under the same Message-ID) is this one round trip. Only the worker
+    that claimed the row records it (a row recovered from a worker taken for dead is left alone).
     """
     if engine.dialect.name != "postgresql":
-        change = Change(
-            message_id, "sending", "sent", reason, {"provider_id": provider_id, "sent_at": now}, detail
-        )
+        values = {"provider_id": provider_id, "sent_at": now}
+        change = Change(message_id, "sending", "sent", reason, values, detail, worker=worker)
         record(engine, [change], now)
         return
     _log_event(message_id, "sending", "sent", reason, now)
     payload = {
         "id": message_id,
+        "worker": worker,
         "reason": reason,
         "now": now,
         "provider_id": provider_id,
