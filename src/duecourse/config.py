@@ -1235,6 +1235,8 @@ def _action(
             check.add("config.bad_value", message, path + ("fallback",))
         else:
             fallback = list(raw_fallback)
+    if channel in ("email", "sms", "push") and kind is not None:
+        _check_words(check, channel, kind, path)
     for used in ([channel] if channel else []) + fallback:
         if CARRIER[used] not in channels:
             message = (
@@ -1259,6 +1261,19 @@ def _action(
         at=at,
         fallback=tuple(fallback),
     )
+
+
+def _check_words(check: _Check, channel: str, kind: str, path: KeyPath) -> None:
+    """An e-mail, SMS or push action needs that channel's words for its kind (``channels/templates``):
+    a kind that has none in any locale would fail every message."""
+    from duecourse.channels.content import shipped_templates
+    from duecourse.letters.kinds import LOCALE_OF
+
+    templates = shipped_templates()
+    locales = [LOCALE_OF[j] for j in LETTER_KINDS[kind].jurisdictions]
+    if not any(templates.has(kind, locale, channel) for locale in locales):
+        message = f"{kind} has no {channel} words in any locale (it goes by letter only): send it by letter"
+        check.add("config.no_words", message, path + ("kind",))
 
 
 # ---------------------------------------------------------------- channels

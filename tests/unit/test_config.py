@@ -623,6 +623,9 @@ def test_channel_settings_that_would_fail_or_leak_at_send_time_are_refused(in_tm
           name = "a|b"
           channel = "letter"
           kind = "overdue_reminder"
+          [[strategy.stages.actions]]
+          channel = "email"
+          kind = "uk_default_notice"
         """,
         stage=False,
     )
@@ -635,6 +638,8 @@ def test_channel_settings_that_would_fail_or_leak_at_send_time_are_refused(in_tm
         'duecourse.toml:15: transport must be one of "webhook", not "files"',
         "duecourse.toml:27: fallback (letter, email) repeats a channel or names the action's own (email)",
         "duecourse.toml:29: name \"a|b\" must not contain '|'",
+        "duecourse.toml:34: uk_default_notice has no email words in any locale (it goes by letter only): "
+        "send it by letter",
     ]
 
 
