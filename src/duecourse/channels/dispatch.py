@@ -389,21 +389,7 @@ class Dispatcher:
         """Plan the next channel of each failed message's action, now, under a key of its own."""
         if not rows:
             return
-        items = [
-            store.Planned(
-                account_id=row.account_id,
-                customer_id=row.customer_id,
-                stage=row.stage,
-                action=row.action,
-                kind=row.kind,
-                channel=row.fallback[0],
-                planned_on=row.planned_on,
-                scheduled_at=now,
-                fallback=row.fallback[1:],
-                replaces_id=row.id,
-            )
-            for row in rows
-        ]
+        items = [store.fallback_for(row, now) for row in rows]
         result = store.plan_in(connection, items, now, "fallback: the previous channel failed")
         summary.fallbacks += result.added
 

@@ -58,19 +58,12 @@ def apply_feedback(app: App, events: Sequence[DeliveryEvent], now: dt.datetime) 
                 )
                 result.bounced += 1
                 if message.fallback:
-                    planned = store.Planned(
-                        account_id=message.account_id,
-                        customer_id=message.customer_id,
-                        stage=message.stage,
-                        action=message.action,
-                        kind=message.kind,
-                        channel=message.fallback[0],
-                        planned_on=message.planned_on,
-                        scheduled_at=now,
-                        fallback=message.fallback[1:],
-                        replaces_id=message.id,
+                    added = store.plan_in(
+                        connection,
+                        [store.fallback_for(message, now)],
+                        now,
+                        f"fallback: {message.channel} bounced",
                     )
-                    added = store.plan_in(connection, [planned], now, f"fallback: {message.channel} bounced")
                     result.fallbacks += added.added
             else:
                 # Recorded in the history; the message keeps its state and the reason for it.

@@ -104,6 +104,23 @@ def _message(row: RowMapping | Mapping[str, Any]) -> Message:
     return Message(**values)
 
 
+def fallback_for(message: Message, now: dt.datetime) -> Planned:
+    """The action's next channel for a message that failed or bounced: planned now, under a key of its
+    own, the rest of the chain after it (the dispatcher and delivery feedback both plan it this way)."""
+    return Planned(
+        account_id=message.account_id,
+        customer_id=message.customer_id,
+        stage=message.stage,
+        action=message.action,
+        kind=message.kind,
+        channel=message.fallback[0],
+        planned_on=message.planned_on,
+        scheduled_at=now,
+        fallback=message.fallback[1:],
+        replaces_id=message.id,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PlanResult:
     added: int
