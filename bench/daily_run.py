@@ -1,6 +1,7 @@
 """The daily run at portfolio scale: generate, import, run one day; print JSON figures.
 
     .venv/bin/python bench/daily_run.py --accounts 1000000 [--db URL] [--fresh-postgres] [--chunk N]
+                                        [--only-import] [--keep] [--reuse DIR]
 
 ``--db`` defaults to a new SQLite file in a temporary folder; a PostgreSQL URL is emptied first (its
 ``public`` schema dropped), or with ``--fresh-postgres`` created for the run and dropped afterwards.
@@ -14,7 +15,8 @@ processes are not counted).
 
 1. **generate** the bench portfolio (``generate_bench_portfolio``: ≈12 dues and 8 payments per account)
    and write it as the import CSV files;
-2. **import** the four files through the real importer (validation, all-or-nothing, idempotent);
+2. **import** the four files through the real importer (validation, all-or-nothing, idempotent), with
+   each file's wall and CPU seconds (``--only-import`` stops after this step);
 3. **previous day**: store the snapshots and stages of the day before, as a run leaves them, so that the
    measured run is a run in a daily rhythm (a first run searches every account's past days for its stage
    changes, ``services/stages.py``; ``--first-run`` measures that instead);
@@ -144,9 +146,16 @@ def step_import(args: argparse.Namespace) -> dict[str, Any]:
     rows, per_kind = 0, {}
     t0 = time.perf_counter()
     for kind in svc.KINDS:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _cpu_seconds()
         result = svc.import_file(app, kind, Path(args.work) / "input" / f"{kind}.csv")
-        per_kind[kind] = {"rows": result.rows_added, "seconds": round(time.perf_counter() - t, 2)}
+        seconds = time.perf_counter() - t
+        after = _cpu_seconds()
+        per_kind[kind] = {
+            "rows": result.rows_added,
+            "seconds": round(seconds, 2),
+            "rows_per_second": int(result.rows_added / seconds),
+            "cpu_seconds": {k: round(after[k] - cpu[k], 2) for k in after},
+        }
         rows += result.rows_added
     seconds = time.perf_counter() - t0
     return {
@@ -182,6 +191,7 @@ def step_run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "accounts": result.accounts,
         "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
+        "store_seconds": {k: round(v, 2) for k, v in result.store_seconds.items()},
         "total_seconds": round(total, 2),
         "accounts_per_second": int(result.accounts / total),
         "stage_changes": result.stage_changes,
@@ -314,6 +324,7 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=2000, help="accounts in the speed-up sample")
     parser.add_argument("--chunk", type=int, default=repo.ACCOUNTS_PER_CHUNK, help="accounts per chunk")
     parser.add_argument("--first-run", action="store_true", help="measure a first run (no previous day)")
+    parser.add_argument("--only-import", action="store_true", help="stop after the import")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (and its SQLite file)")
     parser.add_argument(
         "--reuse",
@@ -357,6 +368,9 @@ def main() -> int:
         if not args.reuse:
             figures["generate"] = _in_own_process("generate", args)
             figures["import"] = _in_own_process("import", args)
+        if args.only_import:
+            print(json.dumps(figures, indent=2))
+            return 0
         if not args.first_run:
             figures["previous_day"] = _in_own_process("previous_day", args)
         figures["run"] = _in_own_process("run", args)

@@ -28,6 +28,11 @@ Since 2026-11-29 a SQLite frame of 50,000 rows or more is written through the wo
 in a process of its own, ``store/_sqlite_worker.py``), so the SQLite write figure above is the old path;
 ``read_frame(..., bulk=True)`` reads through the worker too. Figures of the new paths:
 docs/performance.md.
+
+Since the afternoon of 2026-11-29 ``write_frame`` goes through ``frames.writing`` (one transaction, the
+rows put in key order first; the generated dues here already are). It does not ask for
+``Writer.load_empty``, so on PostgreSQL the table's indexes are kept up row by row as before; the
+importer asks for it (docs/performance.md, "Import").
 """
 
 from __future__ import annotations

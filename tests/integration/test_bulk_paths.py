@@ -25,7 +25,7 @@ from duecourse.services import portfolio as svc
 from duecourse.services.synth import generate_bench_portfolio, write_csvs
 from duecourse.store import frames, repo
 from duecourse.store.db import StoreConflict, init_db, make_engine
-from duecourse.store.frames import read_by_account, read_frame, replace_snapshots, write_frame
+from duecourse.store.frames import read_by_account, read_frame, replace_snapshots, write_frame, writing
 from duecourse.store.tables import accounts, dues, payments
 
 D = dt.date
@@ -191,6 +191,35 @@ def test_every_row_is_in_exactly_one_chunk_of_whole_accounts(
     assert all(chunk["payments"].schema == pl.Schema(schema.PAYMENTS) for chunk in chunks)
 
 
+@pytest.mark.usefixtures("bulk")
+def test_every_chunk_is_read_from_the_database_as_it_was_when_the_reading_began(engine: Engine) -> None:
+    ids = [f"A{n:02d}" for n in range(12)]
+    write_frame(engine, "customers", customers("C1"))
+    write_frame(engine, "accounts", accounts_of(ids))
+    tables = {"accounts": accounts, "dues": dues, "payments": payments}
+    chunks = read_by_account(engine, tables, 2)
+    first = next(chunks)
+    later = pl.DataFrame(
+        {"payment_id": ids, "account_id": ids, "paid_on": [AS_OF] * 12, "amount_minor": [1] * 12},
+        schema=schema.PAYMENTS,
+    )
+    write_frame(engine, "payments", later)  # committed while the chunks are being read
+    rest = list(chunks)
+    assert [chunk["accounts"].height for chunk in [first, *rest]] == [2] * 6
+    assert all(chunk["payments"].is_empty() for chunk in [first, *rest])
+
+
+@pytest.mark.usefixtures("bulk")
+def test_the_readers_of_the_chunks_share_one_snapshot(engine: Engine) -> None:
+    write_frame(engine, "customers", customers("C1"))
+    query = 'SELECT "customer_id" FROM "customers"'
+    with frames._range_reader(engine, in_worker=frames.backend_of(engine) == "sqlite") as (fetches, _):
+        assert len(fetches) == 2
+        write_frame(engine, "customers", customers("C2"))  # committed after the reading began
+        for fetch in fetches:
+            assert fetch(query, (), {"customer_id": pl.String()})["customer_id"].to_list() == ["C1"]
+
+
 def test_an_empty_database_reads_as_one_empty_chunk(engine: Engine) -> None:
     (chunk,) = list(repo.portfolio_chunks(engine, 10))
     assert chunk.accounts.height == chunk.dues.height == chunk.payments.height == 0
@@ -253,6 +282,151 @@ def test_a_bulk_import_is_all_or_nothing_and_idempotent(bench_app: App, tmp_path
     assert read_frame(app.engine, "payments").sort("payment_id").equals(before.sort("payment_id"))
 
 
+@pytest.fixture
+def small_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Imports checked and written in slices of 7 rows."""
+    monkeypatch.setattr(svc, "IMPORT_CHUNK_ROWS", 7)
+
+
+def _payments_file(app: App, path: Path, changed: bool) -> tuple[Path, int]:
+    """Stored payments again, new ones, then a last row that is bad (or a stored id with another amount).
+
+    Returns the file and the row of its last line.
+    """
+    stored = read_frame(app.engine, "payments").sort("payment_id")
+    text = stored.select(
+        "payment_id",
+        "account_id",
+        pl.col("paid_on").cast(pl.String),
+        (pl.col("amount_minor") // 100).cast(pl.String).alias("whole"),
+        (pl.col("amount_minor") % 100).cast(pl.String).str.zfill(2).alias("cents"),
+    ).select("payment_id", "account_id", "paid_on", pl.format("{}.{}", "whole", "cents").alias("amount"))
+    new = text.head(30).with_columns(payment_id=pl.format("NEW{}", pl.int_range(30)))
+    if changed:
+        last = text.head(1).with_columns(amount=pl.lit("1.23"))
+        text = text.slice(1)
+    else:
+        last = text.head(1).with_columns(payment_id=pl.lit("NEW-LAST"), amount=pl.lit("abc"))
+    rows = pl.concat([text, new, last])
+    rows.write_csv(path)
+    return path, rows.height + 1
+
+
+@pytest.mark.usefixtures("bulk", "small_slices")
+@pytest.mark.parametrize("changed", [pytest.param(False, id="bad-row"), pytest.param(True, id="changed-row")])
+def test_an_import_in_slices_writes_nothing_when_its_last_slice_has_a_problem(
+    bench_app: App, tmp_path: Path, changed: bool
+) -> None:
+    app = bench_app
+    before = read_frame(app.engine, "payments").sort("payment_id")
+    path, last = _payments_file(app, tmp_path / "more.csv", changed)
+    with pytest.raises(ProblemsError) as caught:
+        svc.import_file(app, "payments", path)
+    (problem,) = caught.value.problems
+    assert problem.source == f"{path}:{last}:amount"
+    assert problem.code == ("import.changed_row" if changed else "import.bad_amount")
+    assert read_frame(app.engine, "payments").sort("payment_id").equals(before)
+
+
+@pytest.mark.usefixtures("bulk", "small_slices")
+def test_an_import_in_slices_adds_the_new_rows_and_counts_the_stored_ones(
+    bench_app: App, tmp_path: Path
+) -> None:
+    app = bench_app
+    stored = read_frame(app.engine, "payments").height
+    path, _last = _payments_file(app, tmp_path / "more.csv", changed=False)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")  # without the bad last row
+    result = svc.import_file(app, "payments", path)
+    assert (result.rows_added, result.rows_unchanged) == (30, stored)
+    assert read_frame(app.engine, "payments").height == stored + 30
+    assert svc.import_file(app, "payments", path).rows_added == 0
+
+
+def _schema_of(engine: Engine, table: str) -> set[tuple[str, ...]]:
+    """The indexes and constraints of a table as the database describes them."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            rows = connection.execute(
+                text("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = :t"), {"t": table}
+            )
+        else:
+            rows = connection.execute(
+                text(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t "
+                    "UNION ALL SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid = CAST(:t AS regclass)"
+                ),
+                {"t": table},
+            )
+        return {tuple(str(v) for v in row) for row in rows}
+
+
+@pytest.mark.usefixtures("bulk", "small_slices")
+def test_a_first_import_in_slices_stores_every_row_and_keeps_each_tables_keys_and_indexes(
+    engine: Engine, tmp_path: Path, db_url: str
+) -> None:
+    tables = ("customers", "accounts", "dues", "payments")
+    before = {name: _schema_of(engine, name) for name in tables}
+    app = bootstrap(db_url, None)
+    try:
+        synth = generate_bench_portfolio(accounts=40, seed=3, as_of=AS_OF)
+        files = write_csvs(synth, tmp_path / "in")
+        for kind in svc.KINDS:
+            expected = getattr(synth, kind)
+            assert svc.import_file(app, kind, files[kind]).rows_added == expected.height
+            key = svc.KEYS[kind]
+            assert read_frame(engine, kind).sort(key).equals(expected.sort(key))
+    finally:
+        app.engine.dispose()
+    assert {name: _schema_of(engine, name) for name in tables} == before
+
+
+@pytest.mark.usefixtures("bulk")
+def test_a_load_into_an_empty_table_that_repeats_a_key_writes_nothing_and_keeps_the_key(
+    engine: Engine,
+) -> None:
+    before = _schema_of(engine, "dues")
+    frame = many_dues(20, ["A1", "A2"])
+    with pytest.raises(StoreConflict), writing(engine, 40) as writer:
+        writer.load_empty("dues")
+        writer.append("dues", frame)
+        writer.append("dues", frame.slice(5, 1))
+    assert read_frame(engine, "dues").height == 0
+    assert _schema_of(engine, "dues") == before
+    write_frame(engine, "dues", frame)
+    with pytest.raises(StoreConflict):
+        write_frame(engine, "dues", frame.slice(5, 1))
+
+
+@pytest.mark.usefixtures("bulk")
+def test_a_load_into_an_empty_table_that_breaks_a_reference_writes_nothing_and_keeps_it(
+    engine: Engine,
+) -> None:
+    write_frame(engine, "customers", customers("C1"))
+    before = _schema_of(engine, "accounts")
+    with pytest.raises(StoreConflict), writing(engine, 2) as writer:
+        writer.load_empty("accounts")
+        writer.append("accounts", accounts_of(["A1"]))
+        writer.append("accounts", accounts_of(["A2"], customer="nobody"))
+    assert read_frame(engine, "accounts").height == 0
+    assert _schema_of(engine, "accounts") == before
+    with pytest.raises(StoreConflict):
+        write_frame(engine, "accounts", accounts_of(["A3"], customer="nobody"))
+
+
+@pytest.mark.usefixtures("bulk")
+def test_a_load_into_a_table_that_is_not_empty_keeps_its_indexes_as_it_writes(engine: Engine) -> None:
+    write_frame(engine, "customers", customers("C1"))
+    write_frame(engine, "accounts", accounts_of(["A1"]))
+    before = _schema_of(engine, "accounts")
+    with writing(engine, 1) as writer:
+        writer.load_empty("accounts")
+        writer.append("accounts", accounts_of(["A2"]))
+    assert _schema_of(engine, "accounts") == before
+    assert read_frame(engine, "accounts").height == 2
+
+
 # --- beside a writer in another process -----------------------------------------------------------
 
 _WRITER = textwrap.dedent(
@@ -306,6 +480,27 @@ def test_bulk_reads_and_writes_stay_consistent_beside_a_writer_in_another_proces
         assert repo.snapshot_for(engine, AS_OF).height == len(ids)
         with engine.connect() as connection:
             assert connection.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
+    finally:
+        engine.dispose()
+
+
+def test_two_workers_read_one_snapshot_unless_another_writer_holds_the_lock(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    init_db(url)
+    engine = make_engine(url)
+    count = 'SELECT count(*) AS n FROM "customers"'
+    try:
+        with frames._sqlite_worker(engine) as first, frames._sqlite_worker(engine) as second:
+            assert frames._one_snapshot(engine, first, second)
+            write_frame(engine, "customers", customers("C1"))  # committed after both snapshots were taken
+            for worker in (first, second):
+                assert worker.query(count, (), {"n": pl.Int64()}, typed=True).item() == 0
+                worker.execute("ROLLBACK")
+            with engine.begin() as connection:  # another writer holds the write lock
+                connection.execute(text("DELETE FROM customers"))
+                assert not frames._one_snapshot(engine, first, second)
+            for worker in (first, second):  # neither was left in a transaction: they see the commit
+                assert worker.query(count, (), {"n": pl.Int64()}, typed=True).item() == 0
     finally:
         engine.dispose()
 

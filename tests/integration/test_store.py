@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import polars as pl
@@ -14,6 +16,7 @@ from sqlalchemy import Engine, Table, insert, select, text
 from duecourse.engine import schema
 from duecourse.store import repo, tables
 from duecourse.store.db import (
+    SQLITE_PAGE_SIZE,
     StoreConflict,
     UnsupportedDatabase,
     current_revision,
@@ -172,6 +175,17 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path, monkeypatch: 
     finally:
         engine.dispose()
     assert (tmp_path / "relative.db").exists()
+
+
+def test_a_new_sqlite_file_has_16_kib_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    with closing(sqlite3.connect(old)) as connection:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("CREATE TABLE t (x)")
+    for path, size in ((tmp_path / "new.db", SQLITE_PAGE_SIZE), (old, 4096)):
+        init_db(f"sqlite:///{path}")
+        with closing(sqlite3.connect(path)) as connection:
+            assert connection.execute("PRAGMA page_size").fetchone() == (size,)
 
 
 @pytest.mark.parametrize(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import textwrap
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from duecourse.domain.errors import ProblemsError
 from duecourse.engine.schema import ACCOUNTS, CUSTOMERS, DUES, PAYMENTS
-from duecourse.io.readers import MAX_PROBLEMS, ROW, Refs, read_table
+from duecourse.io.readers import MAX_PROBLEMS, ROW, Refs, open_table, read_table
 
 NO_REFS = Refs()
 CNY_A1 = Refs(account_digits=pl.DataFrame({"account_id": ["A1"], "minor_digits": [2]}))
@@ -224,6 +227,9 @@ def test_account_ids_have_no_surrounding_spaces_and_are_unique() -> None:
         pytest.param("1000.00", 0, 1000, id="jpy-trailing-zeros"),
         pytest.param("1.234", 3, 1234, id="three-digits"),
         pytest.param("9999999999999999.99", 2, 999999999999999999, id="largest"),
+        pytest.param("0000000000000000000001.50", 2, 150, id="more-leading-zeros-than-an-int64-holds"),
+        pytest.param("1.500000000000000000000", 2, 150, id="more-trailing-zeros-than-an-int64-holds"),
+        pytest.param("5.000000000000000000000", 0, 5, id="jpy-with-many-trailing-zeros"),
     ],
 )
 def test_amounts_become_exact_integer_minor_units(amount: str, digits: int, minor: int) -> None:
@@ -287,6 +293,78 @@ def test_amount_too_large_for_minor_units() -> None:
     assert problems("dues", one_due("12345678901234567"), CNY_A1) == [
         "dues.csv:2:amount: 12345678901234567 is too large for an amount"
     ]
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        pytest.param(
+            "99999999999999999999", "99999999999999999999 is too large for an amount", id="20-digits"
+        ),
+        pytest.param(
+            "1.0000000000000000000001",
+            "1.0000000000000000000001 has more than 2 decimal places",
+            id="a-last-decimal-far-out",
+        ),
+    ],
+)
+def test_amounts_longer_than_an_int64_are_judged_on_their_text(amount: str, message: str) -> None:
+    assert problems("dues", one_due(amount), CNY_A1) == [f"dues.csv:2:amount: {message}"]
+
+
+def _expected_minor(amount: str, digits: int, *, positive: bool) -> int | str:
+    """The rule for an amount, written out with Decimal: minor units, or the code of its problem."""
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", amount):
+        return "import.bad_amount"
+    whole, _, decimals = amount.partition(".")
+    if len(decimals.rstrip("0")) > digits:
+        return "import.too_many_decimals"
+    if len(whole.lstrip("0")) + digits > 18:
+        return "import.amount_too_large"
+    with localcontext() as exact:
+        exact.prec = 100
+        minor = int(Decimal(amount).scaleb(digits))
+    if positive and minor == 0:
+        return "import.amount_not_positive"
+    return minor
+
+
+_ZEROS_AND_DIGITS = st.text(alphabet=st.sampled_from("000001123456789"), min_size=1, max_size=24)
+_AMOUNTS = st.one_of(
+    st.builds(lambda whole, decimals: f"{whole}.{decimals}", _ZEROS_AND_DIGITS, _ZEROS_AND_DIGITS),
+    _ZEROS_AND_DIGITS,
+    st.sampled_from(["", "5.", ".5", "-1", "1e3", " 1", "+1", "0", "0.00"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(_AMOUNTS, st.integers(0, 4)), min_size=1, max_size=40))
+def test_amounts_are_converted_as_decimal_arithmetic_would(rows: list[tuple[str, int]]) -> None:
+    refs = Refs(
+        account_digits=pl.DataFrame(
+            {"account_id": [f"A{i}" for i in range(len(rows))], "minor_digits": [d for _, d in rows]}
+        )
+    )
+    lines = "".join(f"A{i},D{i},2025-01-31,{a},principal,{a},\n" for i, (a, _) in enumerate(rows))
+    path = Path("dues.csv")
+    path.write_text(DUES_HEADER + lines, encoding="utf-8")
+    amount = [_expected_minor(a, d, positive=True) for a, d in rows]
+    minimum = [_expected_minor(a, d, positive=False) for a, d in rows]
+    wanted = [
+        (f"dues.csv:{i + 2}:{column}", code)
+        for i in range(len(rows))
+        for column, code in (("amount", amount[i]), ("minimum_amount", minimum[i]))
+        if isinstance(code, str) and not (column == "minimum_amount" and rows[i][0] == "")
+    ]
+    if not wanted:
+        frame = read_table("dues", path, refs)
+        assert frame.get_column("amount_minor").to_list() == amount
+        assert frame.get_column("minimum_minor").to_list() == minimum
+        return
+    with pytest.raises(ProblemsError) as caught:
+        read_table("dues", path, refs)
+    found = [(p.source, p.code) for p in caught.value.problems if p.code != "import.minimum_above_amount"]
+    assert found == wanted
 
 
 # --- dues: other rules -----------------------------------------------------------------------------
@@ -640,6 +718,85 @@ def test_parquet_float_amounts_are_refused() -> None:
 
 def test_a_file_that_is_not_parquet_is_a_problem() -> None:
     assert codes("payments", write("payments.parquet", "payment_id\n")) == ["import.unreadable_parquet"]
+
+
+def test_a_file_not_utf8_is_reported_as_such_before_its_header_problems() -> None:
+    path = Path("payments.csv")
+    path.write_bytes(b"payment_id,account,paid_on,amount\nP1,A1,2025-02-01,5\nP2,A\xe9,2025-02-01,5\n")
+    assert codes("payments", path) == ["import.not_utf8"]
+
+
+# --- slices ----------------------------------------------------------------------------------------
+
+
+def _slices(kind: str, path: Path, refs: Refs, rows: int) -> tuple[list[pl.DataFrame], list[str]]:
+    """The slices yielded, and the problems raised after them (none: [])."""
+    got: list[pl.DataFrame] = []
+    try:
+        for part in open_table(kind, path, refs).chunks(rows):
+            got.append(part)
+    except ProblemsError as exc:
+        return got, [str(p) for p in exc.problems]
+    return got, []
+
+
+def _dues_file(*rows: str) -> Path:
+    return write("dues.csv", DUES_HEADER + "".join(f"{row}\n" for row in rows))
+
+
+def test_a_file_checked_in_slices_reads_as_the_whole_file() -> None:
+    path = _dues_file(*(f"A1,D{i},2025-01-{i + 1:02d},{i + 1}.00,principal,,\n" for i in range(7)))
+    parts, found = _slices("dues", path, CNY_A1, 2)
+    assert found == []
+    assert [part.height for part in parts] == [2, 2, 2, 1]
+    assert pl.concat(parts).equals(read_table("dues", path, CNY_A1))
+
+
+def test_no_slice_follows_a_problem_and_every_problem_is_raised_after_the_last_slice() -> None:
+    good = "A1,D{},2025-01-31,1.00,principal,,"
+    path = _dues_file(
+        *(good.format(i) for i in range(4)),
+        "A1,D4,2025-01-31,-1,principal,,",
+        good.format(5),
+        good.format(6),
+        "A1,D7,2025-02-30,1.00,principal,,",
+    )
+    parts, found = _slices("dues", path, CNY_A1, 3)
+    assert [part.height for part in parts] == [3]
+    assert found == problems("dues", path, CNY_A1)
+    assert found == [
+        "dues.csv:6:amount: '-1' is negative; amount must be greater than 0",
+        "dues.csv:9:due_date: '2025-02-30' is not a real date",
+    ]
+
+
+def test_a_repeat_in_a_later_slice_names_the_row_it_repeats() -> None:
+    path = _dues_file(
+        "A1,D1,2025-01-31,1.00,principal,,",
+        "A1,D2,2025-01-31,1.00,principal,,",
+        "A1,D3,2025-01-31,1.00,principal,,",
+        "A1,D1,2025-02-28,1.00,interest,,",
+    )
+    _parts, found = _slices("dues", path, CNY_A1, 2)
+    assert found == ["dues.csv:5:due_id: duplicate due 'D1' of account 'A1' (first on row 2)"]
+
+
+def test_the_cap_on_problems_counts_the_problems_of_every_slice() -> None:
+    path = _dues_file(*(f"A1,D{i},2025-01-31,abc,principal,," for i in range(MAX_PROBLEMS + 500)))
+    _parts, found = _slices("dues", path, CNY_A1, 300)
+    assert found == problems("dues", path, CNY_A1)
+    assert len(found) == MAX_PROBLEMS + 1
+    assert found[-1] == "dues.csv: 500 more problems found and not listed"
+
+
+def test_the_keys_to_look_up_are_those_that_could_pass_the_checks() -> None:
+    path = _dues_file(
+        "A1,D1,2025-01-31,1.00,principal,,",
+        ",D2,2025-01-31,1.00,principal,,",
+        'A1,"D\n3",2025-01-31,1.00,principal,,',
+        "A1, D4 ,2025-01-31,1.00,principal,,",
+    )
+    assert open_table("dues", path, CNY_A1).keys().rows() == [("A1", "D1"), ("A1", " D4 ")]
 
 
 def test_keep_row_gives_the_line_each_record_starts_on() -> None:

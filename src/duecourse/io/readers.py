@@ -16,6 +16,11 @@ Where a problem is: ``FILE:ROW:COLUMN``.
 A problem with the whole file (not UTF-8, empty, an unknown extension, missing, unexpected or repeated
 header columns) has source ``FILE`` or ``FILE:1:COLUMN``; the rows of such a file are not checked.
 
+A large file is checked in slices of rows (``open_table(...).chunks(rows)``) so that an importer can write one
+slice while the next is checked; every problem of the whole file is still found, and raised after the last
+slice, so the importer writes nothing of a file with a problem. A repeated id is found over the whole file
+before the first slice.
+
 Rules worth knowing: a row whose cells are all empty (a blank line) is skipped; a row with fewer cells than
 the header has its missing trailing cells read as empty; amounts are plain decimals (``1000.00``, ``1000``)
 converted to integer minor units of the account's currency with integer arithmetic, never a float; trailing
@@ -28,7 +33,7 @@ import csv
 import io
 import re
 import zoneinfo
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -51,6 +56,7 @@ _MAX_MINOR_DIGITS = 18
 # Private frame columns start with "_": no input column does (the header is checked first).
 _ROW = "_row"
 _DIGITS = "_digits"
+_FIRST = "_first"  # on a repeated key: the row it first appeared on (null on first appearances)
 
 # [0-9], never \d: the Rust regex \d also matches non-ASCII digits, which would not cast to integers.
 _AMOUNT_SHAPE = r"^[0-9]+(\.[0-9]+)?$"
@@ -58,6 +64,10 @@ _DATE_SHAPE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _PHONE_SHAPE = r"^\+[1-9][0-9]{6,14}$"  # E.164: a country code and at most 15 digits in all
 _EMAIL_SHAPE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 _COUNTRY_SHAPE = r"^[A-Z]{2}$"  # ISO 3166-1 alpha-2
+_PLAIN_ID = r"^[!-~]+$"  # printable ASCII without spaces
+
+_BOM = "\ufeff".encode()
+_VISIBLE_ASCII = re.compile(rb"[!-~]")
 
 _CSV_SUFFIXES = (".csv",)
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -84,6 +94,7 @@ class _Layout:
     """The header of one kind of file: columns that must be there and columns that may be."""
 
     required: tuple[str, ...]
+    key: tuple[str, ...]
     optional: tuple[str, ...] = ()
 
     @property
@@ -92,12 +103,14 @@ class _Layout:
 
 
 _LAYOUTS: Mapping[str, _Layout] = {
-    "customers": _Layout(tuple(FRAMES["customers"])),
-    "accounts": _Layout(("account_id", "customer_id", "product_code", "opened_on")),
+    "customers": _Layout(tuple(FRAMES["customers"]), ("customer_id",)),
+    "accounts": _Layout(("account_id", "customer_id", "product_code", "opened_on"), ("account_id",)),
     "dues": _Layout(
-        ("account_id", "due_id", "due_date", "amount", "component"), ("minimum_amount", "posted_on")
+        ("account_id", "due_id", "due_date", "amount", "component"),
+        ("account_id", "due_id"),
+        ("minimum_amount", "posted_on"),
     ),
-    "payments": _Layout(("payment_id", "account_id", "paid_on", "amount")),
+    "payments": _Layout(("payment_id", "account_id", "paid_on", "amount"), ("payment_id",)),
 }
 
 _Row = Mapping[str, Any]
@@ -105,12 +118,17 @@ _Row = Mapping[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class _Check:
-    """One row rule: ``bad`` is true on the rows that break it; ``message`` words it for one such row."""
+    """One row rule: ``bad`` is true on the rows that break it; ``message`` words it for one such row.
+
+    ``maybe`` (None: ``bad`` itself) is a cheaper expression, true at least on every row ``bad`` is: the
+    rules are worked out only on the rows some ``maybe`` holds for, usually none (see ``_check``).
+    """
 
     code: str
     column: str
     bad: pl.Expr
     message: Callable[[_Row], str]
+    maybe: pl.Expr | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +144,7 @@ class _Plan:
     stages: tuple[tuple[pl.Expr, ...], ...]
     checks: tuple[_Check, ...]
     output: tuple[pl.Expr, ...]
+    fixups: tuple[Callable[[pl.DataFrame], pl.DataFrame], ...] = ()
 
 
 ROW = _ROW  # with ``keep_row``: the row number the user sees (see the module's docstring)
@@ -136,6 +155,73 @@ def read_table(kind: str, path: Path, refs: Refs, *, keep_row: bool = False) -> 
 
     With ``keep_row`` the frame has one more column, ``ROW``, the row number to name in a later problem
     about the row (e.g. an import conflicting with what is stored).
+    """
+    (frame,) = open_table(kind, path, refs).chunks(None, keep_row=keep_row)
+    return frame
+
+
+@dataclass(frozen=True)
+class Table:
+    """A file read whole and checked as a file (encoding, header, CSV shape, repeated ids); its rows are
+    checked by ``chunks``.
+
+    Attributes:
+        kind: customers, accounts, dues or payments.
+        file: the path as the caller gave it (the FILE of every problem).
+        key: the columns that identify a row (``account_id``, ``due_id`` for dues).
+        height: the number of rows (blank lines not counted).
+    """
+
+    kind: str
+    file: str
+    key: tuple[str, ...]
+    _frame: pl.DataFrame
+    _plan: _Plan
+
+    @property
+    def height(self) -> int:
+        return self._frame.height
+
+    def keys(self) -> pl.DataFrame:
+        """The keys as written in the file, before the rows are checked, of the rows whose key could
+        pass the checks (no cell empty or holding a control character): what to look up among the
+        stored rows while the rows are checked (a key that fails the checks stops the import anyway)."""
+        usable = pl.all_horizontal(
+            (pl.col(name) != "") & ~pl.col(name).str.contains(r"[\x00-\x1f\x7f]") for name in self.key
+        )
+        return self._frame.select(self.key).filter(usable)
+
+    def chunks(self, rows: int | None, *, keep_row: bool = False) -> Iterator[pl.DataFrame]:
+        """The rows, checked and converted, in slices of ``rows`` (None: all in one); at least one slice.
+
+        Slices come out while they are valid; once a row breaks a rule no more are yielded, the rest are
+        still checked, and after the last one every problem of the file is raised in one
+        ``ProblemsError`` (as ``read_table`` would). A caller that writes the slices must therefore write
+        them in one transaction and roll it back on that error.
+        """
+        if rows is not None and rows < 1:
+            raise ValueError(f"need rows >= 1, got {rows}")
+        step = rows or max(self.height, 1)
+        schema = FRAMES[self.kind]
+        failed: list[dict[str, Any]] = []
+        total = 0
+        for start in range(0, max(self.height, 1), step):
+            staged, checked, bad = _check(self._plan, self._frame.slice(start, step))
+            total += bad
+            if bad:
+                failed.extend(_failed_rows(self._plan, checked, MAX_PROBLEMS - len(failed)))
+            elif not total:
+                yield _output(self._plan, staged, schema, keep_row=keep_row)
+        if total:
+            raise ProblemsError(_capped(_worded(self._plan, failed, self.file), total, self.file))
+
+
+def open_table(kind: str, path: Path, refs: Refs | Callable[[], Refs]) -> Table:
+    """Read a customers, accounts, dues or payments file (CSV or Parquet) and check it as a file.
+
+    Raises the problems of the file as a whole (not UTF-8, empty, header); the rows are checked by
+    ``Table.chunks``. ``refs`` may be a function that returns them, called once the file is read: an
+    importer looks them up in the database meanwhile.
     """
     if kind not in _LAYOUTS:
         raise ValueError(f"unknown kind {kind!r}; expected one of: {', '.join(_LAYOUTS)}")
@@ -156,11 +242,13 @@ def read_table(kind: str, path: Path, refs: Refs, *, keep_row: bool = False) -> 
             ]
         )
     frame = frame.with_columns(pl.lit("").alias(c) for c in layout.optional if c not in frame.columns)
-    frame = frame.filter(~pl.all_horizontal(pl.col(c) == "" for c in layout.columns))
+    frame = _without_blank_rows(frame, layout)
+    if not isinstance(refs, Refs):
+        refs = refs()
     if kind in ("dues", "payments"):
         frame = _attach_digits(frame, refs)
-    plan = _PLANS[kind](refs)
-    return _run(plan, frame, file, FRAMES[kind], keep_row=keep_row)
+    frame = _mark_repeats(frame, layout.key)
+    return Table(kind, file, layout.key, frame, _PLANS[kind](refs))
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -188,21 +276,41 @@ def _empty_file(file: str, layout: _Layout) -> ProblemsError:
     )
 
 
-def _load_csv(path: Path, file: str, layout: _Layout) -> pl.DataFrame:
-    """Every column as String, empty cells as "", plus the line number of each record."""
-    raw = _read_bytes(path, file)
+def _decoded(raw: bytes, file: str) -> str:
+    """The whole file as text, or the problem of the first byte that is not UTF-8."""
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save the file as UTF-8"
         raise ProblemsError([Problem("import.not_utf8", message, file)]) from None
-    text = text.removeprefix("\ufeff")
-    if not text.strip():
-        raise _empty_file(file, layout)
-    end = text.find("\n")
-    header = next(csv.reader([text if end < 0 else text[:end]]))
-    _check_header(header, layout, file)
+
+
+def _load_csv(path: Path, file: str, layout: _Layout) -> pl.DataFrame:
+    """Every column as String, empty cells as "", plus the line number of each record.
+
+    The whole file is decoded in Python only when something is wrong with it: Polars checks the UTF-8 of
+    every cell as it reads (a large file would otherwise be held twice, as bytes and as text); a file
+    that is not UTF-8 is reported as such before any other problem, as if it had been decoded first.
+    """
+    raw = _read_bytes(path, file)
+    start = len(_BOM) if raw.startswith(_BOM) else 0
+    # Printable ASCII is never whitespace: only a file without any needs decoding to tell it is empty.
+    if _VISIBLE_ASCII.search(raw, start) is None:
+        if not _decoded(raw, file).removeprefix("\ufeff").strip():
+            raise _empty_file(file, layout)
+    end = raw.find(b"\n", start)
+    try:
+        first_line = raw[start : end if end >= 0 else len(raw)].decode("utf-8")
+    except UnicodeDecodeError:
+        _decoded(raw, file)
+        raise
+    header = next(csv.reader([first_line]))
+    try:
+        _check_header(header, layout, file)
+    except ProblemsError:
+        _decoded(raw, file)
+        raise
     try:
         frame = pl.read_csv(
             raw,
@@ -213,8 +321,11 @@ def _load_csv(path: Path, file: str, layout: _Layout) -> pl.DataFrame:
             raise_if_empty=False,
         )
     except pl.exceptions.PolarsError as exc:
+        text = _decoded(raw, file).removeprefix("\ufeff")
         raise ProblemsError(_diagnose_csv(text, len(header), file, exc)) from None
-    frame = frame.with_columns(pl.all().fill_null(""))
+    # Only a row with fewer cells than the header has nulls (its missing trailing cells).
+    nulls = frame.null_count().row(0, named=True)
+    frame = frame.with_columns(pl.col(c).fill_null("") for c, n in nulls.items() if n)
     # Line numbers: record index + 2, plus the line breaks inside the quoted cells of earlier records.
     # Each record ends with one "\n", so more "\n" than records + header means some cell holds one.
     row = pl.int_range(pl.len(), dtype=pl.Int64) + 2
@@ -321,8 +432,20 @@ def _check_header(header: Sequence[str], layout: _Layout, file: str) -> None:
         raise ProblemsError(problems)
 
 
+def _without_blank_rows(frame: pl.DataFrame, layout: _Layout) -> pl.DataFrame:
+    """The rows with at least one cell that is not empty (only looked for where the first cell is)."""
+    first = layout.columns[0]
+    if not frame.height or not frame.select((pl.col(first) == "").any()).item():
+        return frame
+    return frame.filter(~pl.all_horizontal(pl.col(c) == "" for c in layout.columns))
+
+
 def _attach_digits(frame: pl.DataFrame, refs: Refs) -> pl.DataFrame:
-    """Add each row's account currency minor digits (null: the account is not known)."""
+    """Add each row's account currency minor digits (null: the account is not known).
+
+    The rows of one account usually come together, so each run of equal ``account_id`` is looked up
+    once and the answer spread over the run (a third of the time of joining every row).
+    """
     if refs.account_digits is None:
         return frame.with_columns(pl.lit(DEFAULT_MINOR_DIGITS, pl.Int64).alias(_DIGITS))
     table = refs.account_digits.select(
@@ -330,33 +453,81 @@ def _attach_digits(frame: pl.DataFrame, refs: Refs) -> pl.DataFrame:
     )
     if table.get_column("account_id").is_duplicated().any():
         raise ValueError("refs.account_digits holds an account_id more than once")
-    return frame.join(table, on="account_id", how="left", maintain_order="left")
+    account = pl.col("account_id")
+    starts = (account != account.shift(1)).fill_null(True)
+    runs = frame.select(starts.alias("start"), (starts.cum_sum().cast(pl.UInt32) - 1).alias("run"))
+    ids = frame.select(account.filter(runs.get_column("start")))
+    digits = ids.join(table, on="account_id", how="left", maintain_order="left").get_column(_DIGITS)
+    return frame.with_columns(digits.gather(runs.get_column("run")).alias(_DIGITS))
+
+
+def _mark_repeats(frame: pl.DataFrame, key: tuple[str, ...]) -> pl.DataFrame:
+    """Add ``_FIRST``: on each row whose key appeared on an earlier row, that row; null elsewhere.
+
+    Counting distinct hashes of the key tells, in one pass, that no key repeats (the usual case); only
+    otherwise (or on a collision of hashes) are the rows grouped by the key itself.
+    """
+    hashed = pl.col(key[0]).hash(seed=0)
+    for seed, name in enumerate(key[1:], start=1):
+        hashed = hashed ^ pl.col(name).hash(seed=seed)
+    if frame.select(hashed.n_unique()).item() == frame.height:
+        return frame.with_columns(pl.lit(None, pl.Int64).alias(_FIRST))
+    first = pl.col(_ROW).first().over(list(key))
+    return frame.with_columns(pl.when(first != pl.col(_ROW)).then(first).alias(_FIRST))
 
 
 # --- running the checks -----------------------------------------------------------------------------
 
 
-def _run(
-    plan: _Plan, frame: pl.DataFrame, file: str, schema: Mapping[str, pl.DataType], *, keep_row: bool
-) -> pl.DataFrame:
+def _check(plan: _Plan, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """The frame with its helper columns; the suspect rows (those some check's ``maybe`` holds for) with
+    one mask per check; and how many cells broke a rule.
+
+    Most rules on text cost a pass over every string (stripping spaces, matching a pattern); an id of
+    printable ASCII without spaces passes them all, so they are worked out only on the rows that are not
+    that plain, or whose other cheap signs (a null date, a shape that is not an amount) say that a rule
+    may be broken. On a valid file that is no row at all.
+    """
     masks = [f"_bad_{i}" for i in range(len(plan.checks))]
     lazy = frame.lazy()
     for stage in plan.stages:
         lazy = lazy.with_columns(stage)
-    lazy = lazy.with_columns(
+    staged = lazy.collect()
+    for fixup in plan.fixups:
+        staged = fixup(staged)
+    maybe = pl.any_horizontal(
+        (check.bad if check.maybe is None else check.maybe).fill_null(False) for check in plan.checks
+    )
+    suspect = staged.filter(maybe) if plan.checks else staged.clear()
+    checked = suspect.with_columns(
         check.bad.fill_null(False).alias(mask) for check, mask in zip(plan.checks, masks, strict=True)
     )
-    checked = lazy.collect()
     total = int(checked.select(pl.sum_horizontal(pl.col(masks).sum())).item()) if masks else 0
-    if total:
-        failed = checked.filter(pl.any_horizontal(masks)).head(MAX_PROBLEMS).to_dicts()
-        problems = [
-            Problem(check.code, check.message(row), f"{file}:{row[_ROW]}:{check.column}")
-            for row in failed
-            for check, mask in zip(plan.checks, masks, strict=True)
-            if row[mask]
-        ]
-        raise ProblemsError(_capped(problems, total, file))
+    return staged, checked, total
+
+
+def _failed_rows(plan: _Plan, checked: pl.DataFrame, limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` rows that broke a rule, as dicts (the words need their cells)."""
+    if limit <= 0:
+        return []
+    masks = [f"_bad_{i}" for i in range(len(plan.checks))]
+    return checked.filter(pl.any_horizontal(masks)).head(limit).to_dicts()
+
+
+def _worded(plan: _Plan, failed: Sequence[_Row], file: str) -> list[Problem]:
+    """The problems of the failed rows, in row then check order."""
+    masks = [f"_bad_{i}" for i in range(len(plan.checks))]
+    return [
+        Problem(check.code, check.message(row), f"{file}:{row[_ROW]}:{check.column}")
+        for row in failed
+        for check, mask in zip(plan.checks, masks, strict=True)
+        if row[mask]
+    ]
+
+
+def _output(
+    plan: _Plan, checked: pl.DataFrame, schema: Mapping[str, pl.DataType], *, keep_row: bool
+) -> pl.DataFrame:
     columns = [pl.col(name).cast(dtype) for name, dtype in schema.items()]
     return checked.select(*plan.output, *([_ROW] if keep_row else [])).select(
         *columns, *([pl.col(_ROW).cast(pl.Int64)] if keep_row else [])
@@ -380,61 +551,79 @@ def _blank(column: str) -> pl.Expr:
     return pl.col(column).str.strip_chars() == ""
 
 
+def _plain(column: str) -> pl.Expr:
+    return pl.col(f"_plain_{column}")
+
+
+def _plain_helper(column: str) -> pl.Expr:
+    """True on an id of printable ASCII without spaces: not empty, no surrounding spaces, no control
+    character, so it passes every rule on an id's text (one pattern instead of three passes)."""
+    return pl.col(column).str.contains(_PLAIN_ID).alias(f"_plain_{column}")
+
+
 def _valid_id(column: str) -> pl.Expr:
     """Non-empty and without surrounding spaces: the ids worth looking up and comparing."""
     return (pl.col(column) != "") & (pl.col(column) == pl.col(column).str.strip_chars())
 
 
-def _required(column: str) -> _Check:
-    return _Check("import.empty_value", column, _blank(column), lambda _row: f"{column} is empty")
+def _required(column: str, maybe: pl.Expr | None = None) -> _Check:
+    return _Check("import.empty_value", column, _blank(column), lambda _row: f"{column} is empty", maybe)
 
 
 def _id(column: str) -> list[_Check]:
+    """The rules on an id's text; the plan computes ``_plain_helper(column)`` in its first stage."""
     spaced = ~_blank(column) & (pl.col(column) != pl.col(column).str.strip_chars())
     control = ~spaced & pl.col(column).str.contains(r"[\x00-\x1f\x7f]")
     return [
-        _required(column),
+        _required(column, ~_plain(column)),
         _Check(
-            "import.bad_id", column, spaced, lambda row: f"{row[column]!r} has leading or trailing spaces"
+            "import.bad_id",
+            column,
+            spaced,
+            lambda row: f"{row[column]!r} has leading or trailing spaces",
+            ~_plain(column),
         ),
         _Check(
             "import.bad_id",
             column,
             control,
             lambda row: f"{row[column]!r} holds a line break or another control character",
+            ~_plain(column),
         ),
     ]
 
 
-def _unique(key: tuple[str, ...], describe: Callable[[_Row], str]) -> tuple[pl.Expr, _Check]:
-    """The repeats of a key: each is reported on its own row, naming the row it repeats."""
-    first = f"_first_{'_'.join(key)}"
-    helper = pl.col(_ROW).first().over(list(key)).alias(first)
-    bad = pl.all_horizontal(_valid_id(c) for c in key) & (pl.col(_ROW) != pl.col(first))
-    check = _Check(
+def _unique(key: tuple[str, ...], describe: Callable[[_Row], str]) -> _Check:
+    """The repeats of a key (found over the whole file by ``_mark_repeats``): each is reported on its own
+    row, naming the row it repeats."""
+    bad = pl.all_horizontal(_valid_id(c) for c in key) & pl.col(_FIRST).is_not_null()
+    return _Check(
         "import.duplicate_id",
         key[-1],
         bad,
-        lambda row: f"duplicate {describe(row)} (first on row {row[first]})",
+        lambda row: f"duplicate {describe(row)} (first on row {row[_FIRST]})",
+        pl.col(_FIRST).is_not_null(),
     )
-    return helper, check
 
 
 def _choice(column: str, choices: Sequence[str], what: str) -> list[_Check]:
     listed = ", ".join(choices)
-    unknown = ~_blank(column) & ~pl.col(column).is_in(list(choices))
+    outside = ~pl.col(column).is_in(list(choices))  # the choices are never blank
+    unknown = ~_blank(column) & outside
     return [
         _Check(
             "import.empty_value",
             column,
             _blank(column),
             lambda _row: f"{column} is empty (expected: {listed})",
+            outside,
         ),
         _Check(
             "import.unknown_value",
             column,
             unknown,
             lambda row: f"unknown {what} {row[column]!r} (expected: {listed})",
+            outside,
         ),
     ]
 
@@ -463,39 +652,107 @@ def _date_reason(value: str) -> str:
 
 
 def _date_checks(column: str, *, required: bool) -> list[_Check]:
-    bad = ~_blank(column) & pl.col(_date(column)).is_null()
-    checks = [_required(column)] if required else []
-    checks.append(_Check("import.bad_date", column, bad, lambda row: _date_reason(row[column])))
+    missing = pl.col(_date(column)).is_null()  # a blank cell is never a date
+    bad = ~_blank(column) & missing
+    checks = [_required(column, missing)] if required else []
+    checks.append(
+        _Check(
+            "import.bad_date",
+            column,
+            bad,
+            lambda row: _date_reason(row[column]),
+            missing & (pl.col(column) != ""),
+        )
+    )
     return checks
 
 
 def _amount_helpers(column: str) -> tuple[tuple[pl.Expr, ...], tuple[pl.Expr, ...]]:
-    """Two stages: the amount's parts, then its minor units in the account's digits.
+    """Two stages: the amount's parts as integers, then what the checks and the output need.
 
-    ``_ok_`` is true when the cell has the shape of a plain decimal; ``_int_`` is the whole part without
-    leading zeros and ``_frac_`` the decimals without trailing zeros (so ``0.50`` has one decimal place).
-    ``_minor_`` = whole * 10**digits + decimals right-padded to digits, in Int64 (never a float).
+    ``_ok_`` is true when the cell has the shape of a plain decimal. The whole part and the decimals are
+    each cast to Int64 (``_w_``, ``_f_``; ``_s_`` counts the decimals as written, trailing zeros
+    included), so that no string is built per row. Then, with d the account's digits:
+
+    * ``_excess_``: more decimals than d once trailing zeros are dropped (``0.50`` has one decimal
+      place): the last s - d decimals are not all zero, ``f % 10**(s-d) != 0``;
+    * ``_large_``: the whole part has more than 18 - d digits (minor units would not fit 18 digits);
+    * ``_zero_``: the amount is 0;
+    * ``_minor_`` = whole * 10**d + the decimals scaled to d places, in Int64 (never a float);
+    * ``_slow_``: a part with more digits than an Int64 holds (only possible with leading or trailing
+      zeros, or an amount too large): ``_exact_amount`` works these rows out from the text.
     """
     text = pl.col(column)
     parts = text.str.split_exact(".", 1)
+    decimals = parts.struct.field("field_1")
+    fraction = decimals.cast(pl.Int64, strict=False)
     first = (
         text.str.contains(_AMOUNT_SHAPE).alias(f"_ok_{column}"),
-        parts.struct.field("field_0").str.strip_chars_start("0").alias(f"_int_{column}"),
-        parts.struct.field("field_1").fill_null("").str.strip_chars_end("0").alias(f"_frac_{column}"),
+        parts.struct.field("field_0").cast(pl.Int64, strict=False).alias(f"_w_{column}"),
+        pl.when(decimals.is_null()).then(pl.lit(0, pl.Int64)).otherwise(fraction).alias(f"_f_{column}"),
+        decimals.str.len_bytes().fill_null(0).cast(pl.Int64).alias(f"_s_{column}"),
     )
-    ok, whole, frac, digits = (
+    ok, whole, frac, places, digits = (
         pl.col(f"_ok_{column}"),
-        pl.col(f"_int_{column}"),
-        pl.col(f"_frac_{column}"),
+        pl.col(f"_w_{column}"),
+        pl.col(f"_f_{column}"),
+        pl.col(f"_s_{column}"),
         pl.col(_DIGITS),
     )
-    fits = (frac.str.len_chars() <= digits) & (whole.str.len_chars() + digits <= _MAX_MINOR_DIGITS)
-    # A leading "0" makes "" (no whole part, or no decimals with digits 0) cast to 0.
-    whole_value = pl.concat_str(pl.lit("0"), whole).cast(pl.Int64, strict=False)
-    frac_value = pl.concat_str(pl.lit("0"), frac.str.pad_end(digits, "0")).cast(pl.Int64, strict=False)
-    minor = whole_value * pl.lit(10, pl.Int64).pow(digits) + frac_value
-    second = (pl.when(ok & fits).then(minor).alias(f"_minor_{column}"),)
+    ten = pl.lit(10, pl.Int64)
+    down = ten.pow((places - digits).clip(lower_bound=0))  # 10**(s-d) when s > d, else 1
+    up = ten.pow((digits - places).clip(lower_bound=0))  # 10**(d-s) when d > s, else 1
+    slow = ok & (whole.is_null() | frac.is_null() | (places > _MAX_MINOR_DIGITS))
+    excess = ~slow & (places > digits) & (frac % down != 0)
+    large = ~slow & (
+        (digits > _MAX_MINOR_DIGITS)
+        | (whole >= ten.pow((pl.lit(_MAX_MINOR_DIGITS, pl.Int64) - digits).clip(lower_bound=0)))
+    )
+    minor = whole * ten.pow(digits.clip(0, _MAX_MINOR_DIGITS)) + frac * up // down
+    second = (
+        slow.fill_null(False).alias(f"_slow_{column}"),
+        excess.alias(f"_excess_{column}"),
+        large.alias(f"_large_{column}"),
+        (ok & ~slow & (whole == 0) & (frac == 0)).alias(f"_zero_{column}"),
+        pl.when(ok & ~slow & ~excess & ~large).then(minor).alias(f"_minor_{column}"),
+    )
     return first, second
+
+
+def _exact_amount(column: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """The fix-up of ``_amount_helpers`` for its ``_slow_`` rows: the same columns worked out on the text.
+
+    The whole part without leading zeros and the decimals without trailing zeros are compared by their
+    lengths, and the minor units built by padding the decimals to d digits; slower (a string per row),
+    so only for the few rows that need it.
+    """
+    names = [f"_{part}_{column}" for part in ("excess", "large", "zero", "minor")]
+
+    def fix(frame: pl.DataFrame) -> pl.DataFrame:
+        rows = frame.get_column(f"_slow_{column}").arg_true()
+        if rows.is_empty():
+            return frame
+        parts = pl.col(column).str.split_exact(".", 1)
+        whole = parts.struct.field("field_0").str.strip_chars_start("0")
+        frac = parts.struct.field("field_1").fill_null("").str.strip_chars_end("0")
+        digits = pl.col(_DIGITS)
+        excess = frac.str.len_chars() > digits
+        large = whole.str.len_chars() + digits > _MAX_MINOR_DIGITS
+        # A leading "0" makes "" (no whole part, or no decimals with digits 0) cast to 0.
+        whole_value = pl.concat_str(pl.lit("0"), whole).cast(pl.Int64, strict=False)
+        frac_value = pl.concat_str(pl.lit("0"), frac.str.pad_end(digits, "0")).cast(pl.Int64, strict=False)
+        minor = whole_value * pl.lit(10, pl.Int64).pow(digits) + frac_value
+        exact = frame[rows].select(
+            excess.alias(names[0]),
+            (~excess & large).alias(names[1]),
+            ((whole == "") & (frac == "")).alias(names[2]),
+            pl.when(~excess & ~large).then(minor).alias(names[3]),
+        )
+        return frame.with_columns(
+            frame.get_column(name).clone().scatter(rows, exact.get_column(name)) for name in names
+        )
+
+    return fix
 
 
 def _amount_reason(value: str, column: str, *, positive: bool) -> str:
@@ -525,12 +782,7 @@ def _places_reason(value: str, digits: int) -> str:
 
 
 def _amount_checks(column: str, *, required: bool, positive: bool) -> list[_Check]:
-    ok, whole, frac, digits = (
-        pl.col(f"_ok_{column}"),
-        pl.col(f"_int_{column}"),
-        pl.col(f"_frac_{column}"),
-        pl.col(_DIGITS),
-    )
+    ok, excess, large = (pl.col(f"_ok_{column}"), pl.col(f"_excess_{column}"), pl.col(f"_large_{column}"))
     present = pl.lit(True) if required else ~_blank(column)
     checks = [
         _Check(
@@ -538,27 +790,27 @@ def _amount_checks(column: str, *, required: bool, positive: bool) -> list[_Chec
             column,
             present & ~ok,
             lambda row: _amount_reason(row[column], column, positive=positive),
+            ~ok if required else ~ok & (pl.col(column) != ""),
         ),
         _Check(
             "import.too_many_decimals",
             column,
-            ok & (frac.str.len_chars() > digits),
+            ok & excess,
             lambda row: _places_reason(row[column], row[_DIGITS]),
         ),
         _Check(
             "import.amount_too_large",
             column,
-            ok & (frac.str.len_chars() <= digits) & (whole.str.len_chars() + digits > _MAX_MINOR_DIGITS),
+            ok & ~excess & large,
             lambda row: f"{row[column]} is too large for an amount",
         ),
     ]
     if positive:
-        zero = ok & (whole == "") & (frac == "")
         checks.append(
             _Check(
                 "import.amount_not_positive",
                 column,
-                zero,
+                ok & pl.col(f"_zero_{column}"),
                 lambda row: f"{column} must be greater than 0 (got {row[column]})",
             )
         )
@@ -575,6 +827,7 @@ def _known_account(refs: Refs) -> list[_Check]:
             "account_id",
             bad,
             lambda row: f"account {row['account_id']!r} is not imported",
+            pl.col(_DIGITS).is_null(),
         )
     ]
 
@@ -585,8 +838,9 @@ def _timezones() -> tuple[str, ...]:
 
 
 def _customers_plan(refs: Refs) -> _Plan:
-    unique, duplicate = _unique(("customer_id",), lambda row: f"customer_id {row['customer_id']!r}")
-    unknown_zone = ~_blank("timezone") & ~pl.col("timezone").is_in(list(_timezones()))
+    duplicate = _unique(("customer_id",), lambda row: f"customer_id {row['customer_id']!r}")
+    unzoned = ~pl.col("timezone").is_in(list(_timezones()))
+    unknown_zone = ~_blank("timezone") & unzoned
     checks = [
         *_id("customer_id"),
         duplicate,
@@ -598,6 +852,7 @@ def _customers_plan(refs: Refs) -> _Plan:
             "timezone",
             unknown_zone,
             lambda row: f"unknown time zone {row['timezone']!r} (expected an IANA name like Asia/Shanghai)",
+            unzoned,
         ),
         *_choice("jurisdiction", JURISDICTIONS, "jurisdiction"),
         _shape(
@@ -614,33 +869,36 @@ def _customers_plan(refs: Refs) -> _Plan:
             "is not an ISO 3166 alpha-2 country code (two capital letters, like CN)",
         ),
     ]
-    return _Plan(((unique,),), tuple(checks), tuple(pl.col(c) for c in FRAMES["customers"]))
+    stages = ((_plain_helper("customer_id"),),)
+    return _Plan(stages, tuple(checks), tuple(pl.col(c) for c in FRAMES["customers"]))
 
 
 def _accounts_plan(refs: Refs) -> _Plan:
-    unique, duplicate = _unique(("account_id",), lambda row: f"account_id {row['account_id']!r}")
+    duplicate = _unique(("account_id",), lambda row: f"account_id {row['account_id']!r}")
     checks = [*_id("account_id"), duplicate, *_id("customer_id")]
     if refs.customer_ids is not None:
         known = refs.customer_ids.cast(pl.String).implode()
-        unknown = _valid_id("customer_id") & ~pl.col("customer_id").is_in(known)
+        outside = ~pl.col("customer_id").is_in(known)
         checks.append(
             _Check(
                 "import.unknown_customer",
                 "customer_id",
-                unknown,
+                _valid_id("customer_id") & outside,
                 lambda row: f"customer {row['customer_id']!r} is not imported",
+                outside,
             )
         )
     checks.extend(_id("product_code"))
     if refs.product_digits is not None:
         configured = ", ".join(sorted(refs.product_digits))
-        unknown = _valid_id("product_code") & ~pl.col("product_code").is_in(list(refs.product_digits))
+        outside = ~pl.col("product_code").is_in(list(refs.product_digits))
         checks.append(
             _Check(
                 "import.unknown_product",
                 "product_code",
-                unknown,
+                _valid_id("product_code") & outside,
                 lambda row: f"unknown product {row['product_code']!r} (configured: {configured})",
+                outside,
             )
         )
     checks.extend(_date_checks("opened_on", required=True))
@@ -650,11 +908,12 @@ def _accounts_plan(refs: Refs) -> _Plan:
         pl.col("product_code"),
         pl.col(_date("opened_on")).alias("opened_on"),
     )
-    return _Plan(((unique, _date_helper("opened_on")),), tuple(checks), output)
+    plain = (_plain_helper("account_id"), _plain_helper("customer_id"), _plain_helper("product_code"))
+    return _Plan(((*plain, _date_helper("opened_on")),), tuple(checks), output)
 
 
 def _dues_plan(refs: Refs) -> _Plan:
-    unique, duplicate = _unique(
+    duplicate = _unique(
         ("account_id", "due_id"),
         lambda row: f"due {row['due_id']!r} of account {row['account_id']!r}",
     )
@@ -686,7 +945,14 @@ def _dues_plan(refs: Refs) -> _Plan:
         ),
     ]
     stages = (
-        (unique, _date_helper("due_date"), _date_helper("posted_on"), *amount_parts, *minimum_parts),
+        (
+            _plain_helper("account_id"),
+            _plain_helper("due_id"),
+            _date_helper("due_date"),
+            _date_helper("posted_on"),
+            *amount_parts,
+            *minimum_parts,
+        ),
         (*amount_minor, *minimum_minor),
     )
     output = (
@@ -698,11 +964,11 @@ def _dues_plan(refs: Refs) -> _Plan:
         pl.col("_minor_minimum_amount").alias("minimum_minor"),
         pl.col(_date("posted_on")).alias("posted_on"),
     )
-    return _Plan(stages, tuple(checks), output)
+    return _Plan(stages, tuple(checks), output, (_exact_amount("amount"), _exact_amount("minimum_amount")))
 
 
 def _payments_plan(refs: Refs) -> _Plan:
-    unique, duplicate = _unique(("payment_id",), lambda row: f"payment_id {row['payment_id']!r}")
+    duplicate = _unique(("payment_id",), lambda row: f"payment_id {row['payment_id']!r}")
     amount_parts, amount_minor = _amount_helpers("amount")
     checks = [
         *_id("payment_id"),
@@ -712,14 +978,17 @@ def _payments_plan(refs: Refs) -> _Plan:
         *_date_checks("paid_on", required=True),
         *_amount_checks("amount", required=True, positive=True),
     ]
-    stages = ((unique, _date_helper("paid_on"), *amount_parts), amount_minor)
+    stages = (
+        (_plain_helper("payment_id"), _plain_helper("account_id"), _date_helper("paid_on"), *amount_parts),
+        amount_minor,
+    )
     output = (
         pl.col("payment_id"),
         pl.col("account_id"),
         pl.col(_date("paid_on")).alias("paid_on"),
         pl.col("_minor_amount").alias("amount_minor"),
     )
-    return _Plan(stages, tuple(checks), output)
+    return _Plan(stages, tuple(checks), output, (_exact_amount("amount"),))
 
 
 _PLANS: Mapping[str, Callable[[Refs], _Plan]] = {

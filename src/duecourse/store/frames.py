@@ -4,12 +4,12 @@ The whole portfolio moves through here every night, so rows never pass one by on
 row machinery. Figures: ``docs/performance.md`` and the docstrings of ``bench/store_speed.py`` and
 ``bench/daily_run.py``.
 
-- **PostgreSQL writes:** ADBC ``adbc_ingest``, a binary ``COPY`` encoded from Arrow in C, with any
-  delete before it (``replace_snapshots``) in the same transaction on that connection. psycopg's binary
-  ``COPY`` fed by ``write_row`` and a text ``COPY`` of CSV written by Polars came out level with it
-  (130-250k rows/s each, within the noise of a shared 2-CPU machine): the server's index upkeep sets
-  the pace. ADBC is kept because it spends no Python call per row, so the client leaves the CPU to the
-  server, and it is the same Arrow path as the reads.
+- **PostgreSQL writes:** ADBC ``adbc_ingest``, a binary ``COPY`` encoded from Arrow in C, in one
+  transaction with any delete before it (``replace_snapshots``), run by a thread of its own
+  (``writing``). psycopg's binary ``COPY`` fed by ``write_row`` and a text ``COPY`` of CSV written by
+  Polars came out level with it (130-250k rows/s each, within the noise of a shared 2-CPU machine): the
+  server's index upkeep sets the pace. ADBC is kept because it spends no Python call per row, so the
+  client leaves the CPU to the server, and it is the same Arrow path as the reads.
 - **PostgreSQL reads:** ADBC ``fetch_arrow_table`` (the driver copies out in binary into Arrow; no Python
   object per value). Range reads inline their bounds as literals, so that the driver can use ``COPY``
   (it cannot bind parameters into a ``COPY``).
@@ -28,7 +28,15 @@ row machinery. Figures: ``docs/performance.md`` and the docstrings of ``bench/st
   starting the worker (a Python process importing Arrow, about 0.3 s) would cost more than it saves.
 
 ``read_by_account`` reads the portfolio in chunks of whole accounts (ranges of ``account_id``) from one
-consistent view (a read transaction), reading the next chunk while the caller computes on this one.
+consistent view, reading the next chunks while the caller computes on this one: two SQLite workers
+whose read transactions were started under one write lock (``_one_snapshot``), or two PostgreSQL
+connections on one exported snapshot, each reading every other chunk.
+
+``writing`` is one write transaction into which the caller hands frames as it makes them: the database
+writes one while the caller prepares the next (an import checks its next slice of rows; the daily run
+computes its next chunk). On SQLite it can be staged in temporary tables so that the write lock is held
+only for the final copy; on PostgreSQL a load into an empty table builds its indexes once at the end.
+Every append is put in the order of the table's key first (``_key_sorted``).
 
 Every frame is cast to its schema on the way out: dates as ``Date``, money as ``Int64``, instants as UTC
 ``Datetime``; SQLite's ISO text dates and 0/1 booleans are parsed, and written back the same way, as
@@ -46,9 +54,12 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import IO, Any, cast
@@ -104,6 +115,16 @@ _SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S%.6f"
 _SQLITE_DATETIME_PARSE = "%Y-%m-%d %H:%M:%S%.f"
 _INCOMING_KEYS = "duecourse_incoming_keys"
 
+# Workers reading the portfolio at once on SQLite (see _one_snapshot): 2, one per core.
+SQLITE_READERS = 2
+# Connections reading the portfolio at once on PostgreSQL, the second on the first's exported snapshot
+# (``SET TRANSACTION SNAPSHOT``, as pg_dump --jobs does): 19.0 s against 19.9 s for a run of 1,000,000
+# accounts (docs/performance.md); the server's and the client's decoding then share both cores.
+PG_READERS = 2
+# A reading worker's page cache: its reads go through the file once, in order, so the operating system's
+# cache serves them as well; the worker's default (for the index upkeep of large writes) is 256 MiB,
+# which each reader would fill with pages it does not read again.
+_READER_CACHE_KIB = 16_384
 # At or above this many rows, a frame is written to SQLite (or its keys looked up) through the worker.
 BULK_MIN_ROWS = 50_000
 # Above this many accounts, ``read_by_account`` reads SQLite through the worker.
@@ -351,13 +372,16 @@ class _SqliteWorker:
 
 
 @contextmanager
-def _sqlite_worker(engine: Engine) -> Iterator[_SqliteWorker]:
-    """A worker process for the engine's SQLite file, stopped on the way out."""
+def _sqlite_worker(engine: Engine, *, cache_kib: int | None = None) -> Iterator[_SqliteWorker]:
+    """A worker process for the engine's SQLite file (``cache_kib``: its page cache, if not the
+    worker's default), stopped on the way out."""
     database = engine.url.database
     if not database:  # pragma: no cover - db.normalize_url refuses SQLite without a file
         raise StoreError("SQLite without a file has no worker")
     worker = _SqliteWorker(os.path.abspath(database))
     try:
+        if cache_kib is not None:
+            worker.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
         yield worker
     finally:
         worker.close()
@@ -593,11 +617,9 @@ def read_matching(engine: Engine, table_name: str, keys: pl.DataFrame) -> pl.Dat
     unknown = [name for name in key_names if name not in schema]
     if not key_names or unknown:
         raise ValueError(f"{table_name} has no key columns {unknown or key_names}")
+    if keys.is_empty() or _is_empty(engine, table):  # a first import needs no lookup at all
+        return pl.DataFrame(schema=schema)
     wanted = keys.select(pl.col(name).cast(schema[name], strict=True) for name in key_names).unique()
-    if wanted.is_empty():
-        return pl.DataFrame(schema=schema)
-    if _is_empty(engine, table):
-        return pl.DataFrame(schema=schema)
     if backend_of(engine) == "sqlite" and wanted.height >= BULK_MIN_ROWS:
         with _translated(f"reading stored {table_name}"), _sqlite_worker(engine) as worker:
             return _read_matching_in_worker(worker, table, wanted)
@@ -659,20 +681,48 @@ def _pg_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+@dataclass(frozen=True)
+class Ranged:
+    """What ``read_by_account`` reads of a table in each range of accounts: some of its columns (None:
+    all), of the rows whose columns equal ``equal`` (e.g. the snapshots of one day).
+
+    Attributes:
+        table: a table with an ``account_id`` column.
+        columns: the columns to read, in this order.
+        equal: column -> value (a date, a text or an integer), all of which a row must equal.
+    """
+
+    table: Table
+    columns: tuple[str, ...] | None = None
+    equal: Mapping[str, dt.date | str | int] = field(default_factory=dict)
+
+    def schema(self) -> dict[str, pl.DataType]:
+        whole = table_schema(self.table)
+        return {name: whole[name] for name in (self.columns or tuple(whole))}
+
+
 def _range_query(
-    backend: Backend, table: Table, low: str | None, high: str | None, *, typed: bool = False
+    backend: Backend, source: Ranged, low: str | None, high: str | None, *, typed: bool = False
 ) -> tuple[str, list[Any]]:
-    """The rows of ``table`` with ``low <= account_id < high`` (a missing bound: no limit that side).
+    """The rows of ``source`` with ``low <= account_id < high`` (a missing bound: no limit that side).
 
     ``typed`` (SQLite): after a first row that fixes the column types (``_typed_sqlite``), in a compound
     of two plain selects rather than behind a subquery, which SQLite would run as a co-routine (about a
     third slower on a large range).
     """
-    columns = ", ".join(_quoted(name) for name in table.c.keys())
+    schema = source.schema()
+    columns = ", ".join(_quoted(name) for name in schema)
     if typed:
         columns = f"{columns}, 0"
     conditions: list[str] = []
     params: list[Any] = []
+    for name, value in source.equal.items():
+        if backend == "postgresql":
+            text_value = value.isoformat() if isinstance(value, dt.date) else str(value)
+            conditions.append(f"{_quoted(name)} = {_pg_text(text_value)}")
+        else:
+            conditions.append(f"{_quoted(name)} = ?")
+            params.append(_sqlite_value(value))
     for op, bound in ((">=", low), ("<", high)):
         if bound is None:
             continue
@@ -682,56 +732,113 @@ def _range_query(
             conditions.append(f'"account_id" {op} ?')
             params.append(bound)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    query = f"SELECT {columns} FROM {_quoted(table.name)}{where}"
+    query = f"SELECT {columns} FROM {_quoted(source.table.name)}{where}"
     if typed:
-        query = f"{_typed_first_row(table_schema(table))} UNION ALL {query}"
+        query = f"{_typed_first_row(schema)} UNION ALL {query}"
     return query, params
 
 
 @contextmanager
-def _range_reader(engine: Engine, *, in_worker: bool) -> Iterator[tuple[_RangeFetch, bool]]:
-    """A consistent view to read ranges from: (fetch, whether fetch may run in another thread)."""
+def _range_reader(engine: Engine, *, in_worker: bool) -> Iterator[tuple[list[_RangeFetch], bool]]:
+    """A consistent view to read ranges from: (one or more fetches, each usable from a thread of its own
+    at the same time as the others; whether they may run in threads at all)."""
     backend = backend_of(engine)
     if backend == "postgresql":
-        with _adbc_postgresql(engine) as adbc:
-            with adbc.cursor() as cursor:
-                cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                cursor.execute("SET LOCAL standard_conforming_strings = on")
-
-            def fetch(sql: str, params: Sequence[Any], schema: Schema) -> pl.DataFrame:
+        with ExitStack() as stack:
+            connections = [stack.enter_context(_adbc_postgresql(engine)) for _ in range(PG_READERS)]
+            snapshot = None
+            for adbc in connections:
                 with adbc.cursor() as cursor:
-                    cursor.execute(sql, list(params) or None)
-                    frame = pl.from_arrow(cursor.fetch_arrow_table())
-                if not isinstance(frame, pl.DataFrame):  # pragma: no cover - a table always gives a frame
-                    raise StoreError("the database returned no table")
-                return conform(frame, schema)
-
+                    cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    if snapshot is None and len(connections) > 1:
+                        cursor.execute("SELECT pg_export_snapshot()")
+                        snapshot = cursor.fetchone()[0]
+                    elif snapshot is not None:
+                        cursor.execute(f"SET TRANSACTION SNAPSHOT {_pg_text(snapshot)}")
+                    cursor.execute("SET LOCAL standard_conforming_strings = on")
             try:
-                yield fetch, True
+                yield [_pg_fetch(adbc) for adbc in connections], True
             finally:
-                with adbc.cursor() as cursor:
-                    cursor.execute("COMMIT")
+                for adbc in connections:
+                    with adbc.cursor() as cursor:
+                        cursor.execute("COMMIT")
         return
     if in_worker:
-        with _sqlite_worker(engine) as worker:
-            worker.execute("BEGIN")  # deferred: the first read takes the snapshot every later read sees
-
-            def fetch_typed(sql: str, params: Sequence[Any], schema: Schema) -> pl.DataFrame:
-                return worker.query(sql, params, schema, typed=True)
-
+        with ExitStack() as stack:
+            first = stack.enter_context(_sqlite_worker(engine, cache_kib=_READER_CACHE_KIB))
+            readers = [first]
+            if SQLITE_READERS > 1:
+                second = stack.enter_context(_sqlite_worker(engine, cache_kib=_READER_CACHE_KIB))
+                if _one_snapshot(engine, first, second):
+                    readers.append(second)
+            if len(readers) == 1:
+                first.execute("BEGIN")  # deferred: the first read takes the snapshot every later read sees
             try:
-                yield fetch_typed, True
+                yield [_worker_fetch(worker) for worker in readers], True
             finally:
-                with suppress(StoreError):  # a worker that failed is stopped next, which rolls back
-                    worker.execute("ROLLBACK")
+                for worker in readers:
+                    with suppress(StoreError):  # a worker that failed is stopped next, which rolls back
+                        worker.execute("ROLLBACK")
         return
     with engine.connect() as connection:
         raw = _sqlite3(connection)
         raw.execute("BEGIN")
         try:
-            yield _sqlite_text_fetch(raw), False
+            yield [_sqlite_text_fetch(raw)], False
         finally:
             raw.rollback()
+
+
+def _pg_fetch(adbc: Any) -> _RangeFetch:
+    def fetch(sql: str, params: Sequence[Any], schema: Schema) -> pl.DataFrame:
+        with adbc.cursor() as cursor:
+            cursor.execute(sql, list(params) or None)
+            frame = pl.from_arrow(cursor.fetch_arrow_table())
+        if not isinstance(frame, pl.DataFrame):  # pragma: no cover - a table always gives a frame
+            raise StoreError("the database returned no table")
+        return conform(frame, schema)
+
+    return fetch
+
+
+def _worker_fetch(worker: _SqliteWorker) -> _RangeFetch:
+    def fetch(sql: str, params: Sequence[Any], schema: Schema) -> pl.DataFrame:
+        return worker.query(sql, params, schema, typed=True)
+
+    return fetch
+
+
+def _one_snapshot(engine: Engine, first: _SqliteWorker, second: _SqliteWorker) -> bool:
+    """Start a read transaction in both workers on the same snapshot of the file, or in neither (False).
+
+    Reading is most of a run on SQLite and one worker reads on one core, so two workers read alternate
+    chunks. Each has its own connection, and a WAL read transaction sees the file as of its first read;
+    the two first reads are made while this process holds the write lock (``BEGIN IMMEDIATE``), so that
+    no commit can fall between them. The lock is only tried, never waited for: when another writer holds
+    it (an import), the run reads with one worker rather than wait.
+    """
+    database = engine.url.database
+    if not database:  # pragma: no cover - db.normalize_url refuses SQLite without a file
+        return False
+    lock = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:  # busy: another writer
+            return False
+        try:
+            for worker in (first, second):
+                worker.execute("BEGIN")
+                worker.query(_FIRST_READ, (), {"n": pl.Int64()}, typed=True)
+        finally:
+            lock.execute("ROLLBACK")
+    finally:
+        lock.close()
+    return True
+
+
+# Any read starts a WAL read transaction: its snapshot is the file as of this read.
+_FIRST_READ = "SELECT count(*) AS n FROM sqlite_master"
 
 
 def _sqlite_text_fetch(raw: sqlite3.Connection) -> _RangeFetch:
@@ -754,9 +861,10 @@ def many_accounts(engine: Engine) -> bool:
 
 
 def read_by_account(
-    engine: Engine, tables: Mapping[str, Table], accounts_per_chunk: int
+    engine: Engine, tables: Mapping[str, Table | Ranged], accounts_per_chunk: int
 ) -> Iterator[dict[str, pl.DataFrame]]:
-    """The rows of ``tables`` (each has an ``account_id``) in chunks of whole accounts, one frame per table.
+    """The rows of ``tables`` (each has an ``account_id``) in chunks of whole accounts, one frame per table
+    (a ``Ranged`` reads some of a table's columns, of some of its rows).
 
     The stored account ids, in the database's order, are cut every ``accounts_per_chunk`` ids; chunk k
     holds the rows with ``bound[k] <= account_id < bound[k + 1]``, the first chunk unbounded below and
@@ -770,13 +878,14 @@ def read_by_account(
         raise ValueError(f"need accounts_per_chunk >= 1, got {accounts_per_chunk}")
     backend = backend_of(engine)
     in_worker = backend == "sqlite" and many_accounts(engine)
-    schemas = {name: table_schema(table) for name, table in tables.items()}
+    sources = {name: t if isinstance(t, Ranged) else Ranged(t) for name, t in tables.items()}
+    schemas = {name: source.schema() for name, source in sources.items()}
     with (
         _translated("reading the portfolio"),
-        _range_reader(engine, in_worker=in_worker) as (fetch, threaded),
-        ThreadPoolExecutor(1, thread_name_prefix="duecourse-read") as pool,
+        _range_reader(engine, in_worker=in_worker) as (fetches, threaded),
+        ThreadPoolExecutor(len(fetches), thread_name_prefix="duecourse-read") as pool,
     ):
-        ids = fetch(  # a primary key, never null: it needs no typed first row
+        ids = fetches[0](  # a primary key, never null: it needs no typed first row
             f'SELECT "account_id" FROM {_quoted(accounts.name)} ORDER BY "account_id"',
             (),
             {"account_id": pl.String()},
@@ -784,24 +893,30 @@ def read_by_account(
         cuts: list[str | None] = [None, *ids.gather_every(accounts_per_chunk).to_list()[1:], None]
         del ids
 
-        def read(low: str | None, high: str | None) -> dict[str, pl.DataFrame]:
+        def read(fetch: _RangeFetch, low: str | None, high: str | None) -> dict[str, pl.DataFrame]:
             return {
-                name: fetch(*_range_query(backend, table, low, high, typed=in_worker), schemas[name])
-                for name, table in tables.items()
+                name: fetch(*_range_query(backend, source, low, high, typed=in_worker), schemas[name])
+                for name, source in sources.items()
             }
 
         ranges = list(itertools.pairwise(cuts))
         if not threaded:
             for low, high in ranges:
-                yield read(low, high)
+                yield read(fetches[0], low, high)
             return
-        pending = pool.submit(read, *ranges[0])
-        for nxt in [*ranges[1:], None]:
-            chunk = pending.result()
-            if nxt is not None:
-                pending = pool.submit(read, *nxt)
-            yield chunk
-            del chunk
+        # Chunk k is read by fetch k % n; chunk k + n is asked for once chunk k is taken, so that each
+        # fetch has one read at a time and the chunks come out in order.
+        pending: deque[Future[dict[str, pl.DataFrame]]] = deque()
+        for k, (low, high) in enumerate(ranges):
+            if len(pending) == len(fetches):
+                chunk = pending.popleft().result()
+                pending.append(pool.submit(read, fetches[k % len(fetches)], low, high))
+                yield chunk
+                del chunk
+            else:
+                pending.append(pool.submit(read, fetches[k % len(fetches)], low, high))
+        while pending:
+            yield pending.popleft().result()
 
 
 # --- writing ----------------------------------------------------------------------------------------
@@ -849,52 +964,338 @@ def _insert_sqlite(connection: Connection, table: Table, frame: pl.DataFrame) ->
         cursor.close()
 
 
+def _key_sorted(table: Table, frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows in the order of the table's primary key (when the frame holds it), unless they already are.
+
+    Rows in key order make each insert an append at the right edge of the key's B-tree: SQLite wrote
+    12.2 million dues in 21 s in key order against 33 s in the order of the file (docs/performance.md);
+    PostgreSQL builds an index faster from a heap in key order, and a range read by account then finds
+    its rows together.
+    """
+    key = [column.name for column in table.primary_key.columns]
+    if frame.height < 2 or not key or any(name not in frame.columns for name in key):
+        return frame
+    later = pl.lit(False)
+    for name in reversed(key):
+        column, previous = pl.col(name), pl.col(name).shift(1)
+        later = (column > previous) | ((column == previous) & later)
+    if frame.select(later.fill_null(True).all()).item():
+        return frame
+    return frame.sort(key)
+
+
+# Requests a writer may have sent and not seen answered: one being written, one waiting, so that the
+# writer is never idle while the caller prepares the next frame, and at most two frames are held for it.
+_IN_FLIGHT = 2
+
+
+class Writer(ABC):
+    """Deletes and appends in one write transaction (``writing``), applied in the order they are called.
+
+    On the bulk paths a call returns once its request is handed over, so that the database writes one
+    frame while the caller prepares the next; an error of the database is raised by a later call, or when
+    the ``writing`` block ends, and the whole transaction is rolled back.
+    """
+
+    @abstractmethod
+    def delete(self, stmt: Delete) -> None:
+        """Run a delete in the transaction."""
+
+    @abstractmethod
+    def append(self, table_name: str, frame: pl.DataFrame) -> None:
+        """Append ``frame`` to ``table_name`` (columns by name, cast to the table's dtypes, in key order)."""
+
+    def load_empty(self, table_name: str) -> None:  # noqa: B027 - a no-op but on PostgreSQL
+        """Many rows are about to be appended to ``table_name``: on PostgreSQL, when the table is empty,
+        its indexes and constraints are dropped now and built again at the end (see ``_PostgresWriter``).
+        """
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Wait for every request (raising the first error), then commit."""
+
+    @abstractmethod
+    def rollback(self) -> None:
+        """Wait for every request, ignoring errors, then roll back."""
+
+
+class _ConnectionWriter(Writer):
+    """Small writes to SQLite through Python's ``sqlite3`` on a SQLAlchemy connection in ``begin()``,
+    which commits or rolls back."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def delete(self, stmt: Delete) -> None:
+        self._connection.execute(stmt)
+
+    def append(self, table_name: str, frame: pl.DataFrame) -> None:
+        table = table_named(table_name)
+        frame = _prepared(table, frame)
+        if frame.height:
+            _insert_sqlite(self._connection, table, frame)
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+
+class _WorkerWriter(Writer):
+    """Writes to SQLite through the worker: each frame is an Arrow file ingested by the worker while this
+    process goes on; at most ``_IN_FLIGHT`` requests are unanswered.
+
+    Direct (``staged`` false), the transaction holds SQLite's write lock from the start. ``staged``: the
+    frames go to temporary tables of the worker's connection, which lock nothing, and the commit applies
+    the deletes and copies them over (``INSERT ... SELECT``) in one short ``BEGIN IMMEDIATE`` transaction:
+    a daily run then keeps other writers (an API, the dispatcher) waiting for about a second instead of
+    for the whole run, at the price of copying the rows once more (1,000,000 snapshots: 1.1 s of the
+    2.0 s it takes to write them, docs/performance.md).
+    """
+
+    def __init__(self, worker: _SqliteWorker, *, staged: bool) -> None:
+        self._worker = worker
+        self._staged = staged
+        self._pending: deque[Path | None] = deque()
+        self._steps: list[tuple[str, list[Any]]] = []  # staged: the statements the commit runs
+        self._staging: dict[str, tuple[str, list[str]]] = {}  # table -> its temporary table, columns
+        self._names = itertools.count()
+        if not staged:
+            # IMMEDIATE takes the write lock first (waiting up to the busy timeout for another writer), so
+            # the transaction never has to upgrade a read snapshot that a concurrent commit made stale.
+            worker.execute("BEGIN IMMEDIATE")
+
+    def _send(self, request: Mapping[str, Any], path: Path | None = None) -> None:
+        self._worker.send(request)
+        self._pending.append(path)
+        while len(self._pending) > _IN_FLIGHT:
+            self._answer()
+
+    def _answer(self) -> None:
+        path = self._pending.popleft()
+        try:
+            self._worker.receive()
+        finally:
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+    def delete(self, stmt: Delete) -> None:
+        sql, params = _compile("sqlite", stmt)
+        if self._staged:
+            self._steps.append((sql, params))
+            self._staging.clear()  # rows appended after the delete go in after it
+            return
+        self._send({"op": "execute", "sql": sql, "params": params})
+
+    def append(self, table_name: str, frame: pl.DataFrame) -> None:
+        table = table_named(table_name)
+        frame = _key_sorted(table, _prepared(table, frame))
+        if not frame.height:
+            return
+        path = self._worker.file()
+        _sqlite_stored(frame).write_ipc(path, compat_level=pl.CompatLevel.oldest())
+        if not self._staged:
+            request = {"op": "ingest", "table": table.name, "path": str(path), "temporary": False}
+            self._send(request | {"create": False}, path)
+            return
+        staging, columns = self._staging.get(table.name, ("", []))
+        create = columns != frame.columns
+        if create:
+            staging = f"duecourse_staged_{next(self._names)}"
+            self._staging[table.name] = (staging, frame.columns)
+            names = ", ".join(_quoted(name) for name in frame.columns)
+            self._steps.append(
+                (f"INSERT INTO main.{_quoted(table.name)} ({names}) SELECT {names} FROM temp.{staging}", [])
+            )
+        self._send(
+            {"op": "ingest", "table": staging, "path": str(path), "temporary": True, "create": create}, path
+        )
+
+    def commit(self) -> None:
+        while self._pending:
+            self._answer()
+        if self._staged:
+            self._worker.execute("BEGIN IMMEDIATE")
+            for sql, params in self._steps:
+                self._worker.execute(sql, params)
+        self._worker.execute("COMMIT")
+
+    def rollback(self) -> None:
+        while self._pending:
+            with suppress(StoreError):
+                self._answer()
+        with suppress(StoreError):  # no transaction yet (staged), or a worker that failed: stopped next
+            self._worker.execute("ROLLBACK")
+
+
+# Memory for the index builds after a load into an empty table (PostgreSQL's default is 64 MB; the
+# sort of 12 million dues keys then spills to disk). Set for that transaction only.
+_PG_INDEX_BUILD_MEMORY = "512MB"
+
+
+class _PostgresWriter(Writer):
+    """Writes to PostgreSQL through one ADBC connection, the requests run in order by one thread (each
+    append a binary ``COPY``), so that the server writes one frame while the caller prepares the next.
+
+    ``load_empty``: inserting rows one by one into an index costs the server about twice the CPU of
+    building the index once from the loaded table (12.2 million dues: 26 CPU s against 12-15,
+    docs/performance.md). When the table is empty (checked under an exclusive lock, held until the
+    commit), its indexes and its own primary key, unique and foreign key constraints are dropped, and at
+    the end built again from their definitions as the database reports them; a broken key or reference
+    then fails the rebuild and the whole transaction. A key that another table's foreign key refers to
+    is kept.
+    """
+
+    def __init__(self, cursor: Any, *, analyze: bool) -> None:
+        self._cursor = cursor
+        self._analyze = analyze
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="duecourse-write")
+        self._pending: deque[Future[None]] = deque()
+        self._rebuild: list[str] = []
+        self._appended: dict[str, int] = {}
+
+    def _submit(self, work: Callable[..., None], *args: Any) -> None:
+        self._pending.append(self._pool.submit(work, *args))
+        while len(self._pending) > _IN_FLIGHT:
+            self._pending.popleft().result()
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cursor.execute(sql, list(params) or None)
+        if self._cursor.description is None:
+            return []
+        return cast(list[tuple[Any, ...]], self._cursor.fetchall())
+
+    def _run(self, sql: str, params: Sequence[Any]) -> None:
+        self._execute(sql, params)
+
+    def _ingest(self, table_name: str, arrow: Any) -> None:
+        self._cursor.adbc_ingest(table_name, arrow, mode="append")
+
+    def delete(self, stmt: Delete) -> None:
+        self._submit(self._run, *_compile("postgresql", stmt))
+
+    def append(self, table_name: str, frame: pl.DataFrame) -> None:
+        table = table_named(table_name)
+        frame = _key_sorted(table, _prepared(table, frame))
+        if frame.height:
+            self._submit(self._ingest, table.name, frame.to_arrow(compat_level=pl.CompatLevel.oldest()))
+            self._appended[table.name] = self._appended.get(table.name, 0) + frame.height
+
+    def load_empty(self, table_name: str) -> None:
+        self._submit(self._drop_if_empty, _quoted(table_named(table_name).name))
+
+    def _drop_if_empty(self, relation: str) -> None:
+        self._execute(f"LOCK TABLE {relation} IN ACCESS EXCLUSIVE MODE")
+        if self._execute(f"SELECT 1 FROM {relation} LIMIT 1"):
+            return
+        constraints = self._execute(_PG_OWN_CONSTRAINTS, [relation])
+        indexes = self._execute(_PG_PLAIN_INDEXES, [relation])
+        for name, _definition, _kind in sorted(constraints, key=lambda row: row[2] != "f"):
+            self._execute(f"ALTER TABLE {relation} DROP CONSTRAINT {_quoted(name)}")
+        for name, _definition in indexes:
+            self._execute(f"DROP INDEX {_quoted(name)}")
+        # The key first (the other indexes and the references then build beside it), the references last.
+        order = {"p": 0, "u": 1, "f": 3}
+        self._rebuild += [
+            f"ALTER TABLE {relation} ADD CONSTRAINT {_quoted(name)} {definition}"
+            for name, definition, kind in sorted(constraints, key=lambda row: order[row[2]])
+            if kind != "f"
+        ]
+        self._rebuild += [definition for _name, definition in indexes]
+        self._rebuild += [
+            f"ALTER TABLE {relation} ADD CONSTRAINT {_quoted(name)} {definition}"
+            for name, definition, kind in constraints
+            if kind == "f"
+        ]
+
+    def commit(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+        self._pool.shutdown()
+        if self._rebuild:
+            self._execute(f"SET LOCAL maintenance_work_mem = '{_PG_INDEX_BUILD_MEMORY}'")
+            for statement in self._rebuild:
+                self._execute(statement)
+        self._cursor.execute("COMMIT")
+        # Fresh statistics for the tables that grew a lot, so that the next reads are planned for what
+        # they hold (autovacuum, when it is on at all, analyzes later; before that, range reads by
+        # account were planned for a few thousand rows instead of a million).
+        for name, rows in self._appended.items():
+            if self._analyze and rows >= BULK_MIN_ROWS:
+                self._execute(f"ANALYZE {_quoted(name)}")
+
+    def rollback(self) -> None:
+        while self._pending:
+            with suppress(Exception):
+                self._pending.popleft().result()
+        self._pool.shutdown()
+        with suppress(adbc_driver_manager.Error):  # a lost connection rolls back by itself
+            self._cursor.execute("ROLLBACK")
+
+
+# A table's own primary key, unique and foreign key constraints that can be dropped and added again: not
+# a key another table's foreign key refers to.
+_PG_OWN_CONSTRAINTS = """
+SELECT c.conname, pg_get_constraintdef(c.oid), c.contype FROM pg_constraint AS c
+WHERE c.conrelid = $1::regclass AND c.contype IN ('p', 'u', 'f')
+  AND NOT (c.contype IN ('p', 'u') AND EXISTS (
+    SELECT 1 FROM pg_constraint AS r WHERE r.contype = 'f' AND r.confrelid = c.conrelid))
+"""
+# A table's indexes that no constraint owns.
+_PG_PLAIN_INDEXES = """
+SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid
+WHERE x.indrelid = $1::regclass
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS c WHERE c.conindid = x.indexrelid AND c.conrelid = x.indrelid)
+"""
+
+
+@contextmanager
+def writing(
+    engine: Engine, rows: int, what: str = "writing", *, staged: bool = False, analyze: bool = False
+) -> Iterator[Writer]:
+    """One write transaction: the block's deletes and appends are committed when it ends, or all rolled
+    back if it raises (an error of the database included).
+
+    ``rows``: about how many rows will be written, which picks SQLite's path (the worker from
+    ``BULK_MIN_ROWS``; below, Python's ``sqlite3``). ``staged``: on SQLite's worker, the rows wait in
+    temporary tables and the write lock is taken only at the end (see ``_WorkerWriter``); for a writer
+    that works for long between its writes (the daily run). ``analyze``: on PostgreSQL, the tables
+    that grew by ``BULK_MIN_ROWS`` rows or more are analyzed after the commit (an import; ANALYZE reads
+    a sample of a fixed size: 0.26 s for 2 million snapshots).
+    """
+    backend = backend_of(engine)
+    with _translated(what):
+        if backend == "sqlite" and rows < BULK_MIN_ROWS:
+            with engine.begin() as connection:
+                yield _ConnectionWriter(connection)
+        elif backend == "sqlite":
+            with _sqlite_worker(engine) as worker:
+                yield from _committed(_WorkerWriter(worker, staged=staged))
+        else:
+            with _adbc_postgresql(engine) as adbc, adbc.cursor() as cursor:
+                cursor.execute("BEGIN")
+                yield from _committed(_PostgresWriter(cursor, analyze=analyze))
+
+
+def _committed(writer: Writer) -> Iterator[Writer]:
+    try:
+        yield writer
+        writer.commit()
+    except BaseException:
+        writer.rollback()
+        raise
+
+
 def _write(engine: Engine, table: Table, frame: pl.DataFrame, before: Sequence[Delete] = ()) -> int:
     """Run the ``before`` deletes, then append ``frame``, all in one transaction."""
     frame = _prepared(table, frame)
-    with _translated(f"writing {table.name}"):
-        if backend_of(engine) == "sqlite" and frame.height >= BULK_MIN_ROWS:
-            with _sqlite_worker(engine) as worker:
-                _write_in_worker(worker, table, frame, before)
-            return frame.height
-        if backend_of(engine) == "sqlite":
-            with engine.begin() as connection:
-                for stmt in before:
-                    connection.execute(stmt)
-                if frame.height:
-                    _insert_sqlite(connection, table, frame)
-            return frame.height
-        with _adbc_postgresql(engine) as adbc, adbc.cursor() as cursor:
-            cursor.execute("BEGIN")
-            try:
-                for stmt in before:
-                    query, params = _compile("postgresql", stmt)
-                    cursor.execute(query, params or None)
-                if frame.height:
-                    arrow = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
-                    cursor.adbc_ingest(table.name, arrow, mode="append")
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
-    return frame.height
-
-
-def _write_in_worker(
-    worker: _SqliteWorker, table: Table, frame: pl.DataFrame, before: Sequence[Delete]
-) -> None:
-    # IMMEDIATE takes the write lock first (waiting up to the busy timeout for another writer), so the
-    # transaction never has to upgrade a read snapshot that a concurrent commit made stale.
-    worker.execute("BEGIN IMMEDIATE")
-    try:
+    with writing(engine, frame.height, f"writing {table.name}") as writer:
         for stmt in before:
-            worker.execute(*_compile("sqlite", stmt))
-        worker.ingest(table.name, _sqlite_stored(frame))
-    except BaseException:
-        with suppress(StoreError):  # a worker that failed is stopped next, which rolls back
-            worker.execute("ROLLBACK")
-        raise
-    worker.execute("COMMIT")
+            writer.delete(stmt)
+        writer.append(table.name, frame)
+    return frame.height
 
 
 def write_frame(engine: Engine, table_name: str, frame: pl.DataFrame) -> int:
@@ -916,11 +1317,16 @@ def replace_rows(
     return _write(engine, table_named(table_name), frame, before=deletes)
 
 
-def replace_snapshots(engine: Engine, as_of: dt.date, frame: pl.DataFrame) -> int:
-    """Replace the snapshots of ``as_of`` with ``frame`` in one transaction; other days are untouched."""
+def check_snapshot_day(as_of: dt.date, frame: pl.DataFrame) -> None:
+    """Refuse a snapshot frame with a row of another day than ``as_of`` (or of none)."""
     if "as_of" not in frame.columns:
         raise ValueError("the snapshot frame has no as_of column")
     other_days = frame.filter(pl.col("as_of") != as_of).height
     if other_days or frame["as_of"].null_count():
         raise ValueError(f"{other_days} snapshot rows are not as of {as_of.isoformat()}")
+
+
+def replace_snapshots(engine: Engine, as_of: dt.date, frame: pl.DataFrame) -> int:
+    """Replace the snapshots of ``as_of`` with ``frame`` in one transaction; other days are untouched."""
+    check_snapshot_day(as_of, frame)
     return _write(engine, snapshots, frame, before=[delete(snapshots).where(snapshots.c.as_of == as_of)])
