@@ -1,8 +1,9 @@
 """The rule packs: each jurisdiction's numbers as data (``rulepacks/{cn,us,uk}.toml``), each with its rule id
 and citation, so that a decision can say which rule made it.
 
-Only the contact hours are read here so far (the dispatcher checks them again at send time); the
-strategy-and-compliance work adds caps, holds and notices to the same files.
+The contact hours are read by the dispatcher (again at send time) and by the governor; the governor also
+reads how each hold kind is cited, the call caps, the quiet days after a conversation and the daily cap's
+rule and exemptions (``governor_pack``).
 """
 
 from __future__ import annotations
@@ -94,4 +95,240 @@ def contact_hours(jurisdiction: str) -> ContactHours:
         rule=str(table.get("rule", "")),
         citation=str(table.get("citation", "")),
         channels=tuple(channels),
+    )
+
+
+# ------------------------------------------------------------------------------------------ governor
+# The numbers the compliance governor (``engine/governor.py``) reads: what each hold kind is called and
+# cited as, the call caps, the quiet days after a conversation, and the daily cap's rule and exemptions.
+# Each loader reports every problem of its part of the file at once.
+
+CALL_CAP_PER: tuple[str, ...] = ("customer", "account", "number")
+CALL_COUNTS: tuple[str, ...] = ("attempt", "connected", "conversation")
+CALL_APPLIES: tuple[str, ...] = ("all", "third_party")
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRule:
+    """How a decision names a hold of one kind in a jurisdiction: the rule id and its source.
+
+    The order of a pack's ``[[holds]]`` is the order in which a decision names them when several apply
+    (the gravest first: a "not mine" claim before a promise to pay).
+    """
+
+    jurisdiction: str
+    kind: str
+    rule: str
+    citation: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallCap:
+    """At most ``limit`` calls in any ``days`` consecutive local days, counted per ``per``.
+
+    Attributes:
+        per: what the calls are counted against: the debtor (``customer``, across all accounts), one debt
+            (``account``) or one telephone number (``number``).
+        counts: which past calls count: every dial (``attempt``), calls that reached the number
+            (``connected``), or calls in which the person was spoken to (``conversation``). A planned
+            call always counts: nobody knows yet how it will end.
+        applies: ``all`` accounts, or ``third_party`` ones only (Reg F binds debt collectors; the
+            institution may adopt it for its own accounts, ``Policy.us_creditor_calls_capped``).
+    """
+
+    jurisdiction: str
+    name: str
+    per: str
+    days: int
+    limit: int
+    counts: str
+    applies: str
+    rule: str
+    citation: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallQuiet:
+    """No call about a debt for ``days`` days after a telephone conversation about it, the conversation's
+    day being day 1 (so the next call may be placed on the conversation's day + ``days``)."""
+
+    jurisdiction: str
+    days: int
+    applies: str
+    rule: str
+    citation: str
+
+
+@dataclass(frozen=True, slots=True)
+class DailyCap:
+    """The rule id and source of the institution's daily cap on messages per customer, and the kinds the
+    law requires whatever the cap (they are sent, and counted, but never held back by it)."""
+
+    jurisdiction: str
+    rule: str
+    citation: str
+    exempt_kinds: tuple[str, ...]
+    exempt_citation: str
+
+
+@dataclass(frozen=True, slots=True)
+class GovernorPack:
+    """Everything the governor reads from one jurisdiction's pack."""
+
+    jurisdiction: str
+    hours: ContactHours
+    holds: tuple[HoldRule, ...]
+    call_caps: tuple[CallCap, ...]
+    call_quiet: CallQuiet | None
+    daily_cap: DailyCap
+
+    def hold_rule(self, kind: str) -> HoldRule | None:
+        """The entry for hold ``kind``, ``None`` when the pack does not name it."""
+        return next((rule for rule in self.holds if rule.kind == kind), None)
+
+
+class _Reader:
+    """Reads typed values out of a pack's tables and collects every problem before raising once."""
+
+    def __init__(self, jurisdiction: str) -> None:
+        self.file = f"rulepacks/{jurisdiction.lower()}.toml"
+        self.problems: list[str] = []
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(f"{self.file} {where}: {message}")
+
+    def text(self, table: dict[str, object], key: str, where: str) -> str:
+        value = table.get(key)
+        if not isinstance(value, str) or not value.strip():
+            self.problem(where, f"{key} must be a non-empty text")
+            return ""
+        return value
+
+    def positive(self, table: dict[str, object], key: str, where: str) -> int:
+        value = table.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            self.problem(where, f"{key} must be a whole number of at least 1")
+            return 1
+        return value
+
+    def choice(self, table: dict[str, object], key: str, where: str, allowed: tuple[str, ...]) -> str:
+        value = table.get(key)
+        if value not in allowed:
+            self.problem(where, f"{key} must be one of {', '.join(allowed)} (got {value!r})")
+            return allowed[0]
+        return str(value)
+
+    def texts(self, table: dict[str, object], key: str, where: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+            self.problem(where, f"{key} must be a list of names")
+            return ()
+        return tuple(value)
+
+    def tables(self, pack: dict[str, object], key: str) -> list[dict[str, object]]:
+        value = pack.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            self.problem(f"[[{key}]]", "must be an array of tables")
+            return []
+        return value
+
+    def done(self) -> None:
+        if self.problems:
+            raise RulePackError("\n".join(self.problems))
+
+
+@functools.cache
+def hold_rules(jurisdiction: str) -> tuple[HoldRule, ...]:
+    """The ``[[holds]]`` of the jurisdiction's pack, gravest first."""
+    reader = _Reader(jurisdiction)
+    rules: list[HoldRule] = []
+    for number, table in enumerate(reader.tables(_pack(jurisdiction), "holds"), start=1):
+        where = f"[[holds]] #{number}"
+        rules.append(
+            HoldRule(
+                jurisdiction,
+                reader.text(table, "kind", where),
+                reader.text(table, "rule", where),
+                reader.text(table, "citation", where),
+            )
+        )
+    kinds = [rule.kind for rule in rules]
+    for kind in sorted({kind for kind in kinds if kinds.count(kind) > 1}):
+        reader.problem("[[holds]]", f"kind {kind!r} is listed more than once")
+    reader.done()
+    return tuple(rules)
+
+
+@functools.cache
+def call_caps(jurisdiction: str) -> tuple[CallCap, ...]:
+    """The ``[[call_caps]]`` of the jurisdiction's pack (none: calls are limited only by the hours)."""
+    reader = _Reader(jurisdiction)
+    caps: list[CallCap] = []
+    for number, table in enumerate(reader.tables(_pack(jurisdiction), "call_caps"), start=1):
+        where = f"[[call_caps]] #{number}"
+        caps.append(
+            CallCap(
+                jurisdiction=jurisdiction,
+                name=reader.text(table, "name", where),
+                per=reader.choice(table, "per", where, CALL_CAP_PER),
+                days=reader.positive(table, "days", where),
+                limit=reader.positive(table, "limit", where),
+                counts=reader.choice(table, "counts", where, CALL_COUNTS),
+                applies=reader.choice(table, "applies", where, CALL_APPLIES),
+                rule=reader.text(table, "rule", where),
+                citation=reader.text(table, "citation", where),
+            )
+        )
+    reader.done()
+    return tuple(caps)
+
+
+@functools.cache
+def call_quiet(jurisdiction: str) -> CallQuiet | None:
+    """The ``[call_quiet]`` of the jurisdiction's pack, ``None`` when it has none."""
+    table = _pack(jurisdiction).get("call_quiet")
+    if table is None:
+        return None
+    reader = _Reader(jurisdiction)
+    if not isinstance(table, dict):
+        raise RulePackError(f"{reader.file} [call_quiet]: must be a table")
+    quiet = CallQuiet(
+        jurisdiction=jurisdiction,
+        days=reader.positive(table, "days", "[call_quiet]"),
+        applies=reader.choice(table, "applies", "[call_quiet]", CALL_APPLIES),
+        rule=reader.text(table, "rule", "[call_quiet]"),
+        citation=reader.text(table, "citation", "[call_quiet]"),
+    )
+    reader.done()
+    return quiet
+
+
+@functools.cache
+def daily_cap(jurisdiction: str) -> DailyCap:
+    """The ``[daily_cap]`` of the jurisdiction's pack (the number itself is the institution's policy)."""
+    reader = _Reader(jurisdiction)
+    table = _pack(jurisdiction).get("daily_cap")
+    if not isinstance(table, dict):
+        raise RulePackError(f"{reader.file} [daily_cap]: missing")
+    cap = DailyCap(
+        jurisdiction=jurisdiction,
+        rule=reader.text(table, "rule", "[daily_cap]"),
+        citation=reader.text(table, "citation", "[daily_cap]"),
+        exempt_kinds=reader.texts(table, "exempt_kinds", "[daily_cap]"),
+        exempt_citation=reader.text(table, "exempt_citation", "[daily_cap]"),
+    )
+    reader.done()
+    return cap
+
+
+@functools.cache
+def governor_pack(jurisdiction: str) -> GovernorPack:
+    """Everything the governor reads from the jurisdiction's pack, checked."""
+    return GovernorPack(
+        jurisdiction=jurisdiction,
+        hours=contact_hours(jurisdiction),
+        holds=hold_rules(jurisdiction),
+        call_caps=call_caps(jurisdiction),
+        call_quiet=call_quiet(jurisdiction),
+        daily_cap=daily_cap(jurisdiction),
     )
