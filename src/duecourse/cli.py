@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     st = exp_sub.add_parser("state", help="one row per account as of a date")
     st.add_argument("--as-of", required=True, type=_date, metavar="YYYY-MM-DD")
     st.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
+    for what, about in (
+        ("decisions", "the governor's decision on every planned contact, one row each"),
+        ("communications", "the outbox: one row per message planned in the days"),
+    ):
+        ed = exp_sub.add_parser(what, help=about)
+        ed.add_argument("--from", dest="first", required=True, type=_date, metavar="YYYY-MM-DD")
+        ed.add_argument("--to", dest="last", required=True, type=_date, metavar="YYYY-MM-DD")
+        ed.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
     pf = exp_sub.add_parser(
         "portfolio", help="accounts, dues and payments as Parquet, the input of spark-run"
     )
@@ -111,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--json", action="store_true")
     cfg_sub.add_parser("example", help="print a complete, commented duecourse.toml")
 
+    pol = sub.add_parser("policy", help="the strategy against the rule packs")
+    pol_sub = pol.add_subparsers(dest="what", required=True, metavar="WHAT")
+    pck = pol_sub.add_parser(
+        "check", help="what the strategy would do per jurisdiction: kinds not used, words missing, hours"
+    )
+    pck.add_argument("--json", action="store_true")
+
     from duecourse import cli_channels, cli_letters
 
     cli_letters.add_parsers(sub)
@@ -144,6 +159,28 @@ def _print_problems(problems: Sequence[Problem], as_json: bool) -> None:
         )
 
 
+def _policy_check(args: argparse.Namespace) -> int:
+    """``policy check``: the configuration's problems first (as ``config check``), then the findings;
+    exit 1 when any is an error."""
+    from duecourse.config import load_config
+    from duecourse.services.policy import check_policy
+
+    path = _config_path(args)
+    config = load_config(path)
+    findings = check_policy(config)
+    errors = sum(f.severity == "error" for f in findings)
+    where = str(path) if path else "the shipped default configuration"
+    if args.json:
+        rows = [{"severity": f.severity, "code": f.code, "message": f.message} for f in findings]
+        print(json.dumps({"ok": not errors, "file": where, "findings": rows}, ensure_ascii=False, indent=2))
+    else:
+        for finding in findings:
+            print(finding.line())
+        warnings = len(findings) - errors
+        print(f"{where}: {errors} error(s), {warnings} warning(s)")
+    return 1 if errors else 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         from duecourse.config import check_config, default_config_text
@@ -159,6 +196,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         where = str(path) if path else "the shipped default configuration"
         print(json.dumps({"ok": True, "file": where}) if args.json else f"{where}: OK")
         return 0
+
+    if args.command == "policy":
+        return _policy_check(args)
 
     if args.command == "spark-run":
         return _spark_run(args)
@@ -265,6 +305,8 @@ def _with_app(app: App, args: argparse.Namespace) -> int:
                         "stage_changes": r.stage_changes,
                         "messages_planned": contacts.added,
                         "messages_already_planned": contacts.already,
+                        "verdicts": contacts.verdicts,
+                        "not_planned_by_rule": contacts.by_rule,
                     }
                 )
             )
@@ -279,12 +321,26 @@ def _with_app(app: App, args: argparse.Namespace) -> int:
                     f"outbox: {contacts.added} messages planned, "
                     f"{contacts.already} already planned ({channels})"
                 )
+            if contacts.verdicts:
+                verdicts = ", ".join(f"{n} {v}" for v, n in sorted(contacts.verdicts.items()))
+                print(f"governor: {verdicts}")
+                for rule, count in sorted(contacts.by_rule.items()):
+                    print(f"  {rule:<24} {count:>10}")
         return 0
     if args.command == "export" and args.what == "portfolio":
         from duecourse.services.spark_run import export_portfolio
 
         written = export_portfolio(app, args.out, args.as_of)
         print(f"{args.out}: " + ", ".join(f"{count} {name}" for name, count in written.items()))
+        return 0
+    if args.command == "export" and args.what in ("decisions", "communications"):
+        from duecourse.services import contacts as contact_plans
+
+        if args.what == "decisions":
+            rows = contact_plans.export_decisions(app, args.first, args.last, args.out)
+        else:
+            rows = contact_plans.export_communications(app, args.first, args.last, args.out)
+        print(f"{args.out}: {rows} {args.what} from {args.first} to {args.last}")
         return 0
     if args.command == "export":
         rows = portfolio.export_state(app, args.as_of, args.out)

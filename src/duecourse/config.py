@@ -32,7 +32,7 @@ from duecourse.domain.calendar import KNOWN_CODES as CALENDARS
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.model import COMPONENTS
 from duecourse.domain.money import CURRENCIES, MoneyError, quantum, to_decimal
-from duecourse.domain.strategy import ACTION_CHANNELS, Action
+from duecourse.domain.strategy import ACTION_CHANNELS, Action, Experiment, Variant
 from duecourse.domain.terms import (
     CARD_INTEREST_MODES,
     CURRENT_STAGE,
@@ -62,7 +62,9 @@ SHIPPED_BUCKET_SETS_SOURCE = "<shipped bucket_sets.toml>"
 
 KeyPath = tuple[str | int, ...]
 
-SECTIONS = ("bucket_sets", "products", "strategy", "issuer", "letters", "channels")
+SECTIONS = ("bucket_sets", "products", "strategy", "issuer", "letters", "channels", "governor", "costs")
+COST_KEYS = ("currency", "email", "sms_segment", "push", "letter", "call")
+GOVERNOR_KEYS = ("daily_contacts_per_customer", "us_creditor_calls_capped", "third_party_products")
 BUCKET_SET_KEYS = ("buckets", "current")
 BUCKET_KEYS = ("name", "min", "max")
 PRODUCT_KEYS = ("kind", "currency", "grace_days", "bucket_set", "calendar", "allocation_order", "charges")
@@ -102,6 +104,35 @@ _AMOUNT_EXAMPLE = '"10.00"'
 
 
 @dataclass(frozen=True, slots=True)
+class GovernorSettings:
+    """The ``[governor]`` table: the institution's own limits, applied beside the rule packs' laws.
+
+    Attributes:
+        daily_contacts_per_customer: messages (not letters) per customer per local day across all of the
+            customer's accounts: one customer with a card and a loan gets one coordinated contact.
+        us_creditor_calls_capped: apply Reg F's call caps (US-FREQ-01) to the institution's own accounts
+            too, not only to accounts placed with a third-party collector.
+        third_party_products: product codes whose accounts are collected as a third party (Reg F applies
+            in full).
+    """
+
+    daily_contacts_per_customer: int = 1
+    us_creditor_calls_capped: bool = True
+    third_party_products: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """The ``[costs]`` table: what one message costs the institution, per channel, in one reporting
+    currency (for ``policy simulate``). An SMS costs ``sms_segment`` per segment (160 GSM-7 characters,
+    70 UCS-2; ``channels/sms.py``). A channel left out costs nothing."""
+
+    currency: str = ""
+    per_message: dict[str, Decimal] = field(default_factory=dict)  # email, push, letter, call
+    sms_segment: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A loaded, validated configuration.
 
@@ -114,6 +145,10 @@ class Config:
         actions: every stage's ``[[strategy.stages.actions]]``, in stage order.
         channels: the ``[channels.*]`` tables by channel (``email``, ``sms``, ``push``, ``post``); a channel
             left out is not used.
+        governor: the ``[governor]`` settings: the institution's own limits beside the rule packs' laws.
+        costs: the ``[costs]`` of a message per channel (``policy simulate``).
+        experiments: the ``[[strategy.experiments]]`` (champion/challenger), each account split between
+            their variants by a stable hash.
     """
 
     source: str
@@ -123,6 +158,9 @@ class Config:
     letters: LetterSettings = field(default_factory=LetterSettings)
     actions: tuple[Action, ...] = ()
     channels: dict[str, ChannelSettings] = field(default_factory=dict)
+    governor: GovernorSettings = field(default_factory=GovernorSettings)
+    costs: Costs = field(default_factory=Costs)
+    experiments: tuple[Experiment, ...] = ()
 
     def actions_of(self, stage: str) -> tuple[Action, ...]:
         return tuple(action for action in self.actions if action.stage == stage)
@@ -210,12 +248,17 @@ def _check_text(text: str, source: str) -> tuple[Config | None, list[Problem]]:
     channels = _channels(check, data)
     declared = data.get("channels")
     actions = _actions(check, data, stages, set(declared) if isinstance(declared, dict) else set())
+    named = data.get("products")
+    governor = _governor(check, data, set(named) if isinstance(named, dict) else set())
+    costs = _costs(check, data)
+    experiments = _experiments(check, data, [stage.name for stage in stages])
+    _check_experiment_actions(check, data, actions, experiments)
     problems = shipped_problems + check.problems
     if problems:
         return None, problems
     valid_sets = {name: b for name, b in bucket_sets.items() if b is not None}
     terms = Terms(products, valid_sets, stages)
-    return Config(source, terms, data, issuers, letters, actions, channels), []
+    return Config(source, terms, data, issuers, letters, actions, channels, governor, costs, experiments), []
 
 
 def _shipped_bucket_sets() -> tuple[dict[str, BucketSet | None], list[Problem]]:
@@ -1133,7 +1176,20 @@ class _Scanner:
 
 # ---------------------------------------------------------------- actions
 
-ACTION_KEYS = ("name", "channel", "kind", "offset_days", "repeat_every_days", "max_times", "at", "fallback")
+ACTION_KEYS = (
+    "name",
+    "channel",
+    "kind",
+    "offset_days",
+    "repeat_every_days",
+    "max_times",
+    "at",
+    "fallback",
+    "experiment",
+    "variants",
+)
+EXPERIMENT_KEYS = ("name", "stages", "variants")
+VARIANT_KEYS = ("name", "percent", "holdout")
 # The outbox channel that carries each action channel (a letter goes by post).
 CARRIER = {"letter": "post", "email": "email", "sms": "sms", "push": "push"}
 
@@ -1235,6 +1291,25 @@ def _action(
             check.add("config.bad_value", message, path + ("fallback",))
         else:
             fallback = list(raw_fallback)
+    experiment = _text(check, table, "experiment", path)
+    variants: tuple[str, ...] = ()
+    if "variants" in table:
+        raw_variants = table["variants"]
+        if (
+            not isinstance(raw_variants, list)
+            or not raw_variants
+            or not all(isinstance(v, str) and v for v in raw_variants)
+        ):
+            message = f"variants must be a list of the experiment's variant names, not {_show(raw_variants)}"
+            check.add("config.bad_type", message, path + ("variants",))
+        else:
+            variants = tuple(raw_variants)
+    if ("experiment" in table) != ("variants" in table):
+        check.add(
+            "config.missing_key",
+            "an action of an experiment names both experiment and variants (the arms that get it)",
+            path,
+        )
     if channel in ("email", "sms", "push") and kind is not None:
         _check_words(check, channel, kind, path)
     for used in ([channel] if channel else []) + fallback:
@@ -1260,6 +1335,8 @@ def _action(
         max_times=times or 1,
         at=at,
         fallback=tuple(fallback),
+        experiment=experiment,
+        variants=variants,
     )
 
 
@@ -1403,3 +1480,215 @@ def _channels(check: _Check, data: Mapping[str, Any]) -> dict[str, ChannelSettin
         if len(check.problems) == before:
             found[name] = ChannelSettings(name, transport, dict(table))
     return found
+
+
+# ---------------------------------------------------------------- governor
+
+
+def _governor(check: _Check, data: Mapping[str, Any], products: set[str]) -> GovernorSettings:
+    if "governor" not in data:
+        return GovernorSettings()
+    path: KeyPath = ("governor",)
+    table = _table(check, data["governor"], path)
+    if table is None:
+        return GovernorSettings()
+    _keys(check, table, path, GOVERNOR_KEYS, ())
+    daily = _int(check, table, "daily_contacts_per_customer", path, minimum=1)
+    capped = _bool(check, table, "us_creditor_calls_capped", path)
+    third: tuple[str, ...] = ()
+    raw = table.get("third_party_products", [])
+    if not isinstance(raw, list) or not all(isinstance(code, str) for code in raw):
+        message = f"third_party_products must be a list of product codes, not {_show(raw)}"
+        check.add("config.bad_type", message, path + ("third_party_products",))
+    else:
+        for code in raw:
+            if code not in products:
+                near = _suggest(code, sorted(products))
+                hint = f"; did you mean '{near}'?" if near else f" (known: {', '.join(sorted(products))})"
+                check.add(
+                    "config.unknown_product",
+                    f"third_party_products names '{code}', which is not a product{hint}",
+                    path + ("third_party_products",),
+                )
+        third = tuple(raw)
+    return GovernorSettings(
+        daily_contacts_per_customer=daily if daily is not None else 1,
+        us_creditor_calls_capped=capped if capped is not None else True,
+        third_party_products=third,
+    )
+
+
+# ---------------------------------------------------------------- costs
+
+
+def _costs(check: _Check, data: Mapping[str, Any]) -> Costs:
+    if "costs" not in data:
+        return Costs()
+    path: KeyPath = ("costs",)
+    table = _table(check, data["costs"], path)
+    if table is None:
+        return Costs()
+    _keys(check, table, path, COST_KEYS, ("currency",))
+    currency = _text(check, table, "currency", path) or ""
+    if currency and not re.fullmatch(r"[A-Z]{3}", currency):
+        check.add(
+            "config.bad_value",
+            f"currency must be an ISO 4217 code like CNY, not {_show(currency)}",
+            path + ("currency",),
+        )
+    per: dict[str, Decimal] = {}
+    for channel in ("email", "push", "letter", "call"):
+        amount = _decimal(check, table, channel, path, what="amounts", example='"0.01"')
+        if amount is not None:
+            per[channel] = amount
+    segment = _decimal(check, table, "sms_segment", path, what="amounts", example='"0.05"')
+    return Costs(currency, per, segment if segment is not None else Decimal(0))
+
+
+# ---------------------------------------------------------------- experiments
+
+
+def _experiments(
+    check: _Check, data: Mapping[str, Any], stage_names: Sequence[str]
+) -> tuple[Experiment, ...]:
+    strategy = data.get("strategy")
+    if not isinstance(strategy, dict) or "experiments" not in strategy:
+        return ()
+    items = strategy["experiments"]
+    base: KeyPath = ("strategy", "experiments")
+    if not isinstance(items, list):
+        message = f"experiments must be an array of tables ([[strategy.experiments]]), not {_show(items)}"
+        check.add("config.bad_type", message, base)
+        return ()
+    found: list[Experiment] = []
+    names: set[str] = set()
+    for i, item in enumerate(items):
+        path: KeyPath = (*base, i)
+        table = _table(check, item, path)
+        if table is None:
+            continue
+        before = len(check.problems)
+        _keys(check, table, path, EXPERIMENT_KEYS, ("name", "variants"))
+        name = _text(check, table, "name", path)
+        if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            message = f"name {_show(name)} may hold only letters, digits, '_', '.' and '-'"
+            check.add("config.bad_value", message, path + ("name",))
+        if name is not None and name in names:
+            check.add(
+                "config.experiment_duplicate", f"experiment name '{name}' is used twice", path + ("name",)
+            )
+        stages: tuple[str, ...] = ()
+        raw_stages = table.get("stages", [])
+        if not isinstance(raw_stages, list) or not all(isinstance(x, str) for x in raw_stages):
+            check.add(
+                "config.bad_type",
+                f"stages must be a list of stage names, not {_show(raw_stages)}",
+                path + ("stages",),
+            )
+        else:
+            for stage in raw_stages:
+                if stage not in stage_names:
+                    near = _suggest(stage, stage_names)
+                    hint = f"; did you mean '{near}'?" if near else ""
+                    check.add(
+                        "config.unknown_stage",
+                        f"stages names '{stage}', which is not a stage{hint}",
+                        path + ("stages",),
+                    )
+            stages = tuple(raw_stages)
+        variants = _variants(check, table.get("variants"), path + ("variants",))
+        if len(check.problems) == before and name is not None:
+            names.add(name)
+            found.append(Experiment(name, stages, variants))
+    return tuple(found)
+
+
+def _variants(check: _Check, raw: object, path: KeyPath) -> tuple[Variant, ...]:
+    if not isinstance(raw, list) or len(raw) < 2:
+        example = '{ name = "champion", percent = 90 }'
+        message = f"variants must list at least two arms, like {example}, not {_show(raw)}"
+        check.add("config.bad_type", message, path)
+        return ()
+    found: list[Variant] = []
+    seen: set[str] = set()
+    for j, item in enumerate(raw):
+        where: KeyPath = (*path, j)
+        table = _table(check, item, where)
+        if table is None:
+            continue
+        _keys(check, table, where, VARIANT_KEYS, ("name", "percent"))
+        name = _text(check, table, "name", where)
+        percent = _int(check, table, "percent", where, minimum=1)
+        holdout = _bool(check, table, "holdout", where)
+        if name is not None and name in seen:
+            check.add("config.variant_duplicate", f"variant name '{name}' is used twice", where + ("name",))
+            continue
+        if name is not None and percent is not None:
+            seen.add(name)
+            found.append(Variant(name, percent, bool(holdout)))
+    total = sum(v.percent for v in found)
+    if len(found) == len(raw) and total != 100:
+        check.add("config.bad_value", f"the variants' percents add up to {total}, not 100", path)
+    return tuple(found)
+
+
+def _check_experiment_actions(
+    check: _Check, data: Mapping[str, Any], actions: Sequence[Action], experiments: Sequence[Experiment]
+) -> None:
+    """An action of an experiment names an experiment that covers its stage, and arms it has that are not
+    held out."""
+    by_name = {e.name: e for e in experiments}
+    strategy = data.get("strategy")
+    raw = strategy.get("experiments", []) if isinstance(strategy, dict) else []
+    declared = {t.get("name") for t in raw if isinstance(t, dict)} if isinstance(raw, list) else set()
+    stages = strategy.get("stages", []) if isinstance(strategy, dict) else []
+    for action in actions:
+        if action.experiment is None:
+            continue
+        i = next(
+            (n for n, t in enumerate(stages) if isinstance(t, dict) and t.get("name") == action.stage), 0
+        )
+        tables = stages[i].get("actions", []) if isinstance(stages[i], dict) else []
+        j = next(
+            (
+                n
+                for n, t in enumerate(tables)
+                if isinstance(t, dict) and t.get("experiment") == action.experiment
+            ),
+            0,
+        )
+        path: KeyPath = ("strategy", "stages", i, "actions", j)
+        experiment = by_name.get(action.experiment)
+        if experiment is None and action.experiment in declared:
+            continue  # declared with problems of its own, reported there
+        if experiment is None:
+            known = ", ".join(sorted(by_name)) or "none is defined"
+            check.add(
+                "config.unknown_experiment",
+                f"experiment '{action.experiment}' is not a [[strategy.experiments]] ({known})",
+                path + ("experiment",),
+            )
+            continue
+        if not experiment.covers(action.stage):
+            check.add(
+                "config.bad_value",
+                f"experiment '{experiment.name}' does not cover stage '{action.stage}' "
+                f"(its stages: {', '.join(experiment.stages)})",
+                path + ("experiment",),
+            )
+        arms = {v.name: v for v in experiment.variants}
+        for variant in action.variants:
+            if variant not in arms:
+                check.add(
+                    "config.unknown_variant",
+                    f"variant '{variant}' is not an arm of experiment '{experiment.name}' "
+                    f"({', '.join(arms)})",
+                    path + ("variants",),
+                )
+            elif arms[variant].holdout:
+                check.add(
+                    "config.bad_value",
+                    f"variant '{variant}' is held out: its accounts get no automated contact in the "
+                    f"experiment's stages, so an action for it would never be planned",
+                    path + ("variants",),
+                )

@@ -87,6 +87,9 @@ def test_the_run_plans_and_dispatch_sends_each_email_once(
     now = "2025-05-05T02:00:00+00:00"  # 10:00 in Shanghai
     assert cli("dispatch", "--once", "--now", now) == 0
     assert cli("dispatch", "--once", "--now", now) == 0  # nothing is sent twice
+    # The customer has a card and a loan: the governor lets one e-mail go a day, the other the next morning.
+    assert [rcpt for rcpt, _ in handler.messages] == [["wang@example.cn"]]
+    assert cli("dispatch", "--once", "--now", "2025-05-06T00:00:00+00:00") == 0  # 08:00 in Shanghai
 
     assert [rcpt for rcpt, _ in handler.messages] == [["wang@example.cn"], ["wang@example.cn"]]
     ids = set()
@@ -114,6 +117,7 @@ def test_outbox_status_and_show_print_the_rows_and_the_bytes(
     text += f'\n[channels.email]\ntransport = "files"\ndir = "{tmp_path / "mail"}"\n'
     text += 'from = "Bank <c@example.cn>"\n'
     text += f'\n[channels.post]\ndir = "{tmp_path / "print"}"\n'
+    text += "\n[governor]\ndaily_contacts_per_customer = 2\n"  # both of C1's e-mails go the same day
     config = tmp_path / "duecourse.toml"
     config.write_text(text, encoding="utf-8")
     monkeypatch.setenv("DUECOURSE_PORTAL_SECRET", "y" * 32)

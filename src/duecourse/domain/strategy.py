@@ -13,6 +13,7 @@ moved through several stages during the gap only gets its current stage's action
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 
 ACTION_CHANNELS: tuple[str, ...] = ("letter", "email", "sms", "push")
@@ -33,6 +34,8 @@ class Action:
         max_times: how many times in all.
         at: the preferred local time of the customer (``None``: as soon as the contact hours allow).
         fallback: the channels to try, in order, when this channel fails for good (e-mail bounced → letter).
+        experiment: the experiment whose variants this action belongs to (``None``: every account).
+        variants: the variants of ``experiment`` whose accounts get this action.
     """
 
     stage: str
@@ -44,6 +47,8 @@ class Action:
     max_times: int = 1
     at: dt.time | None = None
     fallback: tuple[str, ...] = ()
+    experiment: str | None = None
+    variants: tuple[str, ...] = ()
 
     def occurrence_on_or_before(self, entered_on: dt.date, day: dt.date) -> dt.date | None:
         """The latest day on or before ``day`` on which this action falls, or None."""
@@ -66,3 +71,61 @@ class Action:
             return None
         since = day - dt.timedelta(days=1) if previous_run is None else previous_run
         return last if last > since else None
+
+
+# Buckets of the assignment hash: percentages are whole numbers, so 100 buckets would do; 10,000 leaves
+# room for finer splits without changing anyone's bucket.
+ASSIGNMENT_BUCKETS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One arm of an experiment: ``percent`` of the accounts; a ``holdout`` arm gets no automated contact
+    in the experiment's stages (the baseline the others are measured against)."""
+
+    name: str
+    percent: int
+    holdout: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    """Champion/challenger: the accounts in ``stages`` are split between ``variants`` by a stable hash.
+
+    An account's arm is ``bucket(experiment, account)`` (SHA-256 of ``"name|account_id"``, its first 8
+    bytes as an integer, modulo ``ASSIGNMENT_BUCKETS``) against the variants' cumulative percentages, in
+    the order written: the same account always lands in the same arm, whatever else is in the portfolio,
+    and two experiments split independently. The run records each account's arm the first time it plans
+    for it, and the recorded arm is kept: changing the percentages later moves no one already assigned.
+
+    Attributes:
+        name: identifies the experiment (part of the hash: renaming it reshuffles everyone).
+        stages: the stages it covers (empty: every stage with actions).
+        variants: the arms, their percentages summing to 100.
+    """
+
+    name: str
+    stages: tuple[str, ...]
+    variants: tuple[Variant, ...]
+
+    def covers(self, stage: str) -> bool:
+        return not self.stages or stage in self.stages
+
+    def variant_of(self, account_id: str) -> Variant:
+        """The arm a new account is assigned to."""
+        bucket = assignment_bucket(self.name, account_id)
+        edge = 0
+        for variant in self.variants:
+            edge += variant.percent * ASSIGNMENT_BUCKETS // 100
+            if bucket < edge:
+                return variant
+        return self.variants[-1]
+
+    def holdouts(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variants if v.holdout)
+
+
+def assignment_bucket(experiment: str, account_id: str) -> int:
+    """The account's bucket in ``[0, ASSIGNMENT_BUCKETS)`` for ``experiment`` (see ``Experiment``)."""
+    digest = hashlib.sha256(f"{experiment}|{account_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % ASSIGNMENT_BUCKETS

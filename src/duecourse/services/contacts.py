@@ -1,47 +1,202 @@
-"""Plan the day's contacts: each account's stage actions that fall on the run's day go into the outbox.
+"""Plan the day's contacts: the stage actions that fall on the run's day, passed through the governor.
 
-Runs after the day's snapshots and stage changes are stored (``duecourse run``). For every account in a
-stage that has actions, the day it entered the stage (its newest stage change on or before the day) and
-the previous run's day decide which occurrence of each action falls now (``domain/strategy.py``: on a
-daily rhythm, the one on the day; after a gap, only the latest missed one). Each becomes one outbox row,
-keyed by (account, stage, action, occurrence day, channel): planning the same day again adds nothing.
+Runs after the day's snapshots and stage changes are stored (``duecourse run``). Three steps, each over
+whole columns (a night may plan a million contacts):
 
-The time of sending is the action's ``at`` in the customer's time zone, or the start of the contact hours
-of the customer's jurisdiction; the dispatcher checks the hours again when it sends.
+1. **Candidates.** For every account in a stage that has actions, the day it entered the stage (its
+   newest stage change on or before the day) and the previous run's day decide which occurrence of each
+   action falls now (``domain/strategy.py`` is the readable rule, ``_falls`` the same rule over a
+   column: on a daily rhythm the one on the day; after a gap only the latest missed one). The wanted
+   instant is the action's ``at`` in the customer's time zone, or the start of the jurisdiction's
+   contact hours.
+2. **The governor** (``engine/governor.py``) decides each candidate: planned, deferred to the next
+   allowed moment, or suppressed, with the rule, its citation and the values it saw.
+3. **Storing**, in one transaction: the day's decisions (replacing those of an earlier run of the same
+   day) and an outbox row for every candidate not suppressed, keyed by (account, stage, action,
+   occurrence day, channel), at the governor's time. Planning the same day again adds no row; the
+   dispatcher checks holds, payments and hours again before it sends.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
+import polars as pl
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from duecourse.bootstrap import App
+from duecourse.config import Config
+from duecourse.domain.errors import Problem, ProblemsError
+from duecourse.domain.strategy import Action
+from duecourse.engine import governor
+from duecourse.letters.kinds import KINDS
 from duecourse.rulepacks.packs import contact_hours
 from duecourse.store import outbox as store
 from duecourse.store import repo
-from duecourse.store.tables import accounts, customers, snapshots, stage_history
+from duecourse.store.frames import many_accounts, read_frame, read_frames
+from duecourse.store.tables import (
+    accounts,
+    assignments,
+    customers,
+    decisions,
+    holds,
+    outbox,
+    snapshots,
+    stage_history,
+)
+
+# Outbox states that no longer count as a contact (for the governor's daily caps).
+_NOT_CONTACTS = ("cancelled", "failed")
+# Rows per INSERT of decisions.
+_CHUNK = 5_000
 
 
 @dataclass(frozen=True, slots=True)
 class ContactPlan:
-    """What planning the day did: messages added, already planned, by channel."""
+    """What planning the day did: outbox rows added, already there, the allowed messages by channel, the
+    verdicts by verdict and by the rule that decided (suppressions and deferrals)."""
 
     as_of: dt.date
     added: int
     already: int
     by_channel: dict[str, int]
+    verdicts: dict[str, int] = field(default_factory=dict)
+    by_rule: dict[str, int] = field(default_factory=dict)
 
 
 def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
-    """Put the actions that fall on ``as_of`` into the outbox (idempotent); ``now`` stamps the rows."""
-    actions = app.config.actions
-    if not actions:
+    """Plan ``as_of``'s contacts through the governor (idempotent); ``now`` stamps the rows."""
+    config = app.config
+    if not config.actions:
         return ContactPlan(as_of, 0, 0, {})
-    staged = sorted({action.stage for action in actions})
+    previous = repo.previous_run_day(app.engine, as_of)
+    arms = arms_for(app, as_of)
+    found = candidates(app, as_of, previous, arms=arms)
+    if found.is_empty():
+        _replace_decisions(app, as_of, found, pl.DataFrame(schema=governor.DECISIONS), now, [], arms)
+        return ContactPlan(as_of, 0, 0, {})
+    held_out = pl.col("holdout").is_not_null()
+    usable = found.filter(_kind_used() & ~held_out)
+    context = _context(app, as_of)
+    decided = governor.govern(
+        usable.select(list(governor.PLANNED)),
+        holds=context["holds"],
+        contacts=context["contacts"],
+        calls=context["calls"],
+        as_of=as_of,
+        policy=policy_of(config),
+    )
+    if usable.height < found.height:
+        decided = pl.concat(
+            [
+                decided,
+                _held_out(found.filter(held_out)),
+                _kind_not_used(found.filter(~_kind_used() & ~held_out)),
+            ]
+        )
+    allowed = found.join(
+        decided.select("key", "verdict", pl.col("scheduled_at").alias("at")), on="key"
+    ).filter(pl.col("verdict") != "suppressed")
+    items = [
+        store.Planned(
+            account_id=row["account_id"],
+            customer_id=row["customer_id"],
+            stage=row["stage"],
+            action=row["action"],
+            kind=row["kind"],
+            channel=row["channel"],
+            planned_on=row["planned_on"],
+            scheduled_at=row["at"],
+            fallback=tuple(row["fallback"]),
+            reason=row["why"],
+        )
+        for row in allowed.iter_rows(named=True)
+    ]
+    result = _replace_decisions(app, as_of, found, decided, now, items, arms)
+    return ContactPlan(
+        as_of,
+        result.added,
+        result.already,
+        dict(Counter(item.channel for item in items)),
+        {str(k): int(v) for k, v in decided.group_by("verdict").len().iter_rows()},
+        {
+            str(k): int(v)
+            for k, v in decided.filter(pl.col("verdict") != "planned").group_by("rule_id").len().iter_rows()
+        },
+    )
+
+
+def _kind_used() -> pl.Expr:
+    """Whether the row's kind is used in the customer's jurisdiction (``letters/kinds.py``)."""
+    pairs = [f"{kind.name}|{j}" for kind in KINDS.values() for j in kind.jurisdictions]
+    return pl.concat_str("kind", "jurisdiction", separator="|").is_in(pairs) | ~pl.col("kind").is_in(
+        list(KINDS)
+    )
+
+
+def _kind_not_used(rows: pl.DataFrame) -> pl.DataFrame:
+    """Decisions for actions whose kind the customer's jurisdiction does not use: suppressed, saying so
+    (``policy check`` warns of such actions before a run)."""
+    why = {name: kind.why for name, kind in KINDS.items()}
+    return rows.select(
+        "key",
+        pl.lit("suppressed").alias("verdict"),
+        pl.lit(None, pl.Datetime("us", "UTC")).alias("scheduled_at"),
+        pl.lit("POLICY-KIND-NOT-USED").alias("rule_id"),
+        pl.col("kind").replace_strict(why, return_dtype=pl.String()).alias("citation"),
+        pl.format("{} is not used for customers in {}", "kind", "jurisdiction").alias("reason"),
+        pl.struct("kind", "jurisdiction").struct.json_encode().alias("seen"),
+    ).cast(pl.Schema(governor.DECISIONS))
+
+
+def _held_out(rows: pl.DataFrame) -> pl.DataFrame:
+    """Decisions for the accounts in an experiment's holdout arm: no automated contact in its stages."""
+    return rows.select(
+        "key",
+        pl.lit("suppressed").alias("verdict"),
+        pl.lit(None, pl.Datetime("us", "UTC")).alias("scheduled_at"),
+        pl.lit("EXPERIMENT-HOLDOUT").alias("rule_id"),
+        pl.lit("institution policy: champion/challenger holdout group").alias("citation"),
+        pl.format(
+            "the account is in the holdout arm of experiment {}: no automated contact in its stages",
+            "holdout",
+        ).alias("reason"),
+        pl.struct(pl.col("holdout").alias("experiment")).struct.json_encode().alias("seen"),
+    ).cast(pl.Schema(governor.DECISIONS))
+
+
+def policy_of(config: Config) -> governor.Policy:
+    """The governor's policy from ``[governor]``."""
+    return governor.Policy(
+        daily_contacts_per_customer=config.governor.daily_contacts_per_customer,
+        us_creditor_calls_capped=config.governor.us_creditor_calls_capped,
+    )
+
+
+# ---------------------------------------------------------------- candidates
+
+
+def candidates(
+    app: App, as_of: dt.date, previous: dt.date | None, *, arms: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """The actions that fall on ``as_of``: the governor's ``PLANNED`` columns, plus ``fallback`` (list of
+    channels), ``why`` (the planning reason in words) and ``holdout`` (the experiment whose holdout arm
+    the account is in, for a stage it covers; else null).
+
+    ``arms`` (``arms_for``; read here when not given): each account's arm in each experiment. An action
+    of an experiment falls only for the accounts of the arms it names."""
+    config = app.config
+    stage_order = [stage.name for stage in config.terms.stages]
+    staged = sorted({action.stage for action in config.actions})
     entered = (
         select(stage_history.c.account_id, func.max(stage_history.c.entered_on).label("entered_on"))
         .where(stage_history.c.entered_on <= as_of)
@@ -53,50 +208,483 @@ def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
             snapshots.c.account_id,
             snapshots.c.stage,
             accounts.c.customer_id,
+            accounts.c.product_code,
             customers.c.timezone,
             customers.c.jurisdiction,
             entered.c.entered_on,
         )
         .join(accounts, accounts.c.account_id == snapshots.c.account_id)
         .join(customers, customers.c.customer_id == accounts.c.customer_id)
-        .join(entered, entered.c.account_id == snapshots.c.account_id, isouter=True)
+        .join(entered, entered.c.account_id == snapshots.c.account_id)  # none stored: history not written yet
         .where(and_(snapshots.c.as_of == as_of, snapshots.c.stage.in_(staged)))
-        .order_by(snapshots.c.account_id)
     )
-    previous = repo.previous_run_day(app.engine, as_of)
-    items: list[store.Planned] = []
-    with app.engine.connect() as connection:
-        rows = connection.execute(query).all()
-    for account_id, stage, customer_id, timezone, jurisdiction, entered_on in rows:
-        if entered_on is None:  # no stage change stored: the run has not recorded its history yet
-            continue
-        for action in app.config.actions_of(stage):
-            falls = action.due(entered_on, as_of, previous)
-            if falls is None:
-                continue
-            local = action.at or contact_hours(jurisdiction).start
-            scheduled = dt.datetime.combine(as_of, local, tzinfo=ZoneInfo(timezone)).astimezone(dt.UTC)
-            when = (
-                "today"
-                if falls == as_of
-                else f"on {falls} (the latest occurrence since the run of {previous})"
+    schema = {
+        "account_id": pl.String(),
+        "stage": pl.String(),
+        "customer_id": pl.String(),
+        "product_code": pl.String(),
+        "timezone": pl.String(),
+        "jurisdiction": pl.String(),
+        "entered_on": pl.Date(),
+    }
+    rows = read_frame(app.engine, query, schema=schema, bulk=many_accounts(app.engine))
+    if arms is None:
+        arms = arms_for(app, as_of, rows.get_column("account_id"))
+    rows = rows.with_columns(_holdout_of(config, arms, rows))
+    third_party = set(config.governor.third_party_products)
+    parts = []
+    for position, action in enumerate(config.actions):
+        mine = rows.filter(pl.col("stage") == action.stage)
+        arm = ""
+        if action.experiment is not None:
+            chosen = arms.filter(
+                (pl.col("experiment") == action.experiment) & pl.col("variant").is_in(list(action.variants))
             )
-            items.append(
-                store.Planned(
-                    account_id=account_id,
-                    customer_id=customer_id,
-                    stage=stage,
-                    action=action.name,
-                    kind=action.kind,
-                    channel=action.channel,
-                    planned_on=falls,
-                    scheduled_at=scheduled,
-                    fallback=action.fallback,
-                    reason=(
-                        f"stage {stage} entered {entered_on}; action {action.name} "
-                        f"({action.channel} {action.kind}) falls {when}"
-                    ),
+            mine = mine.join(chosen.select("account_id", "variant"), on="account_id", how="inner")
+            arm = f" for arm {{}} of experiment {action.experiment}"
+        if mine.is_empty():
+            continue
+        falls = _falls(action, mine.get_column("entered_on"), as_of, previous)
+        mine = mine.with_columns(falls.alias("planned_on")).filter(pl.col("planned_on").is_not_null())
+        if mine.is_empty():
+            continue
+        severity = stage_order.index(action.stage) if action.stage in stage_order else 0
+        when = (
+            pl.when(pl.col("planned_on") == as_of)
+            .then(pl.lit("today"))
+            .otherwise(
+                pl.format(
+                    "on {} (the latest occurrence since the run of {})", "planned_on", pl.lit(str(previous))
                 )
             )
-    result = store.plan(app.engine, items, now, f"planned by the run of {as_of}")
-    return ContactPlan(as_of, result.added, result.already, dict(Counter(item.channel for item in items)))
+        )
+        parts.append(
+            mine.with_columns(
+                pl.lit(action.name).alias("action"),
+                pl.lit(action.channel).alias("channel"),
+                pl.lit(action.kind).alias("kind"),
+                pl.lit(action.at.isoformat(timespec="minutes") if action.at else None, pl.String()).alias(
+                    "at"
+                ),
+                # The most severe stage first, then the strategy's order: who gets the day's one contact.
+                pl.lit((len(stage_order) - severity) * 1_000 + position, pl.Int32()).alias("priority"),
+                pl.lit(list(action.fallback), pl.List(pl.String())).alias("fallback"),
+                pl.format(
+                    "stage {} entered {}; action {} ({} {}) falls {}" + arm,
+                    "stage",
+                    "entered_on",
+                    pl.lit(action.name),
+                    pl.lit(action.channel),
+                    pl.lit(action.kind),
+                    when,
+                    *(["variant"] if arm else []),
+                ).alias("why"),
+            ).drop("variant", strict=False)
+        )
+    if not parts:
+        return _empty_candidates()
+    found = pl.concat(parts)
+    wanted = _wanted_instants(found, as_of)
+    return (
+        found.join(wanted, on=["timezone", "jurisdiction", "at"], how="left", nulls_equal=True)
+        .with_columns(
+            pl.concat_str(
+                [
+                    pl.col("account_id"),
+                    pl.col("stage"),
+                    pl.col("action"),
+                    pl.col("planned_on").dt.to_string("%Y-%m-%d"),
+                    pl.col("channel"),
+                ],
+                separator="|",
+            ).alias("key"),
+            pl.concat_list(pl.col("timezone")).alias("timezones"),
+            pl.col("product_code").is_in(sorted(third_party)).alias("third_party"),
+        )
+        .select(*governor.PLANNED, "fallback", "why", "holdout")
+        .sort("key")
+    )
+
+
+def _falls(action: Action, entered_on: pl.Series, day: dt.date, previous: dt.date | None) -> pl.Series:
+    """``Action.due`` over a column of stage entry days: the occurrence a run on ``day`` plans, or null."""
+    first = pl.col("entered_on") + pl.duration(days=action.offset_days)
+    if action.repeat_every_days is None or action.max_times == 1:
+        last = first
+    else:
+        elapsed = (pl.lit(day) - first).dt.total_days()
+        times = pl.min_horizontal(pl.lit(action.max_times - 1), elapsed // action.repeat_every_days)
+        last = first + pl.duration(days=times * action.repeat_every_days)
+    since = day - dt.timedelta(days=1) if previous is None else previous
+    frame = pl.DataFrame({"entered_on": entered_on})
+    return frame.select(
+        pl.when((pl.lit(day) >= first) & (last > pl.lit(since))).then(last).otherwise(None).alias("falls")
+    ).to_series()
+
+
+def _wanted_instants(found: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
+    """The instant each (time zone, jurisdiction, preferred time) wants on ``as_of``: the preferred local
+    time, or the start of the jurisdiction's contact hours; found once per combination (there are few)."""
+    combos = found.select("timezone", "jurisdiction", "at").unique()
+    instants = [
+        _instant(as_of, timezone, jurisdiction, at) for timezone, jurisdiction, at in combos.iter_rows()
+    ]
+    return combos.with_columns(pl.Series("scheduled_at", instants, pl.Datetime("us", "UTC")))
+
+
+def _instant(day: dt.date, timezone: str, jurisdiction: str, at: str | None) -> dt.datetime:
+    local = dt.time.fromisoformat(at) if at else contact_hours(jurisdiction).start
+    return dt.datetime.combine(day, local, tzinfo=_zone(timezone)).astimezone(dt.UTC)
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _empty_candidates() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            **governor.PLANNED,
+            "fallback": pl.List(pl.String()),
+            "why": pl.String(),
+            "holdout": pl.String(),
+        }
+    )
+
+
+# ---------------------------------------------------------------- champion/challenger
+
+ARMS: dict[str, pl.DataType] = {
+    "experiment": pl.String(),
+    "account_id": pl.String(),
+    "variant": pl.String(),
+    "new": pl.Boolean(),
+}
+
+
+def arms_for(app: App, as_of: dt.date, account_ids: pl.Series | None = None) -> pl.DataFrame:
+    """Each account's arm in each experiment (``ARMS``): the recorded one, else the one its hash gives
+    (``new``: to be recorded with the day's decisions). ``account_ids``: the accounts to assign (default:
+    those not current on ``as_of``)."""
+    experiments = app.config.experiments
+    if not experiments:
+        return pl.DataFrame(schema=ARMS)
+    if account_ids is None:
+        query = select(snapshots.c.account_id).where(
+            and_(snapshots.c.as_of == as_of, snapshots.c.stage != "current")
+        )
+        account_ids = read_frame(app.engine, query, bulk=many_accounts(app.engine)).get_column("account_id")
+    names = [e.name for e in experiments]
+    stored = read_frame(
+        app.engine,
+        select(assignments.c.experiment, assignments.c.account_id, assignments.c.variant).where(
+            assignments.c.experiment.in_(names)
+        ),
+        bulk=many_accounts(app.engine),
+    )
+    parts = [stored.with_columns(pl.lit(False).alias("new"))]
+    wanted = account_ids.unique().sort().to_list()
+    for experiment in experiments:
+        have = set(stored.filter(pl.col("experiment") == experiment.name).get_column("account_id").to_list())
+        fresh = [a for a in wanted if a not in have]
+        if fresh:
+            parts.append(
+                pl.DataFrame(
+                    {
+                        "experiment": [experiment.name] * len(fresh),
+                        "account_id": fresh,
+                        "variant": [experiment.variant_of(a).name for a in fresh],
+                        "new": [True] * len(fresh),
+                    },
+                    schema=ARMS,
+                )
+            )
+    return pl.concat(parts).cast(pl.Schema(ARMS))
+
+
+def _holdout_of(config: Config, arms: pl.DataFrame, rows: pl.DataFrame) -> pl.Series:
+    """Per row of ``rows`` (account_id, stage): the experiment whose holdout arm holds the account in a
+    stage it covers, or null (the first such experiment, in the order written)."""
+    out = pl.Series("holdout", [None] * rows.height, pl.String())
+    for experiment in reversed(config.experiments):
+        held = arms.filter(
+            (pl.col("experiment") == experiment.name) & pl.col("variant").is_in(list(experiment.holdouts()))
+        ).get_column("account_id")
+        if held.is_empty():
+            continue
+        covered = rows.get_column("account_id").is_in(held.implode())
+        if experiment.stages:
+            covered = covered & rows.get_column("stage").is_in(list(experiment.stages))
+        out = pl.select(
+            pl.when(covered).then(pl.lit(experiment.name)).otherwise(out).alias("holdout")
+        ).to_series()
+    return out
+
+
+# ---------------------------------------------------------------- what the governor sees
+
+
+def _context(app: App, as_of: dt.date) -> dict[str, pl.DataFrame]:
+    """The holds, the outbox's contacts around the day (local days differ from UTC ones by up to a day
+    each way) and the calls, read from one view of the database."""
+    window_start = dt.datetime.combine(as_of - dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC)
+    window_end = dt.datetime.combine(as_of + dt.timedelta(days=3), dt.time(), tzinfo=dt.UTC)
+    read = read_frames(
+        app.engine,
+        {
+            "holds": select(
+                holds.c.scope,
+                holds.c.customer_id,
+                holds.c.account_id,
+                holds.c.channel,
+                holds.c.kind,
+                holds.c.starts_on,
+                holds.c.ends_on,
+            ).where(
+                and_(
+                    holds.c.starts_on <= as_of,
+                    or_(holds.c.ends_on.is_(None), holds.c.ends_on >= as_of),
+                )
+            ),
+            "contacts": select(
+                outbox.c.customer_id,
+                outbox.c.account_id,
+                outbox.c.channel,
+                outbox.c.key,
+                outbox.c.scheduled_at,
+                customers.c.timezone,
+            )
+            .join(customers, customers.c.customer_id == outbox.c.customer_id)
+            .where(
+                and_(
+                    outbox.c.scheduled_at >= window_start,
+                    outbox.c.scheduled_at < window_end,
+                    outbox.c.state.not_in(_NOT_CONTACTS),
+                )
+            ),
+        },
+    )
+    hold_frame = read["holds"].with_columns(
+        pl.col("account_id").replace("", None), pl.col("channel").replace("", None)
+    )
+    contacts = read["contacts"]
+    local_days = [
+        instant.astimezone(_zone(zone)).date()
+        for instant, zone in zip(
+            contacts.get_column("scheduled_at").to_list(),
+            contacts.get_column("timezone").to_list(),
+            strict=True,
+        )
+    ]
+    contact_frame = contacts.with_columns(pl.Series("local_day", local_days, pl.Date())).select(
+        list(governor.CONTACTS)
+    )
+    return {
+        "holds": hold_frame.select(list(governor.HOLDS)).cast(pl.Schema(governor.HOLDS)),
+        "contacts": contact_frame.cast(pl.Schema(governor.CONTACTS)),
+        # Call attempts come from the collectors' call queue (a later issue); none are recorded yet.
+        "calls": pl.DataFrame(schema=governor.CALLS),
+    }
+
+
+# ---------------------------------------------------------------- storing
+
+
+def _replace_decisions(
+    app: App,
+    as_of: dt.date,
+    found: pl.DataFrame,
+    decided: pl.DataFrame,
+    now: dt.datetime,
+    items: list[store.Planned],
+    arms: pl.DataFrame,
+) -> store.PlanResult:
+    """Replace ``as_of``'s decisions, record the new experiment arms and add the allowed messages to the
+    outbox, in one transaction."""
+    rows = (
+        found.select("key", "account_id", "customer_id", "stage", "action", "channel", "kind")
+        .join(decided, on="key", how="inner", maintain_order="left")
+        .to_dicts()
+    )
+    for row in rows:
+        row["day"] = as_of
+        row["decided_at"] = now
+    with store.write_transaction(app.engine) as connection:
+        connection.execute(delete(decisions).where(decisions.c.day == as_of))
+        fresh = [
+            {"experiment": e, "account_id": a, "variant": v, "assigned_on": as_of}
+            for e, a, v in arms.filter(pl.col("new"))
+            .select("experiment", "account_id", "variant")
+            .iter_rows()
+        ]
+        for start in range(0, len(fresh), _CHUNK):
+            connection.execute(_insert_new_arms(connection), fresh[start : start + _CHUNK])
+        for start in range(0, len(rows), _CHUNK):
+            connection.execute(insert(decisions), rows[start : start + _CHUNK])
+        if not items:
+            return store.PlanResult(0, 0)
+        return store.plan_in(connection, items, now, f"planned by the run of {as_of}")
+
+
+def _insert_new_arms(connection: Connection) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` into ``assignments``: a recorded arm is never changed."""
+    if connection.dialect.name == "postgresql":
+        return pg_insert(assignments).on_conflict_do_nothing()
+    return sqlite_insert(assignments).on_conflict_do_nothing()
+
+
+# ---------------------------------------------------------------- reading them back
+
+
+def decisions_between(app: App, first: dt.date, last: dt.date, account_id: str | None = None) -> pl.DataFrame:
+    """The stored decisions of the days ``first`` through ``last`` (of one account, if given), in day and
+    key order, with the customer's time zone for showing instants locally."""
+    query = (
+        select(decisions, customers.c.timezone)
+        .join(customers, customers.c.customer_id == decisions.c.customer_id)
+        .where(and_(decisions.c.day >= first, decisions.c.day <= last))
+        .order_by(decisions.c.day, decisions.c.key)
+    )
+    if account_id is not None:
+        query = query.where(decisions.c.account_id == account_id)
+    return read_frame(app.engine, query)
+
+
+def seen_values(seen: str) -> dict[str, Any]:
+    """A decision's ``seen`` JSON as a mapping (an empty one for text that is not a JSON object)."""
+    try:
+        value = json.loads(seen)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# ---------------------------------------------------------------- exports
+
+DECISION_COLUMNS = (
+    "account_id",
+    "customer_id",
+    "date",
+    "stage",
+    "action",
+    "channel",
+    "kind",
+    "verdict",
+    "scheduled_at",
+    "rule_id",
+    "citation",
+    "reason",
+)
+COMMUNICATION_COLUMNS = (
+    "id",
+    "idempotency_key",
+    "account_id",
+    "channel",
+    "kind",
+    "state",
+    "scheduled_at",
+    "sent_at",
+)
+
+
+def _check_range(first: dt.date, last: dt.date) -> None:
+    if first > last:
+        raise ProblemsError(
+            [Problem("export.bad_range", f"--from {first} is after --to {last}: no day is in that range")]
+        )
+
+
+def local_iso(frame: pl.DataFrame, column: str, zone_column: str = "timezone") -> pl.Series:
+    """``column`` (UTC instants) as ISO 8601 text with the UTC offset of each row's time zone
+    (``2026-03-09T08:00:00-04:00``); null stays null. Converted once per zone (there are few)."""
+    out = frame.select(pl.int_range(pl.len()).alias("_row"), column, zone_column)
+    parts = [
+        group.select(
+            "_row",
+            pl.col(column).dt.convert_time_zone(str(zone)).dt.to_string("%Y-%m-%dT%H:%M:%S%:z").alias(column),
+        )
+        for (zone,), group in out.group_by(zone_column)
+    ]
+    if not parts:
+        return pl.Series(column, [], pl.String())
+    return pl.concat(parts).sort("_row").get_column(column)
+
+
+def export_decisions(app: App, first: dt.date, last: dt.date, out: Path) -> int:
+    """Write one CSV row per decision of the days ``first`` through ``last`` (``DECISION_COLUMNS``)."""
+    _check_range(first, last)
+    found = decisions_between(app, first, last)
+    frame = found.with_columns(local_iso(found, "scheduled_at"), pl.col("day").alias("date")).select(
+        DECISION_COLUMNS
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_csv(out, null_value="")
+    return frame.height
+
+
+def export_communications(app: App, first: dt.date, last: dt.date, out: Path) -> int:
+    """Write the outbox rows planned for the days ``first`` through ``last``, one CSV row each
+    (``COMMUNICATION_COLUMNS``; instants with the customer's UTC offset)."""
+    _check_range(first, last)
+    query = (
+        select(
+            outbox.c.id,
+            outbox.c.key.label("idempotency_key"),
+            outbox.c.account_id,
+            outbox.c.channel,
+            outbox.c.kind,
+            outbox.c.state,
+            outbox.c.scheduled_at,
+            outbox.c.sent_at,
+            customers.c.timezone,
+        )
+        .join(customers, customers.c.customer_id == outbox.c.customer_id)
+        .where(and_(outbox.c.planned_on >= first, outbox.c.planned_on <= last))
+        .order_by(outbox.c.id)
+    )
+    found = read_frame(app.engine, query)
+    frame = found.with_columns(local_iso(found, "scheduled_at"), local_iso(found, "sent_at")).select(
+        COMMUNICATION_COLUMNS
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_csv(out, null_value="")
+    return frame.height
+
+
+# ---------------------------------------------------------------- explain
+
+
+def explain_contacts(app: App, account_id: str, as_of: dt.date) -> tuple[str, list[dict[str, Any]]]:
+    """The account's contact plan of ``as_of`` in words and as data: every action the strategy called
+    for that day and the governor's verdict on it (rule, citation, reason, the values it saw)."""
+    found = decisions_between(app, as_of, as_of, account_id)
+    if found.is_empty():
+        return f"\nContacts on {as_of}: none planned for this account.\n", []
+    shown = found.with_columns(local_iso(found, "scheduled_at").alias("local_at"))
+    lines = [f"\nContacts on {as_of} (each planned action and the governor's verdict):"]
+    data: list[dict[str, Any]] = []
+    for row in shown.iter_rows(named=True):
+        when = {"planned": " for ", "deferred": " to "}.get(row["verdict"], "") + (row["local_at"] or "")
+        rule = f"{row['rule_id']}" + (f" ({row['citation']})" if row["citation"] else "")
+        lines.append(
+            f"  {row['channel']} {row['kind']} (stage {row['stage']}, action {row['action']}): "
+            f"{row['verdict']}{when.rstrip()}"
+        )
+        lines.append(f"    {rule}: {row['reason']}")
+        data.append(
+            {
+                "key": row["key"],
+                "stage": row["stage"],
+                "action": row["action"],
+                "channel": row["channel"],
+                "kind": row["kind"],
+                "verdict": row["verdict"],
+                "scheduled_at": row["local_at"],
+                "rule_id": row["rule_id"],
+                "citation": row["citation"],
+                "reason": row["reason"],
+                "seen": seen_values(row["seen"]),
+            }
+        )
+    return "\n".join(lines) + "\n", data

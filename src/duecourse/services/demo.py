@@ -19,7 +19,7 @@ from duecourse.config import ChannelSettings
 from duecourse.domain.money import currency_spec
 from duecourse.domain.strategy import Action
 from duecourse.services import portfolio as svc
-from duecourse.services.synth import generate_portfolio, write_csvs
+from duecourse.services.synth import SynthPortfolio, generate_portfolio, write_csvs
 from duecourse.store import repo
 from duecourse.store.db import make_engine
 
@@ -124,6 +124,8 @@ def _simulate(
             result = svc.run_day(app, as_of, portfolio)
             runs.append(result)
             if offset >= days - OUTBOX_DAYS:
+                if offset == max(0, days - OUTBOX_DAYS):
+                    outbox.not_mine_claims(synth, as_of)
                 outbox.day(as_of)
             delinquent = result.accounts - result.stages.get("current", 0)
             progress.update(task, advance=1, description=f"{as_of}: {delinquent:,} in collection")
@@ -328,6 +330,7 @@ class _DemoOutbox:
             app.engine, self.transports, LetterComposer(app), lambda: self.now, worker=1, batch=500
         )
         self.planned = 0
+        self.claims = 0
 
     def day(self, as_of: dt.date) -> None:
         from duecourse.services.contacts import plan_contacts
@@ -339,6 +342,35 @@ class _DemoOutbox:
             self.now = dt.datetime.combine(as_of, dt.time(hour, 0), tzinfo=dt.UTC)
             self.dispatcher.run_once(recover=False)
             close_post(self.transports, lambda: self.now)
+
+    def not_mine_claims(self, synth: SynthPortfolio, as_of: dt.date) -> None:
+        """The customers of the "this is not my loan" accounts say so on ``as_of``: each such account is
+        put on hold (``not_mine``) while the claim is checked, and the governor stops its reminders."""
+        from sqlalchemy import insert
+
+        from duecourse.store.tables import holds
+
+        claimed = synth.behaviours.filter(pl.col("behaviour") == "not_mine").join(
+            synth.accounts.select("account_id", "customer_id"), on="account_id"
+        )
+        rows = [
+            {
+                "scope": "account",
+                "customer_id": customer_id,
+                "account_id": account_id,
+                "channel": None,
+                "kind": "not_mine",
+                "starts_on": as_of,
+                "ends_on": None,
+                "reason": "the customer says this loan is not theirs; collection stops while it is checked",
+                "created_at": self.now,
+            }
+            for account_id, customer_id in claimed.select("account_id", "customer_id").iter_rows()
+        ]
+        if rows:
+            with self.app.engine.begin() as connection:
+                connection.execute(insert(holds), rows)
+        self.claims = len(rows)
 
     def close(self) -> None:
         for transport in self.transports.values():
@@ -387,11 +419,39 @@ class _DemoOutbox:
             f"{self.transports_dir('email')}, texts in {self.transports_dir('sms')}, "
             f"print batches in {self.transports_dir('post')}"
         )
+        verdicts = self._governor(console)
         return {
+            "governor": verdicts,
             "planned": self.planned,
             "by_channel_and_state": {f"{ch}/{st}": n for (ch, st), n in sorted(by.items())},
             "deferred_for_contact_hours": int(deferred),
         }
+
+    def _governor(self, console: Console) -> dict[str, int]:
+        """The governor's decisions of the window, by verdict and the rule that decided."""
+        from sqlalchemy import func, select
+
+        from duecourse.store.tables import decisions
+
+        with self.app.engine.connect() as c:
+            rows = c.execute(
+                select(decisions.c.verdict, decisions.c.rule_id, decisions.c.citation, func.count())
+                .group_by(decisions.c.verdict, decisions.c.rule_id, decisions.c.citation)
+                .order_by(decisions.c.verdict, func.count().desc())
+            ).all()
+        table = Table(
+            title=f"The governor's decisions of the last {OUTBOX_DAYS} days: every planned contact passed "
+            f"the rules of the customer's jurisdiction ({self.claims:,} accounts claimed 'not my loan')"
+        )
+        for name in ("verdict", "rule", "citation"):
+            table.add_column(name)
+        table.add_column("contacts", justify="right")
+        found: dict[str, int] = {}
+        for verdict, rule, citation, count in rows:
+            table.add_row(verdict, rule, citation, f"{count:,}")
+            found[f"{verdict}/{rule}"] = int(count)
+        console.print(table)
+        return found
 
     def transports_dir(self, channel: str) -> str:
         return str(self.app.config.channels[channel].values["dir"])

@@ -28,6 +28,7 @@ from duecourse.engine.snapshot import compute_snapshots
 from duecourse.io.readers import ROW, Refs, open_table
 from duecourse.services import explain as explain_words
 from duecourse.services import stages
+from duecourse.services.contacts import explain_contacts
 from duecourse.store import repo
 from duecourse.store.db import init_db
 from duecourse.store.frames import BULK_MIN_ROWS, count_accounts, many_accounts, read_frame, writing
@@ -508,4 +509,6 @@ def explain_account(app: App, account_id: str, as_of: dt.date) -> Explanation:
     text = explain_words.explain_text(
         snap, account, customer, product, bucket_set, ordered, payments, entered
     )
-    return Explanation(text, explain_words.explain_json(snap, entered), snap)
+    contact_text, contact_data = explain_contacts(app, account_id, as_of)
+    data = explain_words.explain_json(snap, entered) | {"contacts": contact_data}
+    return Explanation(text + contact_text, data, snap)

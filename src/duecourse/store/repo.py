@@ -208,7 +208,8 @@ def stage_history(engine: Engine, account_id: str) -> pl.DataFrame:
 def stages_on(engine: Engine, day: dt.date) -> pl.DataFrame:
     """Each account's stage in the stored snapshots of ``day``: ``account_id``, ``stage``, by account."""
     stmt = select(snapshots.c.account_id, snapshots.c.stage).where(snapshots.c.as_of == day)
-    return frames.read_frame(engine, stmt, bulk=True).sort("account_id")
+    # Through the worker only when there are many: starting it costs more than a small read.
+    return frames.read_frame(engine, stmt, bulk=frames.many_accounts(engine)).sort("account_id")
 
 
 def latest_stages_before(engine: Engine, as_of: dt.date) -> pl.DataFrame:

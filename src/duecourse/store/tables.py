@@ -209,6 +209,48 @@ holds = Table(
     Index(None, "customer_id"),
 )
 
+# The governor's decision on every contact the strategy planned for a day (``engine/governor.py``):
+# planned (goes out at ``scheduled_at``), deferred (goes out later: ``scheduled_at`` moved to the next
+# allowed moment) or suppressed (not sent), with the rule that decided, its citation, the reason in words
+# and the values it saw (JSON). A re-run of the day replaces the day's decisions; the outbox keeps
+# what was already planned (the dispatcher checks again before sending).
+DECISION_VERDICTS: tuple[str, ...] = ("planned", "deferred", "suppressed")
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("day", Date, nullable=False),  # the run's day (as_of)
+    Column("key", String, nullable=False),  # the outbox idempotency key the message has or would have
+    _text("account_id"),
+    _text("customer_id"),
+    _text("stage"),
+    _text("action"),
+    _text("channel"),
+    _text("kind"),
+    _text("verdict"),
+    Column("scheduled_at", UtcDateTime, nullable=True),  # null when suppressed
+    _text("rule_id"),
+    Column("citation", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("seen", Text, nullable=False),  # JSON: the values the rule looked at
+    Column("decided_at", UtcDateTime, nullable=False),
+    CheckConstraint("verdict IN ('planned', 'deferred', 'suppressed')", name="verdict"),
+    PrimaryKeyConstraint("day", "key"),
+    Index(None, "account_id", "day"),
+)
+
+# Champion/challenger: the arm of each account in each experiment, recorded the first time a run plans
+# for the account (``domain/strategy.py::Experiment``); the recorded arm is kept for good.
+assignments = Table(
+    "assignments",
+    metadata,
+    _text("experiment"),
+    _text("account_id"),
+    _text("variant"),
+    Column("assigned_on", Date, nullable=False),
+    PrimaryKeyConstraint("experiment", "account_id"),
+)
+
 # The key of each stored kind: what makes two rows "the same row".
 KEYS: dict[str, tuple[str, ...]] = {
     "customers": ("customer_id",),
@@ -342,4 +384,23 @@ bad_contact_points = Table(
     Column("since", UtcDateTime, nullable=False),
     _text("source"),  # what told us: the outbox row and the feedback
     PrimaryKeyConstraint("customer_id", "channel", "address"),
+)
+
+# What a channel delivered to us (migration 0004): a customer's text (an SMS reply such as STOP) or an SMSC
+# delivery receipt. Stored before the channel is told it arrived (SMPP deliver_sm_resp), so that nothing
+# acknowledged can be lost; ``handled_at`` is set in the transaction that acted on it (an opt-out hold, a
+# delivery recorded on the outbox), and rows still without it are handled when the dispatcher next runs.
+inbound = Table(
+    "inbound",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _text("channel"),
+    _text("sender"),  # the customer's number (E.164 when numeric)
+    _text("recipient"),  # our address it was sent to (a short code, a sender name)
+    Column("text", Text, nullable=False),  # as decoded; a receipt's text as it came
+    Column("received_at", UtcDateTime, nullable=False),
+    _text("provider_id"),  # a receipt's message id; "" for a reply
+    Column("handled_at", UtcDateTime, nullable=True),
+    Column("detail", Text, nullable=False),  # JSON: kind (reply/receipt), opt_out, outcome, what handling did
+    Index(None, "handled_at"),
 )

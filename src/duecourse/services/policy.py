@@ -1,0 +1,128 @@
+"""``duecourse policy check``: what a strategist should know about the strategy before a run sends it.
+
+``config check`` refuses what cannot work at all (an unknown channel, a stage no account can reach, a kind
+with no words on its channel anywhere). This goes further, per jurisdiction, since a stage's actions
+apply to every customer in that stage wherever they live:
+
+- an action whose kind a jurisdiction does not use (a US validation notice for a customer in China):
+  those customers get nothing from it (a warning: the run skips them, with the reason);
+- an e-mail, SMS or push action whose kind has no words in the locale of a jurisdiction that uses it:
+  every such message would fail when it is rendered (an error);
+- an action whose preferred time is outside a jurisdiction's contact hours: the governor defers every
+  such message to the next allowed moment (a warning: the time is not what it says);
+- a collection stage without any action: its accounts are never contacted (a warning);
+- the rule packs themselves: every rule carries an id and a citation (an error otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from duecourse.config import Config
+from duecourse.letters.kinds import KINDS, LOCALE_OF
+from duecourse.rulepacks.packs import JURISDICTIONS, RulePackError, contact_hours
+
+WORDED_CHANNELS = ("email", "sms", "push")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing ``policy check`` found: ``error`` (it will fail) or ``warning`` (it will not do what it
+    seems to), a code, and the message in words, naming the stage and action."""
+
+    severity: str
+    code: str
+    message: str
+
+    def line(self) -> str:
+        return f"{self.severity}: {self.message} [{self.code}]"
+
+
+def check_policy(config: Config) -> list[Finding]:
+    """Every finding about ``config``'s strategy against the rule packs, errors first."""
+    findings: list[Finding] = []
+    findings += _rule_packs()
+    findings += _actions(config)
+    findings += _silent_stages(config)
+    return sorted(findings, key=lambda f: f.severity != "error")
+
+
+def _rule_packs() -> list[Finding]:
+    found: list[Finding] = []
+    for jurisdiction in JURISDICTIONS:
+        try:
+            hours = contact_hours(jurisdiction)
+        except RulePackError as exc:
+            found.append(Finding("error", "policy.rule_pack", str(exc)))
+            continue
+        if not hours.rule or not hours.citation:
+            found.append(
+                Finding(
+                    "error",
+                    "policy.no_citation",
+                    f"rule pack {jurisdiction}: the contact hours carry no rule id or citation",
+                )
+            )
+    return found
+
+
+def _actions(config: Config) -> list[Finding]:
+    from duecourse.channels.content import shipped_templates
+
+    templates = shipped_templates()
+    found: list[Finding] = []
+    for action in config.actions:
+        where = f"stage {action.stage}, action {action.name} ({action.channel} {action.kind})"
+        used = KINDS[action.kind].jurisdictions if action.kind in KINDS else JURISDICTIONS
+        skipped = [j for j in JURISDICTIONS if j not in used]
+        if skipped:
+            found.append(
+                Finding(
+                    "warning",
+                    "policy.kind_not_used",
+                    f"{where}: {action.kind} is not used in {', '.join(skipped)}; customers there in "
+                    f"stage {action.stage} get nothing from this action",
+                )
+            )
+        for channel in (action.channel, *action.fallback):
+            if channel not in WORDED_CHANNELS:
+                continue
+            for jurisdiction in used:
+                locale = LOCALE_OF[jurisdiction]
+                if not templates.has(action.kind, locale, channel):
+                    found.append(
+                        Finding(
+                            "error",
+                            "policy.no_words",
+                            f"{where}: there are no {channel} words for {action.kind} in {locale}: every "
+                            f"such message to a customer in {jurisdiction} would fail when it is rendered",
+                        )
+                    )
+        if action.at is None or action.channel == "letter":
+            continue
+        for jurisdiction in used:
+            hours = contact_hours(jurisdiction)
+            if action.channel in hours.channels and not hours.start <= action.at < hours.end:
+                found.append(
+                    Finding(
+                        "warning",
+                        "policy.outside_hours",
+                        f"{where}: at {action.at:%H:%M} is outside the contact hours of {jurisdiction} "
+                        f"({hours.describe()}, {hours.rule}, {hours.citation}); the governor defers every "
+                        f"such message to {hours.start:%H:%M} the next day",
+                    )
+                )
+    return found
+
+
+def _silent_stages(config: Config) -> list[Finding]:
+    with_actions = {action.stage for action in config.actions}
+    return [
+        Finding(
+            "warning",
+            "policy.silent_stage",
+            f"stage {stage.name} has no actions: its accounts are never contacted by the strategy",
+        )
+        for stage in config.terms.stages
+        if stage.name not in with_actions
+    ]

@@ -1,0 +1,82 @@
+"""``duecourse policy check``: the strategy against each jurisdiction's rule pack and words."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from duecourse.cli import main
+from duecourse.config import config_from_text, default_config_text
+from duecourse.services.policy import check_policy
+
+ACTIONS = """
+  [[strategy.stages.actions]]
+  name = "late-text"
+  channel = "sms"
+  kind = "overdue_reminder"
+  at = "22:30"
+
+  [[strategy.stages.actions]]
+  name = "validation"
+  channel = "letter"
+  kind = "us_validation_notice"
+
+"""
+CHANNELS = """
+[channels.sms]
+gateway = "files"
+dir = "out/sms"
+
+[channels.post]
+dir = "out/print"
+"""
+
+
+def _config_text() -> str:
+    text = default_config_text()
+    marker = '[[strategy.stages]]\nname = "M2"'
+    assert marker in text
+    return text.replace(marker, ACTIONS + marker) + CHANNELS
+
+
+def test_findings_name_the_stage_action_jurisdiction_and_rule() -> None:
+    findings = check_policy(config_from_text(_config_text()))
+    lines = [f.line() for f in findings]
+    # 22:30 is after the end of the hours everywhere: 22:00 in CN, 21:00 in the US and the UK.
+    late = [line for line in lines if "policy.outside_hours" in line]
+    assert len(late) == 3
+    assert any("outside the contact hours of CN (08:00-22:00, CN-COL-08" in line for line in late)
+    assert any("outside the contact hours of US (08:00-21:00, US-TIME-01" in line for line in late)
+    not_used = [line for line in lines if "policy.kind_not_used" in line]
+    assert not_used == [
+        "warning: stage M1, action validation (letter us_validation_notice): us_validation_notice is not "
+        "used in CN, UK; customers there in stage M1 get nothing from this action [policy.kind_not_used]"
+    ]
+    silent = {line.split("stage ")[1].split(" ")[0] for line in lines if "policy.silent_stage" in line}
+    assert "M1" not in silent and "M2" in silent
+    assert all(f.severity == "warning" for f in findings)
+
+
+def test_an_action_at_an_allowed_hour_is_not_reported() -> None:
+    text = _config_text().replace('at = "22:30"', 'at = "10:00"')
+    lines = [f.line() for f in check_policy(config_from_text(text))]
+    assert not [line for line in lines if "outside_hours" in line]
+
+
+def test_the_command_prints_findings_and_exits_0_without_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "duecourse.toml"
+    config.write_text(_config_text(), encoding="utf-8")
+    assert main(["--config", str(config), "policy", "check", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is True
+    assert {f["code"] for f in out["findings"]} == {
+        "policy.outside_hours",
+        "policy.kind_not_used",
+        "policy.silent_stage",
+    }
+    assert main(["--config", str(config), "policy", "check"]) == 0
+    assert "0 error(s)" in capsys.readouterr().out
