@@ -149,6 +149,8 @@ class Config:
         costs: the ``[costs]`` of a message per channel (``policy simulate``).
         experiments: the ``[[strategy.experiments]]`` (champion/challenger), each account split between
             their variants by a stable hash.
+        pre_due: the ``[[strategy.pre_due]]`` actions: reminders ``-offset_days`` days before a due date
+            to accounts that are not in collection (CN-COL-01).
     """
 
     source: str
@@ -161,6 +163,7 @@ class Config:
     governor: GovernorSettings = field(default_factory=GovernorSettings)
     costs: Costs = field(default_factory=Costs)
     experiments: tuple[Experiment, ...] = ()
+    pre_due: tuple[Action, ...] = ()
 
     def actions_of(self, stage: str) -> tuple[Action, ...]:
         return tuple(action for action in self.actions if action.stage == stage)
@@ -252,13 +255,16 @@ def _check_text(text: str, source: str) -> tuple[Config | None, list[Problem]]:
     governor = _governor(check, data, set(named) if isinstance(named, dict) else set())
     costs = _costs(check, data)
     experiments = _experiments(check, data, [stage.name for stage in stages])
+    pre_due = _pre_due(check, data, set(declared) if isinstance(declared, dict) else set())
     _check_experiment_actions(check, data, actions, experiments)
     problems = shipped_problems + check.problems
     if problems:
         return None, problems
     valid_sets = {name: b for name, b in bucket_sets.items() if b is not None}
     terms = Terms(products, valid_sets, stages)
-    return Config(source, terms, data, issuers, letters, actions, channels, governor, costs, experiments), []
+    return Config(
+        source, terms, data, issuers, letters, actions, channels, governor, costs, experiments, pre_due
+    ), []
 
 
 def _shipped_bucket_sets() -> tuple[dict[str, BucketSet | None], list[Problem]]:
@@ -1189,6 +1195,9 @@ ACTION_KEYS = (
     "variants",
 )
 EXPERIMENT_KEYS = ("name", "stages", "variants")
+PRE_DUE_KEYS = ("name", "channel", "kind", "offset_days", "at", "fallback")
+# The stage named in the outbox for a reminder before the due date: the account is not in collection.
+PRE_DUE_STAGE = "current"
 VARIANT_KEYS = ("name", "percent", "holdout")
 # The outbox channel that carries each action channel (a letter goes by post).
 CARRIER = {"letter": "post", "email": "email", "sms": "sms", "push": "push"}
@@ -1237,12 +1246,20 @@ def _action(
     stage: str,
     position: int,
     channels: set[str],
+    *,
+    pre_due: bool = False,
 ) -> Action | None:
+    """One action; ``pre_due``: one of ``[[strategy.pre_due]]`` (before a due date: a negative
+    ``offset_days``, once, kind ``pre_due`` unless said otherwise)."""
     table = _table(check, item, path)
     if table is None:
         return None
     before = len(check.problems)
-    _keys(check, table, path, ACTION_KEYS, ("channel", "kind"))
+    if pre_due:
+        table = {"kind": "pre_due", **table}
+        _keys(check, table, path, PRE_DUE_KEYS, ("channel", "offset_days"))
+    else:
+        _keys(check, table, path, ACTION_KEYS, ("channel", "kind"))
     channel = _choice(check, table, "channel", path, ACTION_CHANNELS)
     kind = _choice(check, table, "kind", path, tuple(LETTER_KINDS))
     # Unnamed, an action is named by what it does, not by its place in the list: inserting another action
@@ -1253,7 +1270,10 @@ def _action(
     )
     if "|" in name:
         check.add("config.bad_value", f"name {_show(name)} must not contain '|'", path + ("name",))
-    offset = _int(check, table, "offset_days", path, minimum=0)
+    offset = _int(check, table, "offset_days", path, minimum=None if pre_due else 0)
+    if pre_due and offset is not None and offset > -1:
+        message = f"offset_days counts days before the due date here: -1 or less, not {offset}"
+        check.add("config.bad_value", message, path + ("offset_days",))
     repeat = _int(check, table, "repeat_every_days", path, minimum=1)
     times = _int(check, table, "max_times", path, minimum=1)
     if times is not None and times > 1 and repeat is None:
@@ -1291,6 +1311,9 @@ def _action(
             check.add("config.bad_value", message, path + ("fallback",))
         else:
             fallback = list(raw_fallback)
+    if pre_due and kind is not None and kind != "pre_due":
+        message = f"a reminder before the due date is kind pre_due, not {kind}"
+        check.add("config.bad_value", message, path + ("kind",))
     experiment = _text(check, table, "experiment", path)
     variants: tuple[str, ...] = ()
     if "variants" in table:
@@ -1692,3 +1715,31 @@ def _check_experiment_actions(
                     f"experiment's stages, so an action for it would never be planned",
                     path + ("variants",),
                 )
+
+
+# ---------------------------------------------------------------- reminders before the due date
+
+
+def _pre_due(check: _Check, data: Mapping[str, Any], channels: set[str]) -> tuple[Action, ...]:
+    strategy = data.get("strategy")
+    if not isinstance(strategy, dict) or "pre_due" not in strategy:
+        return ()
+    items = strategy["pre_due"]
+    path: KeyPath = ("strategy", "pre_due")
+    if not isinstance(items, list):
+        message = f"pre_due must be an array of tables ([[strategy.pre_due]]), not {_show(items)}"
+        check.add("config.bad_type", message, path)
+        return ()
+    found: list[Action] = []
+    names: set[str] = set()
+    for j, item in enumerate(items):
+        action = _action(check, item, (*path, j), PRE_DUE_STAGE, j, channels, pre_due=True)
+        if action is None:
+            continue
+        if action.name in names:
+            message = f"action name '{action.name}' is used twice in [[strategy.pre_due]]"
+            check.add("config.action_duplicate", message, (*path, j))
+            continue
+        names.add(action.name)
+        found.append(action)
+    return tuple(found)

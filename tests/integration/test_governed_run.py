@@ -246,3 +246,48 @@ def test_champion_challenger_arms_are_recorded_and_a_holdout_gets_no_contact(
         assert again == arms
     finally:
         engine.dispose()
+
+
+PRE_DUE = """
+[[strategy.pre_due]]
+channel = "email"
+offset_days = -3
+at = "09:00"
+"""
+# C2's card (A3) is current on 2025-05-05; a statement of 800.00 with a minimum of 40.00 falls due on
+# 2025-05-25, and the customer has no credit: the reminder goes on 2025-05-22, once.
+NEXT_STATEMENT = "A3,S2,2025-05-25,800.00,principal,40.00,2025-04-28\n"
+
+
+def test_a_reminder_before_the_due_date_goes_once_to_a_current_account(db_url: str, tmp_path: Path) -> None:
+    cli = _setup(db_url, tmp_path)
+    config = tmp_path / "duecourse.toml"
+    text = config.read_text(encoding="utf-8")
+    marker = '[[strategy.stages]]\nname = "early"'
+    assert marker in text
+    config.write_text(text.replace(marker, PRE_DUE + "\n" + marker), encoding="utf-8")
+    assert (
+        cli("import", "dues", str(write(tmp_path, "more.csv", DUES.splitlines()[0] + "\n" + NEXT_STATEMENT)))
+        == 0
+    )
+    for day in ("2025-05-21", "2025-05-22", "2025-05-23"):
+        assert cli("run", "--as-of", day) == 0
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(outbox.c.key, outbox.c.stage, outbox.c.kind, outbox.c.scheduled_at).where(
+                    outbox.c.account_id == "A3"
+                )
+            ).all()
+            decided = connection.execute(
+                select(decisions.c.day, decisions.c.verdict).where(decisions.c.account_id == "A3")
+            ).all()
+    finally:
+        engine.dispose()
+    assert [(k, stage, kind) for k, stage, kind, _ in rows] == [
+        ("A3|current|email-pre_due--3|2025-05-22|email", "current", "pre_due")
+    ]
+    # 09:00 in New York (EDT, UTC-4)
+    assert rows[0][3].astimezone(dt.UTC) == dt.datetime(2025, 5, 22, 13, 0, tzinfo=dt.UTC)
+    assert decided == [(dt.date(2025, 5, 22), "planned")]

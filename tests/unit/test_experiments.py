@@ -133,3 +133,38 @@ def test_an_action_for_the_holdout_arm_or_an_unknown_experiment_is_refused(tmp_p
 def test_bad_governor_and_cost_settings_are_reported(tmp_path: Path, table: str, message: str) -> None:
     found = _problems(tmp_path, BASE + EXPERIMENT + "\n" + table)
     assert any(message in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            '[[strategy.pre_due]]\nchannel = "sms"\noffset_days = 3\n',
+            "offset_days counts days before the due date here: -1 or less, not 3",
+        ),
+        (
+            '[[strategy.pre_due]]\nchannel = "sms"\nkind = "final_demand"\noffset_days = -3\n',
+            "a reminder before the due date is kind pre_due, not final_demand",
+        ),
+        (
+            '[[strategy.pre_due]]\nchannel = "sms"\noffset_days = -3\nrepeat_every_days = 1\n',
+            "unknown key 'repeat_every_days'",
+        ),
+    ],
+)
+def test_bad_reminders_before_the_due_date_are_reported(tmp_path: Path, table: str, message: str) -> None:
+    found = _problems(tmp_path, BASE + EXPERIMENT + "\n" + table)
+    assert any(message in p for p in found), found
+
+
+def test_a_reminder_before_the_due_date_loads() -> None:
+    config = config_from_text(
+        BASE + EXPERIMENT + '\n[[strategy.pre_due]]\nchannel = "sms"\noffset_days = -3\n'
+    )
+    (action,) = config.pre_due
+    assert (action.stage, action.name, action.kind, action.offset_days) == (
+        "current",
+        "sms-pre_due--3",
+        "pre_due",
+        -3,
+    )

@@ -29,12 +29,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select
+from sqlalchemy import BigInteger, Connection, and_, cast, delete, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from duecourse.bootstrap import App
-from duecourse.config import Config
+from duecourse.config import PRE_DUE_STAGE, Config
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.strategy import Action
 from duecourse.engine import governor
@@ -48,6 +48,7 @@ from duecourse.store.tables import (
     assignments,
     customers,
     decisions,
+    dues,
     holds,
     outbox,
     snapshots,
@@ -76,7 +77,7 @@ class ContactPlan:
 def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
     """Plan ``as_of``'s contacts through the governor (idempotent); ``now`` stamps the rows."""
     config = app.config
-    if not config.actions:
+    if not config.actions and not config.pre_due:
         return ContactPlan(as_of, 0, 0, {})
     previous = repo.previous_run_day(app.engine, as_of)
     arms = arms_for(app, as_of)
@@ -281,9 +282,10 @@ def candidates(
                 ).alias("why"),
             ).drop("variant", strict=False)
         )
+    parts += _pre_due_parts(app, as_of, previous, len(stage_order))
     if not parts:
         return _empty_candidates()
-    found = pl.concat(parts)
+    found = pl.concat(parts, how="diagonal_relaxed")
     wanted = _wanted_instants(found, as_of)
     return (
         found.join(wanted, on=["timezone", "jurisdiction", "at"], how="left", nulls_equal=True)
@@ -304,6 +306,101 @@ def candidates(
         .select(*governor.PLANNED, "fallback", "why", "holdout")
         .sort("key")
     )
+
+
+def _pre_due_parts(app: App, as_of: dt.date, previous: dt.date | None, stages: int) -> list[pl.DataFrame]:
+    """The ``[[strategy.pre_due]]`` reminders that fall on ``as_of``: ``-offset_days`` days before a due
+    date, to accounts not in collection (stage current) whose credit does not already cover that due
+    (the minimum payment of a card statement, else the amount). After a gap of runs, only the latest due
+    date whose reminder day was missed, as for the stages' actions. Not part of any experiment."""
+    found: list[pl.DataFrame] = []
+    since = as_of - dt.timedelta(days=1) if previous is None else previous
+    for position, action in enumerate(app.config.pre_due):
+        ahead = -action.offset_days
+        first, last = since + dt.timedelta(days=ahead + 1), as_of + dt.timedelta(days=ahead)
+        # a sum of BIGINT is NUMERIC on PostgreSQL: cast back to minor units
+        needed = cast(func.sum(func.coalesce(dues.c.minimum_minor, dues.c.amount_minor)), BigInteger).label(
+            "needed_minor"
+        )
+        query = (
+            select(
+                snapshots.c.account_id,
+                snapshots.c.stage,
+                accounts.c.customer_id,
+                accounts.c.product_code,
+                customers.c.timezone,
+                customers.c.jurisdiction,
+                dues.c.due_date,
+                needed,
+                snapshots.c.credit_minor,
+            )
+            .join(accounts, accounts.c.account_id == snapshots.c.account_id)
+            .join(customers, customers.c.customer_id == accounts.c.customer_id)
+            .join(dues, dues.c.account_id == snapshots.c.account_id)
+            .where(
+                and_(
+                    snapshots.c.as_of == as_of,
+                    snapshots.c.stage == PRE_DUE_STAGE,
+                    dues.c.due_date >= first,
+                    dues.c.due_date <= last,
+                )
+            )
+            .group_by(
+                snapshots.c.account_id,
+                snapshots.c.stage,
+                accounts.c.customer_id,
+                accounts.c.product_code,
+                customers.c.timezone,
+                customers.c.jurisdiction,
+                dues.c.due_date,
+                snapshots.c.credit_minor,
+            )
+        )
+        schema = {
+            "account_id": pl.String(),
+            "stage": pl.String(),
+            "customer_id": pl.String(),
+            "product_code": pl.String(),
+            "timezone": pl.String(),
+            "jurisdiction": pl.String(),
+            "due_date": pl.Date(),
+            "needed_minor": pl.Int64(),
+            "credit_minor": pl.Int64(),
+        }
+        rows = (
+            read_frame(app.engine, query, schema=schema)
+            .filter(pl.col("credit_minor") < pl.col("needed_minor"))
+            .sort("account_id", "due_date")
+            .group_by("account_id", maintain_order=True)
+            .last()
+        )
+        if rows.is_empty():
+            continue
+        found.append(
+            rows.with_columns(
+                (pl.col("due_date") - pl.duration(days=ahead)).alias("planned_on"),
+                pl.lit(None, pl.Date()).alias("entered_on"),
+                pl.lit(None, pl.String()).alias("holdout"),
+                pl.lit(action.name).alias("action"),
+                pl.lit(action.channel).alias("channel"),
+                pl.lit(action.kind).alias("kind"),
+                pl.lit(action.at.isoformat(timespec="minutes") if action.at else None, pl.String()).alias(
+                    "at"
+                ),
+                # after every stage's actions: an account in collection comes first
+                pl.lit(stages * 1_000 + 500 + position, pl.Int32()).alias("priority"),
+                pl.lit(list(action.fallback), pl.List(pl.String())).alias("fallback"),
+                pl.format(
+                    "a due on {} not covered by credit; action {} ({} {}) falls {} days before it",
+                    "due_date",
+                    pl.lit(action.name),
+                    pl.lit(action.channel),
+                    pl.lit(action.kind),
+                    pl.lit(str(ahead)),
+                ).alias("why"),
+            ).drop("due_date", "needed_minor", "credit_minor")
+        )
+    return found
 
 
 def _falls(action: Action, entered_on: pl.Series, day: dt.date, previous: dt.date | None) -> pl.Series:

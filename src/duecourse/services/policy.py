@@ -71,7 +71,7 @@ def _actions(config: Config) -> list[Finding]:
 
     templates = shipped_templates()
     found: list[Finding] = []
-    for action in config.actions:
+    for action in (*config.actions, *config.pre_due):
         where = f"stage {action.stage}, action {action.name} ({action.channel} {action.kind})"
         used = KINDS[action.kind].jurisdictions if action.kind in KINDS else JURISDICTIONS
         skipped = [j for j in JURISDICTIONS if j not in used]
