@@ -125,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="what the strategy would do per jurisdiction: kinds not used, words missing, hours"
     )
     pck.add_argument("--json", action="store_true")
+    psim = pol_sub.add_parser(
+        "simulate",
+        help="replay the portfolio with a strategy: messages by day and channel, rules, costs, peak load "
+        "(sends and stores nothing)",
+    )
+    psim.add_argument("--from", dest="first", required=True, type=_date, metavar="YYYY-MM-DD")
+    psim.add_argument("--to", dest="last", required=True, type=_date, metavar="YYYY-MM-DD")
+    psim.add_argument(
+        "--strategy",
+        type=Path,
+        metavar="FILE",
+        help="a whole duecourse.toml to simulate (default: the configuration in use)",
+    )
+    psim.add_argument("--json", action="store_true")
 
     from duecourse import cli_channels, cli_letters
 
@@ -181,6 +195,38 @@ def _policy_check(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _policy_simulate(args: argparse.Namespace) -> int:
+    """``policy simulate``: the range and the strategy file checked together (every problem at once), then
+    the simulation over the stored portfolio, as a report or JSON."""
+    from duecourse.bootstrap import bootstrap
+    from duecourse.config import Config, load_config
+    from duecourse.services.simulate import check_range, simulate, simulation_data, simulation_text
+
+    problems = check_range(args.first, args.last)
+    proposed: Config | None = None
+    if args.strategy is not None:
+        if not args.strategy.is_file():
+            message = "no such strategy file (a whole duecourse.toml)"
+            problems.append(Problem("simulate.missing_strategy", message, str(args.strategy)))
+        else:
+            try:
+                proposed = load_config(args.strategy)
+            except ProblemsError as exc:
+                problems += exc.problems
+    if problems:
+        raise ProblemsError(problems)
+    app = bootstrap(args.db, _config_path(args))
+    try:
+        result = simulate(app, args.first, args.last, proposed)
+    finally:
+        app.engine.dispose()
+    if args.json:
+        print(json.dumps(simulation_data(result), ensure_ascii=False, indent=2))
+    else:
+        sys.stdout.write(simulation_text(result))
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         from duecourse.config import check_config, default_config_text
@@ -197,6 +243,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": True, "file": where}) if args.json else f"{where}: OK")
         return 0
 
+    if args.command == "policy" and args.what == "simulate":
+        return _policy_simulate(args)
     if args.command == "policy":
         return _policy_check(args)
 

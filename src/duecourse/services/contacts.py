@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -85,25 +86,15 @@ def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
     if found.is_empty():
         _replace_decisions(app, as_of, found, pl.DataFrame(schema=governor.DECISIONS), now, [], arms)
         return ContactPlan(as_of, 0, 0, {})
-    held_out = pl.col("holdout").is_not_null()
-    usable = found.filter(_kind_used() & ~held_out)
     context = _context(app, as_of)
-    decided = governor.govern(
-        usable.select(list(governor.PLANNED)),
+    decided = decide(
+        found,
         holds=context["holds"],
         contacts=context["contacts"],
         calls=context["calls"],
         as_of=as_of,
         policy=policy_of(config),
     )
-    if usable.height < found.height:
-        decided = pl.concat(
-            [
-                decided,
-                _held_out(found.filter(held_out)),
-                _kind_not_used(found.filter(~_kind_used() & ~held_out)),
-            ]
-        )
     allowed = found.join(
         decided.select("key", "verdict", pl.col("scheduled_at").alias("at")), on="key"
     ).filter(pl.col("verdict") != "suppressed")
@@ -133,6 +124,39 @@ def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
             str(k): int(v)
             for k, v in decided.filter(pl.col("verdict") != "planned").group_by("rule_id").len().iter_rows()
         },
+    )
+
+
+def decide(
+    found: pl.DataFrame,
+    *,
+    holds: pl.DataFrame,
+    contacts: pl.DataFrame,
+    calls: pl.DataFrame,
+    as_of: dt.date,
+    policy: governor.Policy,
+) -> pl.DataFrame:
+    """The decision (``governor.DECISIONS``) on each of ``found`` (``plan_frame``'s rows): an account in
+    an experiment's holdout arm, or a kind its jurisdiction does not use, is suppressed here, saying so;
+    the governor decides the rest."""
+    held_out = pl.col("holdout").is_not_null()
+    usable = found.filter(_kind_used() & ~held_out)
+    decided = governor.govern(
+        usable.select(list(governor.PLANNED)),
+        holds=holds,
+        contacts=contacts,
+        calls=calls,
+        as_of=as_of,
+        policy=policy,
+    )
+    if usable.height == found.height:
+        return decided
+    return pl.concat(
+        [
+            decided,
+            _held_out(found.filter(held_out)),
+            _kind_not_used(found.filter(~_kind_used() & ~held_out)),
+        ]
     )
 
 
@@ -231,9 +255,33 @@ def candidates(
     rows = read_frame(app.engine, query, schema=schema, bulk=many_accounts(app.engine))
     if arms is None:
         arms = arms_for(app, as_of, rows.get_column("account_id"))
+    more = _pre_due_parts(app, as_of, previous, len(stage_order))
+    return plan_frame(config, rows, as_of, previous, arms=arms, more=more)
+
+
+def plan_frame(
+    config: Config,
+    rows: pl.DataFrame,
+    as_of: dt.date,
+    previous: dt.date | None,
+    *,
+    arms: pl.DataFrame | None = None,
+    extra: Sequence[str] = (),
+    more: Sequence[pl.DataFrame] = (),
+) -> pl.DataFrame:
+    """The stage actions of ``config`` that fall on ``as_of`` for ``rows`` (``account_id, stage,
+    customer_id, product_code, timezone, jurisdiction, entered_on`` and the ``extra`` columns, kept), as
+    the governor's ``PLANNED`` columns plus ``fallback``, ``why``, ``holdout`` and ``extra``: what
+    ``candidates`` gives after its read of the database (and ``policy simulate`` over its own stages).
+
+    ``arms``: each account's arm in each experiment (none: no account is in any). ``more``: rows already
+    shaped like the actions' (the reminders before a due date)."""
+    stage_order = [stage.name for stage in config.terms.stages]
+    if arms is None:
+        arms = pl.DataFrame(schema=ARMS)
     rows = rows.with_columns(_holdout_of(config, arms, rows))
     third_party = set(config.governor.third_party_products)
-    parts = []
+    parts: list[pl.DataFrame] = []
     for position, action in enumerate(config.actions):
         mine = rows.filter(pl.col("stage") == action.stage)
         arm = ""
@@ -282,9 +330,9 @@ def candidates(
                 ).alias("why"),
             ).drop("variant", strict=False)
         )
-    parts += _pre_due_parts(app, as_of, previous, len(stage_order))
+    parts += more
     if not parts:
-        return _empty_candidates()
+        return _empty_candidates().with_columns(pl.lit(None, rows.schema[name]).alias(name) for name in extra)
     found = pl.concat(parts, how="diagonal_relaxed")
     wanted = _wanted_instants(found, as_of)
     return (
@@ -303,7 +351,7 @@ def candidates(
             pl.concat_list(pl.col("timezone")).alias("timezones"),
             pl.col("product_code").is_in(sorted(third_party)).alias("third_party"),
         )
-        .select(*governor.PLANNED, "fallback", "why", "holdout")
+        .select(*governor.PLANNED, "fallback", "why", "holdout", *extra)
         .sort("key")
     )
 
