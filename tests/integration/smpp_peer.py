@@ -124,6 +124,7 @@ class SmppPeer:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._message_number = 0
         self._sequence = 1000
+        self._bound = False
 
     def __enter__(self) -> SmppPeer:
         self._thread.start()
@@ -135,7 +136,8 @@ class SmppPeer:
         self._server.close()
 
     def send_reply(self, sender: str, text: str) -> None:
-        """Make the SMSC deliver a customer's text (a mobile-originated deliver_sm) to the bound client."""
+        """Make the SMSC deliver a customer's text (a mobile-originated deliver_sm) to the bound client
+        (at once, or as soon as a client binds)."""
         body = deliver_sm_body(sender, "BANK", 0x00, 0x08, text.encode("utf-16-be"))
         self._outbox.put((DELIVER_SM, body))
 
@@ -158,8 +160,9 @@ class SmppPeer:
 
     def _session(self, connection: socket.socket) -> None:
         buffer = b""
+        self._bound = False
         while not self._stop.is_set():
-            while not self._outbox.empty():
+            while self._bound and not self._outbox.empty():  # an SMSC delivers to a bound session only
                 command_id, body = self._outbox.get()
                 connection.sendall(_pdu(command_id, 0, self._next_sequence(), body))
             if not select.select([connection], [], [], 0.02)[0]:
@@ -189,7 +192,8 @@ class SmppPeer:
             self.log.binds.append((system_id, password))
             status = 0 if password == self.password else ESME_RINVPASWD
             connection.sendall(_pdu(BIND_TRANSCEIVER | RESP, status, sequence, b"SMSC\x00"))
-            return status == 0
+            self._bound = status == 0
+            return self._bound
         if command_id == SUBMIT_SM:
             return self._submit(connection, sequence, parse_submit(body))
         if command_id == ENQUIRE_LINK:

@@ -5,6 +5,7 @@ only if it was in flight at the kill, and then under the same Message-ID; nothin
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
 import email.policy
@@ -66,8 +67,8 @@ def smtp() -> Iterator[tuple[Collect, int]]:
         controller.stop()
 
 
-def _rows() -> Iterator[dict[str, Any]]:
-    for n in range(MESSAGES):
+def _rows(count: int = MESSAGES) -> Iterator[dict[str, Any]]:
+    for n in range(count):
         account = f"A{n:05d}"
         key = message_key(account, "M1", "0", NOW.date(), "email")
         content = build_email(
@@ -112,15 +113,23 @@ def _rows() -> Iterator[dict[str, Any]]:
         }
 
 
-def _dispatch(url: str, config: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+def _dispatch(
+    url: str, config: Path, log: Path, *extra: str, workers: int = WORKERS
+) -> subprocess.Popen[bytes]:
     """``duecourse dispatch`` as a process group of its own (so that SIGKILL reaches its workers too),
-    logging to a file: a pipe nobody reads would fill up and stop it."""
+    its log, standard output and standard error in files beside ``log``: a pipe nobody reads would fill
+    up and stop it."""
     command = [str(Path(sys.executable).parent / "duecourse"), "--db", url, "--config", str(config)]
-    command += ["dispatch", "--workers", str(WORKERS), "--now", NOW.isoformat(), "--log", str(log), *extra]
+    command += ["dispatch", "--workers", str(workers), "--now", NOW.isoformat(), "--log", str(log), *extra]
     env = {**os.environ, "DUECOURSE_PORTAL_SECRET": "k" * 32}
-    return subprocess.Popen(
-        command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
+    with log.with_suffix(".out").open("ab") as out, log.with_suffix(".err").open("ab") as err:
+        return subprocess.Popen(command, start_new_session=True, stdout=out, stderr=err, env=env)
+
+
+def _tail(log: Path) -> str:
+    """The end of a dispatcher's standard error, for an assertion's message."""
+    path = log.with_suffix(".err")
+    return path.read_text(encoding="utf-8", errors="replace")[-2000:] if path.exists() else ""
 
 
 @pytest.mark.postgres
@@ -136,7 +145,7 @@ def test_kill_9_midway_loses_nothing_and_resends_only_what_was_in_flight(
         engine.dispose()
 
 
-def _kill_and_restart(engine: Engine, postgres_url: str, tmp_path: Path, handler: Collect, port: int) -> None:
+def _load(engine: Engine, count: int = MESSAGES) -> None:
     with engine.begin() as c:
         c.execute(
             insert(customers),
@@ -159,9 +168,12 @@ def _kill_and_restart(engine: Engine, postgres_url: str, tmp_path: Path, handler
                 for n in range(100)
             ],
         )
-        rows = list(_rows())
+        rows = list(_rows(count))
         for start in range(0, len(rows), 1000):
             c.execute(insert(outbox), rows[start : start + 1000])
+
+
+def _config(tmp_path: Path, port: int) -> Path:
     config = tmp_path / "duecourse.toml"
     config.write_text(
         default_config_text()
@@ -169,6 +181,12 @@ def _kill_and_restart(engine: Engine, postgres_url: str, tmp_path: Path, handler
         + 'from = "Bank <collect@example.cn>"\n',
         encoding="utf-8",
     )
+    return config
+
+
+def _kill_and_restart(engine: Engine, postgres_url: str, tmp_path: Path, handler: Collect, port: int) -> None:
+    _load(engine)
+    config = _config(tmp_path, port)
 
     log = tmp_path / "dispatch.log"
     first = _dispatch(postgres_url, config, log)
@@ -177,17 +195,16 @@ def _kill_and_restart(engine: Engine, postgres_url: str, tmp_path: Path, handler
         deadline = time.monotonic() + 600
         while handler.count() < MESSAGES // 10 and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.02)
-        assert first.poll() is None, first.communicate()[1].decode()[-2000:]
+        assert first.poll() is None, _tail(log)
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
-        first.communicate()
+        first.wait()
     at_kill = handler.count()
     assert MESSAGES // 10 <= at_kill < MESSAGES
 
     second = _dispatch(postgres_url, config, log, "--once")
-    out, err = second.communicate(timeout=600)
-    assert second.returncode == 0, err.decode()[-2000:]
+    assert second.wait(timeout=600) == 0, _tail(log)
 
     received = Counter(handler.ids)
     expected = {f"<{ref}@example.cn>" for ref in _references()}
@@ -208,10 +225,88 @@ def _kill_and_restart(engine: Engine, postgres_url: str, tmp_path: Path, handler
     changes = [json.loads(line) for line in lines if line.endswith("}")]
     assert sum(1 for c in changes if c["to"] == "sent") >= MESSAGES
     assert {c["event"] for c in changes} == {"outbox.state"}
-    del out
 
 
-def _references() -> list[str]:
+def _references(count: int = MESSAGES) -> list[str]:
     from duecourse.channels.base import reference_for
 
-    return [reference_for(message_key(f"A{n:05d}", "M1", "0", NOW.date(), "email")) for n in range(MESSAGES)]
+    return [reference_for(message_key(f"A{n:05d}", "M1", "0", NOW.date(), "email")) for n in range(count)]
+
+
+# ------------------------------------------------------------------------------------ orphaned workers
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan that exited may wait for a parent that does not reap it)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.postgres
+def test_workers_whose_parent_is_killed_stop_within_seconds_and_leave_nothing_in_sending(
+    postgres_url: str, tmp_path: Path, smtp: tuple[Collect, int]
+) -> None:
+    handler, port = smtp
+    count = 2_000
+    init_db(postgres_url)
+    engine = make_engine(postgres_url)
+    log = tmp_path / "dispatch.log"
+    parent = None
+    try:
+        _load(engine, count)
+        config = _config(tmp_path, port)
+        parent = _dispatch(postgres_url, config, log, workers=2)
+        deadline = time.monotonic() + 300
+        while handler.count() < 100 and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.02)
+        assert parent.poll() is None, _tail(log)
+        workers = _children(parent.pid)  # the two workers and multiprocessing's resource tracker
+        assert len(workers) >= 2
+
+        parent.kill()  # SIGKILL to the parent alone: its workers are orphaned
+        parent.wait()
+        killed = time.monotonic()
+        while any(_running(pid) for pid in workers) and time.monotonic() - killed < 10:
+            time.sleep(0.05)
+        gone_after = time.monotonic() - killed
+        assert not any(_running(pid) for pid in workers), _tail(log)
+        assert gone_after < 5
+
+        arrived = handler.count()
+        with engine.connect() as c:
+            states = dict(c.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state)).all())
+        # Each worker recorded the message it had sent and put back those it had not tried.
+        assert "sending" not in states
+        assert states.get("sent", 0) == arrived
+        assert arrived < count
+        lines = log.read_text(encoding="utf-8").splitlines()
+        assert sum(1 for line in lines if '"event": "dispatch.orphaned"' in line) == 2
+
+        second = _dispatch(postgres_url, config, log, "--once", workers=1)
+        assert second.wait(timeout=600) == 0, _tail(log)
+        received = Counter(handler.ids)
+        assert set(received) == {f"<{ref}@example.cn>" for ref in _references(count)}
+        assert set(received.values()) == {1}  # nothing was in flight: no copy
+    finally:
+        if parent is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(parent.pid, signal.SIGKILL)  # whatever of the group is left
+            parent.wait()
+        engine.dispose()

@@ -4,6 +4,7 @@ delivered, a returned letter bounces, a STOP reply becomes an opt-out hold, unkn
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,18 @@ from sqlalchemy import Engine, insert, select
 from duecourse.bootstrap import App
 from duecourse.channels.base import DeliveryEvent
 from duecourse.channels.fake import FakeTransport
+from duecourse.channels.sms import InboundSms
 from duecourse.cli import main
 from duecourse.config import default_config_text, load_config
-from duecourse.services.feedback import apply_feedback, record_opt_outs
+from duecourse.services.feedback import (
+    RECEIPT_GRACE,
+    apply_feedback,
+    handle_inbound,
+    record_opt_outs,
+    store_inbound,
+)
 from duecourse.store import outbox as store
-from duecourse.store.tables import bad_contact_points, holds, payments
+from duecourse.store.tables import bad_contact_points, holds, inbound, payments
 
 LATER = NOON_CN + dt.timedelta(hours=1)
 
@@ -142,3 +150,89 @@ def test_a_fallback_keeps_the_first_plannings_payment_baseline(book: Engine, db_
     letter = {m.channel: m for m in outbox_rows(book)}["letter"]
     assert (summary.sent, letter.state) == (0, "cancelled")
     assert letter.reason == "a payment arrived since it was planned (1 payment(s))"
+
+
+def _inbound_rows(engine: Engine) -> list[dict[str, object]]:
+    with engine.connect() as c:
+        rows = c.execute(select(inbound).order_by(inbound.c.id)).mappings().all()
+    return [{**row, "detail": json.loads(row["detail"])} for row in rows]
+
+
+def test_a_stop_stored_by_a_dispatcher_that_died_is_handled_by_the_next_one(
+    book: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SMPP session stored the reply (and then acknowledged it); the dispatcher died before handling it.
+    store_inbound(book, [InboundSms("+8613800138000", "退订", True, "BANK")], NOON_CN)
+    (stored,) = _inbound_rows(book)
+    assert (stored["handled_at"], stored["detail"]) == (None, {"kind": "reply", "opt_out": True})
+
+    config = tmp_path / "duecourse.toml"
+    config.write_text(
+        default_config_text()
+        + f'\n[channels.email]\ntransport = "files"\ndir = "{tmp_path / "mail"}"\n'
+        + 'from = "B <b@example.cn>"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("DUECOURSE_PORTAL_SECRET", "z" * 32)
+    assert (
+        main(["--db", db_url, "--config", str(config), "dispatch", "--once", "--now", LATER.isoformat()]) == 0
+    )
+
+    (handled,) = _inbound_rows(book)
+    assert handled["handled_at"] == LATER
+    assert handled["detail"] == {"kind": "reply", "opt_out": True, "handled": "opt-out: 3 hold(s) added"}
+    with book.connect() as c:
+        found = c.execute(select(holds.c.customer_id, holds.c.kind).where(holds.c.channel == "sms")).all()
+    assert sorted(found) == [("C1", "opt_out"), ("C2", "opt_out"), ("C3", "opt_out")]
+    # Handled once: another pass finds nothing to do.
+    assert handle_inbound(_app(book, db_url), LATER).handled == 0
+
+
+def test_a_receipt_that_overtakes_its_sent_record_waits_and_an_old_stranger_is_given_up(
+    book: Engine, db_url: str
+) -> None:
+    store.plan(book, [planned_message("A1", channel="sms")], NOON_CN, "run")
+    sms = FakeTransport("sms")
+    dispatcher_for(book, Clock(NOON_CN), sms=sms).run_once()
+    (sent,) = outbox_rows(book)
+    receipt = DeliveryEvent("sms", "delivered", provider_id=sent.provider_id, reason="stat:DELIVRD")
+    early = DeliveryEvent("sms", "delivered", provider_id="not-recorded-yet", reason="stat:DELIVRD")
+    store_inbound(
+        book,
+        [
+            InboundSms("+8613800138000", "id:... stat:DELIVRD", False, "BANK", receipt),
+            InboundSms("+8613800138000", "id:... stat:DELIVRD", False, "BANK", early),
+            InboundSms("+8613800138000", "thanks", False, "BANK"),
+        ],
+        NOON_CN,
+    )
+    app = _app(book, db_url)
+
+    soon = handle_inbound(app, NOON_CN + dt.timedelta(minutes=1))
+    assert (soon.handled, soon.waiting, soon.feedback.delivered) == (2, 1, 1)
+    assert outbox_rows(book)[0].state == "delivered"
+    later = handle_inbound(app, NOON_CN + RECEIPT_GRACE)
+    assert (later.handled, later.waiting, later.feedback.unmatched) == (1, 0, ["not-recorded-yet"])
+    assert [row["detail"]["handled"] for row in _inbound_rows(book)] == [
+        "receipt applied: delivered",
+        "receipt matches no sent message",
+        "reply without an opt-out keyword: nothing to do",
+    ]
+
+
+def test_an_opt_out_holds_from_the_customers_own_date_so_it_stops_the_evening_texts(
+    book: Engine, db_url: str
+) -> None:
+    # 01:00 UTC on 2 March: 09:00 on the 2nd in Shanghai (C1), 20:00 on the 1st in New York (C3).
+    evening_in_new_york = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.UTC)
+    record_opt_outs(_app(book, db_url), ["+8613800138000"], "sms", evening_in_new_york, "replied STOP")
+    with book.connect() as c:
+        starts = dict(c.execute(select(holds.c.customer_id, holds.c.starts_on)).all())
+    assert starts == {"C1": dt.date(2026, 3, 2), "C2": dt.date(2026, 3, 2), "C3": dt.date(2026, 3, 1)}
+
+    text_now = planned_message("A3", channel="sms", fallback=(), scheduled_at=evening_in_new_york)
+    store.plan(book, [text_now], evening_in_new_york, "run")
+    summary = dispatcher_for(book, Clock(evening_in_new_york), sms=FakeTransport("sms")).run_once()
+    (text,) = outbox_rows(book)
+    assert (summary.sent, text.state) == (0, "failed")
+    assert text.reason.startswith("the customer opted out of sms")

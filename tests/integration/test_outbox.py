@@ -5,6 +5,7 @@ tests against real peers): once and only once, re-checked before sending, retrie
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,7 +22,14 @@ from outbox_support import (
 )
 from sqlalchemy import Engine, create_engine, insert, text, update
 
-from duecourse.channels.base import ChannelDown, PermanentError, TransientError, reference_for
+from duecourse.channels.base import (
+    ChannelDown,
+    Outgoing,
+    PermanentError,
+    Receipt,
+    TransientError,
+    reference_for,
+)
 from duecourse.channels.dispatch import Dispatcher, RetryPolicy
 from duecourse.channels.fake import FakeTransport
 from duecourse.store import outbox as store
@@ -123,6 +131,25 @@ def test_holds_cancel_collection_but_an_opt_out_falls_back_to_the_next_channel(b
     assert rows["A3", "email"].state == "sent"  # the promise hold had ended
     assert (summary.cancelled, summary.failed, summary.fallbacks) == (1, 1, 1)
     assert [i.recipient for i in letter.sent] == ["C2"]
+
+
+def test_a_vulnerability_hold_stops_automated_reminders_but_not_letters(book: Engine) -> None:
+    """As the governor decides at planning: the e-mail reminder is cancelled, the letter still goes."""
+    with book.begin() as c:
+        c.execute(insert(holds), [_hold("C1", "customer", "vulnerability", None, None)])
+    store.plan(
+        book,
+        [planned_message("A1"), planned_message("A1", channel="letter", action="1", fallback=())],
+        NOON_CN,
+        "run",
+    )
+    letter = FakeTransport("letter")
+    dispatcher_for(book, Clock(NOON_CN), email=FakeTransport("email"), letter=letter).run_once()
+    rows = {m.channel: m for m in outbox_rows(book)}
+    assert rows["email"].state == "cancelled"
+    assert rows["email"].reason.startswith("on hold: vulnerability")
+    assert rows["letter"].state == "sent"
+    assert [i.recipient for i in letter.sent] == ["C1"]
 
 
 def _hold(
@@ -336,3 +363,78 @@ def test_a_deferral_gives_back_the_attempt_and_a_retry_is_refused_once_the_fallb
         store.OutboxError, match="which was sent: retrying it would contact the customer twice"
     ):
         store.retry(book, failed.id, NOON_CN, "asked")
+
+
+class StagedFake(FakeTransport):
+    """A transport that stages each message (``channels/base.Staged``) and notes, just before and just
+    after ``before_accept``, which of the messages it accepted earlier the store still has in "sending"."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__("email")
+        self.engine = engine
+        self.unrecorded_before: list[set[int]] = []
+        self.unrecorded_after: list[set[int]] = []
+
+    def _unrecorded(self) -> set[int]:
+        accepted = {item.id for item in self.sent}
+        return {m.id for m in outbox_rows(self.engine) if m.id in accepted and m.state == "sending"}
+
+    def send_staged(self, item: Outgoing, before_accept: Callable[[], None]) -> Receipt:
+        self.unrecorded_before.append(self._unrecorded())
+        before_accept()
+        self.unrecorded_after.append(self._unrecorded())
+        return self.send(item)
+
+
+def test_sent_is_recorded_while_the_next_message_is_staged_never_more_than_one_behind(book: Engine) -> None:
+    three = [planned_message("A1"), planned_message("A2"), planned_message("A1", action="1")]  # C3: evening
+    store.plan(book, three, NOON_CN, "run")
+    staged = StagedFake(book)
+    dispatcher = Dispatcher(book, {"email": staged}, Composer(book), Clock(NOON_CN), worker=5)
+
+    summary = dispatcher.run_once()
+
+    assert summary.sent == 3
+    first, second, third = (item.id for item in staged.sent)
+    # Before its last step, each message finds the one before it accepted and not yet recorded; once
+    # before_accept returned, that one is recorded.
+    assert staged.unrecorded_before == [set(), {first}, {second}]
+    assert staged.unrecorded_after == [set(), set(), set()]
+    # The last one is recorded when the batch ends.
+    assert [m.state for m in outbox_rows(book)] == ["sent", "sent", "sent"]
+    assert [(e["from_state"], e["to_state"]) for e in store.events(book, third)][-1] == ("sending", "sent")
+
+
+def test_a_failure_of_the_record_inside_the_transport_is_not_a_channel_error(book: Engine) -> None:
+    store.plan(book, [planned_message("A1"), planned_message("A2")], NOON_CN, "run")
+
+    class Broken(StagedFake):
+        def send_staged(self, item: Outgoing, before_accept: Callable[[], None]) -> Receipt:
+            if self.sent:
+                raise RuntimeError("the database went away")  # as if before_accept had raised
+            return super().send_staged(item, before_accept)
+
+    broken = Broken(book)
+    dispatcher = Dispatcher(book, {"email": broken}, Composer(book), Clock(NOON_CN), worker=6)
+    with pytest.raises(RuntimeError, match="the database went away"):
+        dispatcher.run_once()
+    first, second = outbox_rows(book)
+    # The message accepted before the failure is still recorded (the batch's end records it); the other
+    # stays in "sending" for recovery, as if the worker had died there.
+    assert (first.state, second.state) == ("sent", "sending")
+    assert store.recover(book, NOON_CN, dead=[6]) == 1
+
+
+def test_a_stop_between_messages_puts_the_untried_ones_back_without_counting_an_attempt(book: Engine) -> None:
+    three = [planned_message("A1"), planned_message("A2"), planned_message("A1", action="1")]  # C3: evening
+    store.plan(book, three, NOON_CN, "run")
+    email = FakeTransport("email")
+    dispatcher = dispatcher_for(book, Clock(NOON_CN), email=email)
+
+    summary = dispatcher.run_once(stop=lambda: len(email.sent) == 1)
+
+    assert (summary.sent, summary.put_back) == (1, 2)
+    states = [(m.state, m.attempts, m.claimed_by) for m in outbox_rows(book)]
+    assert states == [("sent", 1, None), ("rendered", 0, None), ("rendered", 0, None)]
+    assert outbox_rows(book)[1].reason == "put back untried: the dispatcher is stopping"
+    assert dispatcher_for(book, Clock(NOON_CN), email=email).run_once().sent == 2

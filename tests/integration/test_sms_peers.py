@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -206,9 +206,72 @@ def test_replies_and_enquire_links_from_the_smsc_are_answered(peer: SmppPeer) ->
         transport.close()
 
     assert [e.provider_id for e in events] == ["MSG0001"]
-    assert inbound == [InboundSms(NUMBER, "退订", opt_out=True)]
+    assert inbound == [InboundSms(NUMBER, "退订", opt_out=True, recipient="BANK")]
     assert sorted(command for command, _ in peer.log.acked) == [0x80000005, 0x80000005, 0x80000015]
     assert transport.take_inbound() == []
+
+
+DELIVER_SM_RESP = 0x80000005
+
+
+def _acked_deliveries(peer: SmppPeer) -> int:
+    return sum(1 for command, _ in peer.log.acked if command == DELIVER_SM_RESP)
+
+
+def test_a_reply_is_acknowledged_only_after_the_sink_has_it(peer: SmppPeer) -> None:
+    handed: list[tuple[list[InboundSms], int]] = []  # what the sink got, and the acks the SMSC had then
+
+    def sink(items: Sequence[InboundSms]) -> None:
+        handed.append((list(items), _acked_deliveries(peer)))
+
+    transport = SmppTransport(smpp(peer.port).settings, inbound=sink)
+    try:
+        transport.send(item("Reply STOP to opt out"))  # a receipt follows the submit_sm_resp
+        peer.send_reply("8613800138000", "STOP please")
+        for _ in range(40):
+            assert transport.poll_receipts(0.1) == []  # receipts go to the sink, not back here
+            if _acked_deliveries(peer) == 2:
+                break
+        assert transport.take_inbound() == []
+    finally:
+        transport.close()
+
+    arrived = [one for items, _ in handed for one in items]
+    assert [(one.sender, one.opt_out, one.receipt is not None) for one in arrived] == [
+        (NUMBER, False, True),
+        (NUMBER, True, False),
+    ]
+    assert arrived[0].receipt is not None and arrived[0].receipt.provider_id == "MSG0001"
+    assert (arrived[1].text, arrived[1].recipient) == ("STOP please", "BANK")
+    acks_when_handed = [acked for _, acked in handed]
+    assert acks_when_handed == sorted(acks_when_handed)
+    assert all(acked < 2 for acked in acks_when_handed)  # none was acknowledged before the sink had it
+    assert _acked_deliveries(peer) == 2
+
+
+def test_a_sink_that_fails_leaves_the_reply_unacknowledged_and_gets_it_again(peer: SmppPeer) -> None:
+    calls: list[list[str]] = []
+
+    def sink(items: Sequence[InboundSms]) -> None:
+        calls.append([one.text for one in items])
+        if len(calls) == 1:
+            raise RuntimeError("the database is down")
+
+    transport = SmppTransport(smpp(peer.port).settings, inbound=sink)
+    try:
+        transport.poll_receipts(0.0)  # binds
+        peer.send_reply("8613800138000", "TD")
+        with pytest.raises(RuntimeError, match="the database is down"):
+            for _ in range(40):
+                transport.poll_receipts(0.1)
+        assert _acked_deliveries(peer) == 0
+        transport.poll_receipts(0.0)
+        time.sleep(0.1)  # the peer reads the acknowledgement in its own thread
+    finally:
+        transport.close()
+
+    assert calls == [["TD"], ["TD"]]
+    assert _acked_deliveries(peer) == 1
 
 
 def test_a_bad_number_is_refused_before_connecting(peer: SmppPeer) -> None:

@@ -28,6 +28,7 @@ from duecourse.channels.email import (
     EmailSettings,
     SmtpTransport,
     build_email,
+    dot_stuffed,
     message_id_for,
     parse_bounce,
     reference_of,
@@ -377,6 +378,31 @@ def test_a_bad_recipient_is_refused_before_connecting(recipient: str) -> None:
     )
     with SmtpTransport(settings) as transport, pytest.raises(PermanentError, match="not an e-mail address"):
         transport.send(Outgoing(id=1, key=KEY, channel="email", recipient=recipient, content=build()))
+
+
+# ---------------------------------------------------------------- DATA
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"line\r\n.starts with a dot\r\n", id="dot-line"),
+        pytest.param(b".first line\r\n", id="dot-first"),
+        pytest.param(b"no final line end", id="no-crlf"),
+        pytest.param(b"..\r\n.\r\n\n.bare lf\r\n", id="dots-and-bare-lf"),
+        pytest.param(b"", id="empty"),
+    ],
+)
+def test_data_is_dot_stuffed_exactly_as_smtplib_does_it(content: bytes) -> None:
+    expected = smtplib._quote_periods(content)  # what smtplib.SMTP.data() sends before its "."
+    if not expected.endswith(b"\r\n"):
+        expected += b"\r\n"
+    assert dot_stuffed(content) == expected
+
+
+def test_a_whole_message_with_a_pdf_is_dot_stuffed_as_smtplib_does_it() -> None:
+    content = build(text=".a line that starts with a dot\n" * 3)
+    assert dot_stuffed(content) == smtplib._quote_periods(content)
 
 
 # ---------------------------------------------------------------- file transport

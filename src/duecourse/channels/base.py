@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from duecourse.domain.errors import DuecourseError
 
@@ -96,6 +96,21 @@ class Transport(Protocol):
     def send(self, item: Outgoing) -> Receipt: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Staged(Protocol):
+    """A transport that can hand over all of a message but its last step before the peer accepts it.
+
+    ``send_staged(item, before_accept)`` does what ``send`` does, but calls ``before_accept()`` once, just
+    before the step that makes the peer accept the message (for SMTP: the "." that ends DATA), and not at
+    all when the peer refused the message earlier. The dispatcher records the previous message's "sent"
+    there, while the peer is still reading this one, so that a worker never has more than one message
+    accepted and not yet recorded. An exception from ``before_accept`` is raised unchanged, and the
+    message is then not accepted (the transport abandons it).
+    """
+
+    def send_staged(self, item: Outgoing, before_accept: Callable[[], None]) -> Receipt: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,6 +167,7 @@ class LetterComposer:
         sender = str(settings["from"])
         text = words.email_content(message.kind, locale, data, links)
         issuer_mail = str(data["issuer"].get("email", "")) or email.address_of(sender)
+        domain = email.address_of(sender).rpartition("@")[2]
         content = email.build_email(
             key=message.key,
             sender=sender,
@@ -178,8 +179,14 @@ class LetterComposer:
             unsubscribe_url=links.opt_out_url,
             unsubscribe_mailto=f"mailto:{issuer_mail}?subject=unsubscribe",
             date=now,
-            domain=email.address_of(sender).rpartition("@")[2],
+            domain=domain,
             reply_to=str(settings.get("reply_to", "")),
         )
-        meta = {"subject": text.subject, "reference": letter.reference, "letter_sha256": letter.sha256}
+        meta = {
+            "subject": text.subject,
+            "reference": letter.reference,
+            "letter_sha256": letter.sha256,
+            # The Message-ID in the bytes: the transport's receipt names it without parsing the message.
+            "message_id": email.message_id_for(message.key, domain),
+        }
         return Composed(address, content, meta)

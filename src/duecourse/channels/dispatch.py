@@ -6,7 +6,9 @@ One pass (:meth:`Dispatcher.run_once`):
 2. **render** due ``planned`` rows into the exact bytes to send (the composer), in a transaction that
    holds the rows, so a crash while rendering leaves them ``planned``;
 3. **send** due ``rendered`` rows: claim a batch (moved to ``sending`` and committed *before* anything
-   is sent), re-check each message against the store as it is now, send, and commit each result at once.
+   is sent), re-check each message against the store as it is now, send, and commit each result (a
+   message's "sent" while the next one is staged, see :meth:`Dispatcher._send`). On PostgreSQL the
+   next batch is claimed and re-checked in a thread while this one is sent.
 
 The re-check (:meth:`Dispatcher._verdicts`, when a batch of up to ``batch`` rows is claimed; the
 contact hours once more for each message at the moment it goes) cancels or defers a message that
@@ -24,10 +26,10 @@ should not go now:
   deferred to the next allowed moment (never dropped).
 
 Delivery guarantee: **at least once**. A message can reach the customer twice when its dispatcher died
-between handing it to the channel and committing "sent", and when the channel accepted it but the answer
-was lost (an SMTP reply or an HTTP response that timed out, one part of a long SMS that went before the
-next failed): the retry carries the same bytes, so the same Message-ID / reference lets the receiver
-drop the copy.
+between the channel's acceptance and the commit of its "sent" (at most one message per worker is in
+that state at any moment), and when the channel accepted it but the answer was lost (an SMTP reply or
+an HTTP response that timed out, one part of a long SMS that went before the next failed): the retry
+carries the same bytes, so the same Message-ID / reference lets the receiver drop the copy.
 
 The clock is a parameter (``clock``): tests and replays fix it.
 """
@@ -38,6 +40,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,7 +48,15 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, select
 
-from duecourse.channels.base import ChannelDown, Outgoing, PermanentError, Receipt, TransientError, Transport
+from duecourse.channels.base import (
+    ChannelDown,
+    Outgoing,
+    PermanentError,
+    Receipt,
+    Staged,
+    TransientError,
+    Transport,
+)
 from duecourse.rulepacks.packs import contact_hours
 from duecourse.store import outbox as store
 from duecourse.store.tables import customers, holds
@@ -134,6 +145,7 @@ class Summary:
     deferred: int = 0
     fallbacks: int = 0
     held: int = 0  # left waiting because their channel is down (see ``Dispatcher.down``)
+    put_back: int = 0  # claimed, then put back untried because the dispatcher was stopping
 
     def add(self, other: Summary) -> None:
         for name in self.__dataclass_fields__:
@@ -167,6 +179,56 @@ class _Hold:
 Verdict = tuple[str, str, dict[str, Any]]  # outcome ("go", "cancel", "defer", "fallback"), reason, detail
 
 
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """A message the channel accepted whose "sent" is not recorded yet (see :meth:`Dispatcher._send`)."""
+
+    message_id: int
+    provider_id: str
+    reason: str
+    detail: dict[str, Any]
+    at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Claimed rows, re-checked at ``now``, with the customers read for the re-check."""
+
+    rows: list[store.Message]
+    verdicts: dict[int, Verdict]
+    people: dict[str, _Customer]
+    now: dt.datetime
+
+
+class _Prefetch:
+    """A batch claimed and re-checked in a thread of its own, while the dispatcher sends the one before.
+
+    The claim commits before it returns, as any claim does: the rows are this worker's (``sending``) and
+    a worker that dies holding them leaves them to recovery, untried.
+    """
+
+    def __init__(self, claim: Callable[[], _Batch]) -> None:
+        self._claim = claim
+        self._batch: _Batch | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="dispatch-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._batch = self._claim()
+        except BaseException as error:  # handed to the dispatcher's thread by result()
+            self._error = error
+
+    def result(self) -> _Batch:
+        """The batch, once claimed; what the claim raised, raised here."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._batch is not None
+        return self._batch
+
+
 class Dispatcher:
     """Sends the outbox through the configured transports; one instance per worker."""
 
@@ -183,6 +245,8 @@ class Dispatcher:
     ) -> None:
         self.engine = engine
         self.transports = dict(transports)
+        # The transports that stage a message (isinstance on a Protocol is slow: asked once, not per message).
+        self._staged = {name: t for name, t in self.transports.items() if isinstance(t, Staged)}
         self.composer = composer
         self.clock = clock
         self.worker = worker
@@ -191,6 +255,11 @@ class Dispatcher:
         # Channels found down in this dispatcher's life (wrong settings): their messages stay waiting.
         self.down: dict[str, str] = {}
         self._people: dict[str, _Customer] = {}  # the customers of the batch being sent
+        self._sent = store.SentRecorder(engine)
+        self._accepted: _Accepted | None = None  # at most one message accepted and not yet recorded
+        # The next batch is claimed while this one is sent: PostgreSQL only (SQLite has one writer).
+        self.prefetch = engine.dialect.name == "postgresql"
+        self._next: _Prefetch | None = None
 
     # ----------------------------------------------------------------------------------------- passes
     def run_once(self, *, recover: bool = True, stop: Callable[[], bool] | None = None) -> Summary:
@@ -201,13 +270,14 @@ class Dispatcher:
             total.recovered = store.recover(self.engine, self.clock())
         while stop is None or not stop():
             step = self.render_due()
-            step.add(self.send_due())
+            step.add(self.send_due(stop))
             total.add(step)
             if (
                 step.rendered == 0
                 and step.sent + step.retried + step.failed + step.cancelled + step.deferred == 0
             ):
                 break
+        self._put_back_prefetched("claimed ahead, and the pass ended before it", total)
         return total
 
     def render_due(self) -> Summary:
@@ -218,7 +288,7 @@ class Dispatcher:
             rows = store.lock_due(connection, now, ("planned",), self.batch)
             if not rows:
                 return summary
-            verdicts = self._verdicts(connection, rows, now, rendering=True)
+            verdicts, _ = self._verdicts(connection, rows, now, rendering=True)
             go = [row for row in rows if verdicts[row.id][0] == "go"]
             composed = self.composer.compose(go, now, connection) if go else {}
             changes: list[store.Change] = []
@@ -250,15 +320,25 @@ class Dispatcher:
             self._plan_fallbacks(connection, fallbacks, now, summary)
         return summary
 
-    def send_due(self) -> Summary:
-        """Claim one batch of due ``rendered`` rows, re-check them, send each and record each at once."""
+    def send_due(self, stop: Callable[[], bool] | None = None) -> Summary:
+        """Claim one batch of due ``rendered`` rows, re-check them, send each and record each (the last
+        one's "sent" is committed before this returns).
+
+        ``stop()`` is asked before each message: when it says so, the rows not tried yet are put back
+        (untried, their attempt not counted) and the batch ends. On PostgreSQL, while a full batch is
+        sent, the next one is claimed and re-checked in a thread (:class:`_Prefetch`), so that the
+        channel does not wait for the claim; a prefetched batch is put back when the dispatcher stops.
+        """
         summary = Summary()
-        now = self.clock()
-        rows = store.claim(self.engine, self.worker, now, self.batch, skip_channels=tuple(self.down))
-        if not rows:
+        skip = tuple(self.down)
+        batch = self._next.result() if self._next is not None else self._claim(skip)
+        self._next = None
+        if not batch.rows:
             return summary
-        with self.engine.connect() as connection:
-            verdicts = self._verdicts(connection, rows, now, rendering=False)
+        self._people = batch.people
+        if self.prefetch and len(batch.rows) == self.batch and not (stop is not None and stop()):
+            self._next = _Prefetch(lambda: self._claim(skip))
+        rows, verdicts, now = batch.rows, batch.verdicts, batch.now
         held: list[store.Change] = []
         fallbacks: list[store.Message] = []
         for row in rows:
@@ -269,13 +349,48 @@ class Dispatcher:
             with store.write_transaction(self.engine) as connection:
                 store.apply(connection, held, now)
                 self._plan_fallbacks(connection, fallbacks, now, summary)
-        for row in rows:
-            if verdicts[row.id][0] == "go":
+        going = [row for row in rows if verdicts[row.id][0] == "go"]
+        try:
+            for done, row in enumerate(going):
+                if stop is not None and stop():
+                    self._put_back(going[done:], "the dispatcher is stopping", summary)
+                    self._put_back_prefetched("the dispatcher is stopping", summary)
+                    break
                 self._send(row, summary)
+        finally:
+            try:
+                self._record_accepted()
+            finally:
+                self._sent.close()  # the recorder's connection is kept for one batch
         return summary
+
+    def _put_back_prefetched(self, why: str, summary: Summary) -> None:
+        """Put back the batch claimed ahead, if any: it will not be sent in this pass."""
+        pending, self._next = self._next, None
+        if pending is not None:
+            self._put_back(pending.result().rows, why, summary)
+
+    def _claim(self, skip_channels: tuple[str, ...]) -> _Batch:
+        """Claim a batch and re-check it (in the dispatcher's thread, or the prefetch's)."""
+        now = self.clock()
+        rows = store.claim(self.engine, self.worker, now, self.batch, skip_channels=skip_channels)
+        if not rows:
+            return _Batch([], {}, {}, now)
+        with self.engine.connect() as connection:
+            verdicts, people = self._verdicts(connection, rows, now, rendering=False)
+        return _Batch(rows, verdicts, people, now)
 
     # ------------------------------------------------------------------------------------------ sending
     def _send(self, row: store.Message, summary: Summary) -> None:
+        """Send one claimed message and record the outcome.
+
+        "sent" is recorded with the next message overlapped: a transport that can stage a message
+        (``channels/base.Staged``, SMTP) writes the next message up to its last step, and the previous
+        message's "sent" is committed there (:meth:`_record_accepted`) while the server reads this one.
+        So a worker never holds more than one message that the channel accepted and the store does not
+        know as sent: the same window as recording each at once, without the server waiting for it.
+        Before anything else is recorded or sent without staging, the accepted message is recorded.
+        """
         transport = self.transports.get(row.channel)
         if row.channel in self.down:
             self._hold_back(row, self.down[row.channel], summary)
@@ -293,29 +408,49 @@ class Dispatcher:
             failure = ("fail", f"no {row.channel} channel is configured", {})
         else:
             try:
-                receipt = transport.send(item)
+                staged = self._staged.get(row.channel)
+                if staged is not None:
+                    receipt = staged.send_staged(item, self._record_accepted)
+                else:
+                    self._record_accepted()
+                    receipt = transport.send(item)
             except TransientError as error:
                 failure = ("retry", error.reason, {"code": error.code})
             except ChannelDown as error:
+                self._record_accepted()
                 self.down[row.channel] = f"{error.code} {error.reason}".strip()
                 self._hold_back(row, self.down[row.channel], summary)
                 return
             except PermanentError as error:
                 failure = ("fallback", error.reason, {"code": error.code})
+        self._record_accepted()  # a no-op unless the message was refused before its last step
         now = self.clock()
-        changes: list[store.Change] = []
-        fallbacks: list[store.Message] = []
         if receipt is not None:
             detail = {"provider_id": receipt.provider_id, "detail": receipt.detail, "worker": self.worker}
             reason = f"accepted by the {row.channel} channel"
-            store.record_sent(self.engine, row.id, self.worker, receipt.provider_id, reason, detail, now)
+            self._accepted = _Accepted(row.id, receipt.provider_id, reason, detail, now)
             summary.sent += 1
             return
         assert failure is not None
+        changes: list[store.Change] = []
+        fallbacks: list[store.Message] = []
         self._settle(row, "sending", *failure, now, changes, fallbacks, summary)
         with store.write_transaction(self.engine) as connection:
             store.apply(connection, changes, now)
             self._plan_fallbacks(connection, fallbacks, now, summary)
+
+    def _record_accepted(self) -> None:
+        """Commit "sent" for the message accepted last, if it is not recorded yet."""
+        accepted, self._accepted = self._accepted, None
+        if accepted is not None:
+            self._sent.record(
+                accepted.message_id,
+                self.worker,
+                accepted.provider_id,
+                accepted.reason,
+                accepted.detail,
+                accepted.at,
+            )
 
     def _outside_hours(self, row: store.Message) -> tuple[str, dict[str, Any]] | None:
         """The contact hours checked again at the moment of sending (the batch's check may be minutes old)."""
@@ -330,6 +465,27 @@ class Dispatcher:
         change = store.Change(row.id, "sending", "rendered", reason, values, worker=self.worker)
         store.record(self.engine, [change], now)
         summary.held += 1
+
+    def _put_back(self, rows: Sequence[store.Message], why: str, summary: Summary) -> None:
+        """Put claimed messages back, untried (their attempt not counted), for another pass or worker."""
+        now = self.clock()
+        reason = f"put back untried: {why}"
+        store.record(
+            self.engine,
+            [
+                store.Change(
+                    row.id,
+                    "sending",
+                    "rendered",
+                    reason,
+                    {"attempts": row.attempts - 1, "next_attempt_at": None},
+                    worker=self.worker,
+                )
+                for row in rows
+            ],
+            now,
+        )
+        summary.put_back += len(rows)
 
     def _settle(
         self,
@@ -396,18 +552,18 @@ class Dispatcher:
     # ------------------------------------------------------------------------------------------ checks
     def _verdicts(
         self, connection: Any, rows: Sequence[store.Message], now: dt.datetime, *, rendering: bool
-    ) -> dict[int, Verdict]:
-        """The re-check of each message against the store as it is now (see the module docstring)."""
+    ) -> tuple[dict[int, Verdict], dict[str, _Customer]]:
+        """The re-check of each message against the store as it is now (see the module docstring), and
+        the customers it read (for the contact hours at the moment of sending)."""
         customer_ids = sorted({row.customer_id for row in rows})
         people = _customers(connection, customer_ids)
-        self._people = people
         holds_of = _holds(connection, customer_ids, now)
         paid = store.payments_since(connection, [r for r in rows if r.kind in REMINDER_KINDS])
         bad = set() if rendering else store.bad_addresses(connection, customer_ids)
         verdicts: dict[int, Verdict] = {}
         for row in rows:
             verdicts[row.id] = self._verdict(row, now, people.get(row.customer_id), holds_of, paid, bad)
-        return verdicts
+        return verdicts, people
 
     def _verdict(
         self,
@@ -440,7 +596,7 @@ class Dispatcher:
                     f"the customer opted out of {row.channel} ({hold.kind}: {hold.reason})",
                     {"hold": hold.kind},
                 )
-            if applies and hold.kind in STOPPING_HOLDS and row.kind not in ANSWER_KINDS:
+            if applies and _stops(hold.kind, row):
                 return (
                     "cancel",
                     f"on hold: {hold.kind} ({hold.reason})",
@@ -452,6 +608,16 @@ class Dispatcher:
         if late is not None:
             return "defer", late[0], late[1]
         return "go", "", {}
+
+
+def _stops(hold_kind: str, row: store.Message) -> bool:
+    """Whether a hold of ``hold_kind`` on the row's account stops it, as the governor decides at planning
+    (``engine/governor.py``): a stopping hold stops all but the answers to the customer; a
+    ``vulnerability`` hold only the automated reminders on e-mail, SMS and push (letters and required
+    notices still go)."""
+    if hold_kind == "vulnerability":
+        return row.kind in REMINDER_KINDS and row.channel != "letter"
+    return hold_kind in STOPPING_HOLDS and row.kind not in ANSWER_KINDS
 
 
 def _outside_hours(

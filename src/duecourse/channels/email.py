@@ -31,9 +31,10 @@ import hashlib
 import os
 import re
 import smtplib
+import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -324,6 +325,33 @@ class _Stale(Exception):
     """The connection was found closed at MAIL, before any of the message was sent."""
 
 
+class _CallerFailed(Exception):
+    """``before_accept`` raised: its exception is the caller's, not an SMTP failure to translate."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _nothing() -> None:
+    """``before_accept`` for a plain :meth:`SmtpTransport.send`."""
+
+
+def dot_stuffed(content: bytes) -> bytes:
+    """The message as DATA carries it, without the final ".": a "." that starts a line is doubled
+    (RFC 5321 §4.5.2) and the last line ends with CRLF.
+
+    The same bytes as ``smtplib``'s own quoting (a regular expression: a line starts at the beginning and
+    after every LF), with ``bytes.replace``, which is much faster on a message with a PDF attached.
+    """
+    stuffed = content.replace(b"\n.", b"\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed
+
+
 class SmtpTransport:
     """Sends stored e-mail bytes through one SMTP relay, keeping the connection open between sends.
 
@@ -347,20 +375,33 @@ class SmtpTransport:
 
     def send(self, item: Outgoing) -> Receipt:
         """Send ``item.content`` unchanged to ``item.recipient``; the receipt names its Message-ID."""
+        return self.send_staged(item, _nothing)
+
+    def send_staged(self, item: Outgoing, before_accept: Callable[[], None]) -> Receipt:
+        """:meth:`send`, calling ``before_accept()`` once the whole message but the "." that ends DATA is
+        written (see ``channels/base.Staged``): the server reads the message while the caller works."""
         recipient = item.recipient.strip()
         if not recipient or any(ch in recipient for ch in "<>\r\n \t") or "@" not in recipient:
             raise PermanentError(f"not an e-mail address: {item.recipient!r}")
-        message_id = _message_id_in(item.content) or message_id_for(item.key, self.settings.message_id_domain)
+        # The composer stores the Message-ID in meta; rows rendered before it did are read from the bytes.
+        message_id = (
+            item.meta.get("message_id")
+            or _message_id_in(item.content)
+            or message_id_for(item.key, self.settings.message_id_domain)
+        )
         try:
             reused = self._smtp is not None
             smtp = self._connection()
             try:
-                reply = self._deliver(smtp, recipient, item.content)
+                reply = self._deliver(smtp, recipient, item.content, before_accept)
             except _Stale:
                 if not reused:
                     raise
                 self._drop()  # closed by the server while idle: nothing was sent; once more, afresh
-                reply = self._deliver(self._connection(), recipient, item.content)
+                reply = self._deliver(self._connection(), recipient, item.content, before_accept)
+        except _CallerFailed as failed:
+            self._drop()  # DATA left unfinished: the server discards the message
+            raise failed.error from None
         except Exception as exc:
             if not isinstance(exc, _ANSWERED):
                 self._drop()  # the connection's state is unknown: start afresh next time
@@ -419,6 +460,10 @@ class SmtpTransport:
         else:
             smtp = smtplib.SMTP(s.host, s.port, local_hostname=local, timeout=s.timeout_seconds)
         try:
+            # The "." that ends DATA is written on its own after the message: without NODELAY, Nagle's
+            # algorithm would hold it until the server acknowledged the message (up to 40 ms).
+            if smtp.sock is not None:
+                smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.ehlo()
             if s.starttls:
                 # starttls() raises SMTPNotSupportedError when not offered: we never fall back to clear.
@@ -431,7 +476,9 @@ class SmtpTransport:
             raise
         return smtp
 
-    def _deliver(self, smtp: smtplib.SMTP, recipient: str, content: bytes) -> str:
+    def _deliver(
+        self, smtp: smtplib.SMTP, recipient: str, content: bytes, before_accept: Callable[[], None]
+    ) -> str:
         """MAIL, RCPT, DATA as ``smtplib.sendmail`` does, but keeping the DATA reply (the queue id)."""
         options: list[str] = []
         if smtp.has_extn("size"):
@@ -453,7 +500,20 @@ class SmtpTransport:
         if code not in (250, 251):
             self._reset(smtp, code)
             raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
-        code, reply = smtp.data(content)
+        # DATA as smtplib.data() does it, in two writes: the message, then (after ``before_accept``) the "."
+        # that makes the server accept it.
+        smtp.putcmd("data")
+        code, reply = smtp.getreply()
+        if code != 354:
+            self._reset(smtp, code)
+            raise smtplib.SMTPDataError(code, reply)
+        smtp.send(dot_stuffed(content))
+        try:
+            before_accept()
+        except BaseException as exc:
+            raise _CallerFailed(exc) from exc
+        smtp.send(b".\r\n")
+        code, reply = smtp.getreply()
         if code != 250:
             self._reset(smtp, code)
             raise smtplib.SMTPDataError(code, reply)
@@ -495,7 +555,8 @@ class EmailFileTransport:
             os.replace(partial, target)
         except OSError as exc:
             raise TransientError(f"cannot write {target}: {exc}") from exc
-        return Receipt(provider_id=_message_id_in(item.content), detail=str(target))
+        message_id = item.meta.get("message_id") or _message_id_in(item.content)
+        return Receipt(provider_id=message_id, detail=str(target))
 
     def close(self) -> None:
         """Nothing to release."""

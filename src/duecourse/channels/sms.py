@@ -30,7 +30,7 @@ import json
 import os
 import re
 import select
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -169,11 +169,21 @@ def is_opt_out(text: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class InboundSms:
-    """A text a customer sent back (SMPP deliver_sm that is not a receipt)."""
+    """What an SMSC delivered to us (a deliver_sm): a customer's text, or a delivery receipt.
+
+    Attributes:
+        sender: the handset's number (``+`` and digits when numeric).
+        text: a customer's text as decoded; a receipt's text as it came.
+        opt_out: a customer's text that asks to stop texts (:func:`is_opt_out`); never for a receipt.
+        recipient: our address it was sent to (the short code or sender name).
+        receipt: for a delivery receipt, what it says about our message; None for a customer's text.
+    """
 
     sender: str
     text: str
     opt_out: bool
+    recipient: str = ""
+    receipt: DeliveryEvent | None = None
 
 
 # --------------------------------------------------------------------------------------------- settings
@@ -408,19 +418,36 @@ def smpp_error(status: int, command: str) -> TransientError | PermanentError:
 class SmppTransport:
     """Sends texts over one SMPP 3.4 transceiver session, bound on first use and kept bound.
 
-    Not thread-safe: one dispatcher owns it. Delivery receipts and customers' replies that arrive while
-    sending are kept and handed out by :meth:`poll_receipts` and :meth:`take_inbound`; each is
-    acknowledged (deliver_sm_resp) when read, so the caller must store what it gets before it exits.
+    Not thread-safe: one dispatcher owns it. What the SMSC delivers unasked (delivery receipts and
+    customers' replies, as deliver_sm) is read while sending and polling, and acknowledged (deliver_sm_resp)
+    only once it is safe:
+
+    - with ``inbound`` (the dispatcher's: it stores them in the database), after ``inbound(items)``
+      returned, at the start of the next :meth:`send`, in :meth:`poll_receipts` and :meth:`close`. If it
+      raises, nothing is acknowledged: the items are kept and handed over again next time, and an SMSC
+      delivers again what was not acknowledged (a copy is harmless: an opt-out hold is added once);
+    - without it, when they are kept in memory for :meth:`poll_receipts` and :meth:`take_inbound`; the
+      caller must store what it gets before it exits.
+
+    A deliver_sm read on a session that broke before it was acknowledged is still handed over (the SMSC
+    will deliver it again on the next session).
     """
 
     channel = "sms"
 
-    def __init__(self, settings: SmsSettings, receipt_tz: dt.tzinfo = dt.UTC) -> None:
+    def __init__(
+        self,
+        settings: SmsSettings,
+        receipt_tz: dt.tzinfo = dt.UTC,
+        inbound: Callable[[Sequence[InboundSms]], None] | None = None,
+    ) -> None:
         if settings.kind != "smpp":
             raise ValueError(f"SmppTransport needs SMPP settings, not {settings.kind!r}")
         self.settings = settings
         self.receipt_tz = receipt_tz
+        self.inbound = inbound
         self._client: Any = None
+        self._arrived: list[tuple[Any, int, InboundSms]] = []  # read, not acknowledged: session, sequence
         self._receipts: list[DeliveryEvent] = []
         self._inbound: list[InboundSms] = []
 
@@ -453,11 +480,11 @@ class SmppTransport:
             client.disconnect()
 
     def _read(self, client: Any) -> Any:
-        """One PDU; what the SMSC sends unasked (receipts, replies, enquire_link, unbind) is answered here."""
+        """One PDU; what the SMSC sends unasked is answered here (enquire_link, unbind) or kept to be
+        acknowledged once handed over (deliver_sm, see :meth:`_hand_over`)."""
         pdu = client.read_pdu()
         if pdu.command == "deliver_sm":
-            self._take_deliver(pdu)
-            _answer(client, "deliver_sm_resp", pdu.sequence)
+            self._arrived.append((client, int(pdu.sequence), self._delivered(pdu)))
         elif pdu.command == "enquire_link":
             _answer(client, "enquire_link_resp", pdu.sequence)
         elif pdu.command == "unbind":
@@ -465,18 +492,40 @@ class SmppTransport:
             raise smpplib.exceptions.ConnectionError("SMSC unbound the session")
         return pdu
 
-    def _take_deliver(self, pdu: Any) -> None:
+    def _hand_over(self) -> None:
+        """Give what arrived to ``inbound`` (or keep it in memory), then acknowledge each deliver_sm on its
+        session if that session is still bound. Nothing is acknowledged when ``inbound`` raises."""
+        if not self._arrived:
+            return
+        arrived = list(self._arrived)
+        items = [item for _, _, item in arrived]
+        if self.inbound is not None:
+            self.inbound(items)
+        else:
+            self._receipts += [item.receipt for item in items if item.receipt is not None]
+            self._inbound += [item for item in items if item.receipt is None]
+        del self._arrived[: len(arrived)]
+        for client, sequence, _ in arrived:
+            if client is not self._client:
+                continue  # that session broke: the SMSC delivers it again on the next one
+            try:
+                _answer(client, "deliver_sm_resp", sequence)
+            except _SESSION_ERRORS:
+                self._drop()  # what is stored and not acknowledged comes again: a harmless copy
+
+    def _delivered(self, pdu: Any) -> InboundSms:
         raw = pdu.short_message or b""
         esm_class = int(pdu.esm_class or 0)
         sender = _decode(pdu.source_addr)
+        number = f"+{sender}" if sender.isdigit() else sender
+        ours = _decode(pdu.destination_addr)
         if esm_class & 0x04:  # SMPP 3.4 §5.2.12: an SMSC delivery receipt
-            self._receipts.append(self._receipt_of(pdu, _decode(raw), sender))
-            return
+            text = _decode(raw)
+            return InboundSms(number, text, False, ours, self._receipt_of(pdu, text, sender))
         text = _decode_text(
             raw, int(pdu.data_coding or 0), bool(esm_class & smpplib.consts.SMPP_GSMFEAT_UDHI)
         )
-        number = f"+{sender}" if sender.isdigit() else sender
-        self._inbound.append(InboundSms(number, text, is_opt_out(text)))
+        return InboundSms(number, text, is_opt_out(text), ours)
 
     def _receipt_of(self, pdu: Any, text: str, sender: str) -> DeliveryEvent:
         recipient = f"+{sender}" if sender.isdigit() else sender
@@ -507,6 +556,7 @@ class SmppTransport:
         except ValueError as exc:
             raise PermanentError(str(exc)) from exc
         s = self.settings
+        self._hand_over()  # what arrived during the last send: stored and acknowledged before this one goes
         client = self._bound()
         ids: list[str] = []
         try:
@@ -550,7 +600,14 @@ class SmppTransport:
         Raises:
             TransientError: the session broke (it binds again on the next call).
         """
+        self._hand_over()  # what a broken session left behind
         client = self._client if self._client is not None else self._bound()
+        self._wait_and_read(client, timeout)
+        self._hand_over()
+        events, self._receipts = self._receipts, []
+        return events
+
+    def _wait_and_read(self, client: Any, timeout: float) -> None:
         wait = timeout
         try:
             # smpplib has no public way to wait for a PDU with a timeout; its socket is the only handle.
@@ -560,30 +617,37 @@ class SmppTransport:
         except _SESSION_ERRORS as exc:
             self._drop()
             raise TransientError(f"SMSC connection lost while reading receipts: {exc}") from exc
-        events, self._receipts = self._receipts, []
-        return events
 
     def take_inbound(self) -> list[InboundSms]:
-        """Customers' texts received so far (read by :meth:`poll_receipts` and :meth:`send`)."""
+        """Customers' texts received so far (read by :meth:`poll_receipts` and :meth:`send`), when the
+        transport has no ``inbound``."""
         inbound, self._inbound = self._inbound, []
         return inbound
 
     def close(self) -> None:
-        """Unbind (keeping receipts that arrive meanwhile) and disconnect; safe to call twice."""
+        """Hand over and acknowledge what is waiting, unbind and disconnect; safe to call twice.
+
+        A deliver_sm that comes between our unbind and its answer is handed over but not acknowledged
+        (the SMSC delivers it again on the next session).
+        """
         client = self._client
         if client is None:
+            self._hand_over()
             return
         try:
+            self._wait_and_read(client, 0.0)
+            self._hand_over()
             unbind = smpplib.smpp.make_pdu("unbind", client=client)
             client.send_pdu(unbind)
             while True:
                 pdu = self._read(client)
                 if pdu.command == "unbind_resp" and pdu.sequence == unbind.sequence:
                     break
-        except _SESSION_ERRORS:
+        except (*_SESSION_ERRORS, TransientError):
             pass  # the session is being closed either way; nothing was being sent
         finally:
             self._drop()
+            self._hand_over()
 
 
 def _answer(client: Any, command: str, sequence: int) -> None:

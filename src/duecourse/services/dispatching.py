@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,11 +59,20 @@ def _secret(settings: ChannelSettings, key: str) -> str:
 
 
 def build_transports(app: App, clock: Callable[[], dt.datetime], base: Path) -> dict[str, Transport]:
-    """One transport per configured channel; relative directories are taken from ``base``."""
+    """One transport per configured channel; relative directories are taken from ``base``.
+
+    An SMPP session stores what the SMSC delivers (replies, receipts) in ``inbound`` before it
+    acknowledges it (``services/feedback.store_inbound``).
+    """
+    from duecourse.services.feedback import store_inbound
+
+    def inbound(items: Sequence[Any]) -> None:
+        store_inbound(app.engine, items, clock())
+
     found: dict[str, Transport] = {}
     for name, settings in app.config.channels.items():
         try:
-            found["letter" if name == "post" else name] = _transport(settings, clock, base)
+            found["letter" if name == "post" else name] = _transport(settings, clock, base, inbound)
         except ValueError as exc:
             raise DispatchError(f"[channels.{name}]: {exc}") from exc
     return found
@@ -78,7 +87,12 @@ def _headers(settings: ChannelSettings) -> dict[str, str]:
     return headers
 
 
-def _transport(settings: ChannelSettings, clock: Callable[[], dt.datetime], base: Path) -> Transport:
+def _transport(
+    settings: ChannelSettings,
+    clock: Callable[[], dt.datetime],
+    base: Path,
+    inbound: Callable[[Sequence[Any]], None],
+) -> Transport:
     v = settings.values
 
     def where(key: str) -> Path:
@@ -123,7 +137,7 @@ def _transport(settings: ChannelSettings, clock: Callable[[], dt.datetime], base
             timeout=float(v.get("timeout_seconds", 10)),
         )
         if settings.transport == "smpp":
-            return sms.SmppTransport(sms_settings)
+            return sms.SmppTransport(sms_settings, inbound=inbound)
         return sms.HttpSmsTransport(sms_settings)
     if settings.channel == "push":
         from duecourse.channels import push
@@ -179,7 +193,7 @@ def _clock(now: dt.datetime | None, once: bool) -> Callable[[], dt.datetime]:
     return lambda: now + dt.timedelta(seconds=time.monotonic() - start)
 
 
-def _work(job: _Job, stop: threading.Event | Any | None = None) -> dict[str, int]:
+def _work(job: _Job, stop: threading.Event | None = None) -> dict[str, int]:
     """One worker: its own connection, its advisory lock, its transports; returns what it did."""
     from duecourse.channels.compose import LetterComposer
 
@@ -191,24 +205,29 @@ def _work(job: _Job, stop: threading.Event | Any | None = None) -> dict[str, int
     total = Summary()
     started = time.perf_counter()
     try:
-        with app.engine.connect() as holder:
-            store.hold_worker_lock(holder, worker)
-            dispatcher = Dispatcher(
-                app.engine, transports, LetterComposer(app), clock, worker=worker, batch=job.batch
-            )
-            while True:
-                # Every pass recovers: a peer that died leaves its rows to whoever runs next.
-                stopping = stop.is_set if stop is not None else None
-                total.add(dispatcher.run_once(recover=True, stop=stopping))
-                close_post(transports, clock, worker)
-                _take_feedback(app, transports, clock)
-                if job.once or (stop is not None and stop.is_set()):
-                    break
-                time.sleep(job.poll_seconds)
-            _take_feedback(app, transports, clock)  # what arrived since the last pass, before unbinding
+        with contextlib.ExitStack() as closing:
+            for transport in transports.values():
+                closing.callback(transport.close)
+            with app.engine.connect() as holder:
+                store.hold_worker_lock(holder, worker)
+                _handle_inbound(app, clock)  # what a dispatcher that died stored and did not handle
+                dispatcher = Dispatcher(
+                    app.engine, transports, LetterComposer(app), clock, worker=worker, batch=job.batch
+                )
+                while True:
+                    # Every pass recovers: a peer that died leaves its rows to whoever runs next.
+                    stopping = stop.is_set if stop is not None else None
+                    total.add(dispatcher.run_once(recover=True, stop=stopping))
+                    close_post(transports, clock, worker)
+                    _take_feedback(app, transports, clock)
+                    if job.once or (stop is not None and stop.is_set()):
+                        break
+                    if stop is not None:
+                        stop.wait(job.poll_seconds)
+                    else:
+                        time.sleep(job.poll_seconds)
+                _take_feedback(app, transports, clock)  # what arrived since the last pass, before unbinding
     finally:
-        for transport in transports.values():
-            transport.close()
         app.engine.dispose()
     # How long this worker's passes took (its start-up before them excluded): the throughput measure.
     return {**total.as_dict(), "pass_ms": round(1000 * (time.perf_counter() - started))}
@@ -233,27 +252,43 @@ def _asynchronous_commit(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("SET synchronous_commit TO off")
     finally:
         cursor.close()
+    # The SET opened a transaction: committed, so that it lasts (a rollback would undo it) and the
+    # connection is handed out idle (an autocommit one cannot be made from a connection in a transaction).
+    dbapi_connection.commit()
 
 
 def _take_feedback(app: App, transports: dict[str, Transport], clock: Callable[[], dt.datetime]) -> None:
-    """SMPP delivery receipts and STOP replies that arrived on the session: applied to the outbox and as
-    opt-out holds. A broken session is left for the next pass (the receipts wait at the SMSC)."""
+    """SMPP delivery receipts and replies waiting on the session: stored, acknowledged, then handled (the
+    receipts applied to the outbox, STOP replies turned into opt-out holds). A broken session is left for
+    the next pass (the SMSC keeps what was not acknowledged)."""
     from duecourse.channels import sms
     from duecourse.channels.base import TransientError
-    from duecourse.services.feedback import apply_feedback, record_opt_outs
 
     transport = transports.get("sms")
-    if not isinstance(transport, sms.SmppTransport):
-        return
-    try:
-        events = transport.poll_receipts(0.0)
-    except TransientError:
-        return
-    if events:
-        apply_feedback(app, events, clock())
-    stops = [message.sender for message in transport.take_inbound() if message.opt_out]
-    if stops:
-        record_opt_outs(app, stops, "sms", clock(), "replied with an opt-out keyword")
+    if isinstance(transport, sms.SmppTransport):
+        # The session's receipts go to ``inbound`` (the transport's sink): nothing comes back here.
+        with contextlib.suppress(TransientError):
+            transport.poll_receipts(0.0)
+    _handle_inbound(app, clock)
+
+
+def _handle_inbound(app: App, clock: Callable[[], dt.datetime]) -> None:
+    from duecourse.services.feedback import handle_inbound
+
+    done = handle_inbound(app, clock())
+    if done.handled:
+        logging.getLogger("duecourse.outbox").info(
+            json.dumps(
+                {
+                    "event": "inbound.handled",
+                    "rows": done.handled,
+                    "opt_out_holds": done.opt_out_holds,
+                    "delivered": done.feedback.delivered,
+                    "bounced": done.feedback.bounced,
+                    "waiting": done.waiting,
+                }
+            )
+        )
 
 
 def close_post(transports: dict[str, Transport], clock: Callable[[], dt.datetime], worker: int = 0) -> None:
@@ -302,12 +337,44 @@ def configure_log(where: str | None) -> None:
     logger.setLevel(logging.INFO)
 
 
-def _work_in_child(job: _Job, results: Any) -> None:
-    """A worker process: SIGTERM asks it to finish its pass and stop; its summary goes on ``results``."""
+# How often a worker process looks for its parent, and how long an orphan may take to stop on its own
+# before it exits at once (a server that does not answer would otherwise hold it for its timeout).
+PARENT_CHECK_SECONDS = 0.25
+ORPHAN_GRACE_SECONDS = 2.0
+
+
+def _work_in_child(job: _Job, results: Any, parent: int) -> None:
+    """A worker process: SIGTERM asks it to finish the message in flight and stop; its summary goes on
+    ``results``. A worker whose parent (the process ``parent``) died, by SIGKILL or a crash, stops the
+    same way (:func:`_watch_parent`)."""
     configure_log(job.log)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    results.put(_work(job, stop))
+    watch = threading.Thread(target=_watch_parent, args=(parent, stop), name="watch-parent", daemon=True)
+    watch.start()
+    summary = _work(job, stop)
+    if os.getppid() != parent:
+        results.cancel_join_thread()  # nobody will read it: exit without waiting for the pipe
+    results.put(summary)
+
+
+def _watch_parent(parent: int, stop: threading.Event) -> None:
+    """Stop the worker when its parent is gone (it was re-parented), and end it if it has not stopped
+    within :data:`ORPHAN_GRACE_SECONDS`.
+
+    Stopping puts the claimed messages not yet tried back and records the one accepted last, so an
+    orphan leaves nothing in ``sending``; one ended at once leaves its claimed rows in ``sending``, and
+    its advisory lock ends with its connection, so the next dispatcher recovers them (the message in
+    flight, if the channel accepted it, goes again under the same Message-ID).
+    """
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    logging.getLogger("duecourse.outbox").warning(
+        json.dumps({"event": "dispatch.orphaned", "pid": os.getpid(), "parent": parent})
+    )
+    stop.set()
+    time.sleep(ORPHAN_GRACE_SECONDS)
+    os._exit(3)
 
 
 def dispatch(
@@ -357,7 +424,8 @@ def _in_processes(job: _Job, workers: int) -> dict[str, int]:
     # here a dead worker is reported with its exit code (its rows are recovered by the next dispatcher).
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    children = [context.Process(target=_work_in_child, args=(job, results)) for _ in range(workers)]
+    me = os.getpid()
+    children = [context.Process(target=_work_in_child, args=(job, results, me)) for _ in range(workers)]
     for child in children:
         child.start()
     total: dict[str, int] = {}

@@ -5,17 +5,32 @@ gateway's message id, the letter's reference). ``delivered`` moves a sent messag
 ``bounced`` moves it to ``bounced``, marks the contact point bad (not used again for the customer until
 the address changes) and plans the action's next channel, as a failure at sending would; ``failed``
 (temporary or unknown) is recorded on the message and changes nothing else.
+
+What an SMSC delivers on the dispatcher's session (customers' replies, delivery receipts) is stored in
+``inbound`` by :func:`store_inbound` before the SMSC is told it arrived, then acted on by
+:func:`handle_inbound`, which marks each row handled in the transaction that acted on it: an opt-out
+reply becomes a hold, a receipt is applied as above. A row stored by a dispatcher that died before
+handling it is handled by the next one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from duecourse.bootstrap import App
 from duecourse.channels.base import DeliveryEvent
 from duecourse.store import outbox as store
+from duecourse.store.tables import customers, holds, inbound
+
+if TYPE_CHECKING:
+    from duecourse.channels.sms import InboundSms
 
 
 @dataclass(slots=True)
@@ -32,53 +47,49 @@ def apply_feedback(app: App, events: Sequence[DeliveryEvent], now: dt.datetime) 
     result = FeedbackResult()
     with store.write_transaction(app.engine) as connection:
         for event in events:
-            message = _match(connection, event)
-            if message is None:
+            if not _apply(connection, event, now, result):
                 result.unmatched.append(event.provider_id or event.key or event.recipient)
-                continue
-            detail = {"feedback": event.outcome, "reason": event.reason, "at": event.at}
-            if event.outcome == "delivered" and message.state == "sent":
-                store.apply(
-                    connection, [store.Change(message.id, "sent", "delivered", "delivered", {}, detail)], now
-                )
-                result.delivered += 1
-            elif event.outcome == "bounced" and message.state in ("sent", "delivered"):
-                reason = f"bounced: {event.reason}" if event.reason else "bounced"
-                store.apply(
-                    connection, [store.Change(message.id, message.state, "bounced", reason, {}, detail)], now
-                )
-                store.mark_bad(
-                    connection,
-                    message.customer_id,
-                    message.channel,
-                    message.recipient,
-                    event.reason or "bounced",
-                    f"outbox {message.id}",
-                    now,
-                )
-                result.bounced += 1
-                if message.fallback:
-                    added = store.plan_in(
-                        connection,
-                        [store.fallback_for(message, now)],
-                        now,
-                        f"fallback: {message.channel} bounced",
-                    )
-                    result.fallbacks += added.added
-            else:
-                # Recorded in the history; the message keeps its state and the reason for it.
-                note = f"feedback {event.outcome}: {event.reason}".rstrip(": ")
-                keep = {"reason": message.reason}
-                change = store.Change(message.id, message.state, message.state, note, keep, detail)
-                store.apply(connection, [change], now)
-                result.noted += 1
     return result
 
 
-def _match(connection: object, event: DeliveryEvent) -> store.Message | None:
-    from sqlalchemy import Connection
+def _apply(connection: Connection, event: DeliveryEvent, now: dt.datetime, result: FeedbackResult) -> bool:
+    """Apply one event within the caller's transaction; False when it matches no message."""
+    message = _match(connection, event)
+    if message is None:
+        return False
+    detail = {"feedback": event.outcome, "reason": event.reason, "at": event.at}
+    if event.outcome == "delivered" and message.state == "sent":
+        store.apply(connection, [store.Change(message.id, "sent", "delivered", "delivered", {}, detail)], now)
+        result.delivered += 1
+    elif event.outcome == "bounced" and message.state in ("sent", "delivered"):
+        reason = f"bounced: {event.reason}" if event.reason else "bounced"
+        store.apply(connection, [store.Change(message.id, message.state, "bounced", reason, {}, detail)], now)
+        store.mark_bad(
+            connection,
+            message.customer_id,
+            message.channel,
+            message.recipient,
+            event.reason or "bounced",
+            f"outbox {message.id}",
+            now,
+        )
+        result.bounced += 1
+        if message.fallback:
+            added = store.plan_in(
+                connection, [store.fallback_for(message, now)], now, f"fallback: {message.channel} bounced"
+            )
+            result.fallbacks += added.added
+    else:
+        # Recorded in the history; the message keeps its state and the reason for it.
+        note = f"feedback {event.outcome}: {event.reason}".rstrip(": ")
+        keep = {"reason": message.reason}
+        change = store.Change(message.id, message.state, message.state, note, keep, detail)
+        store.apply(connection, [change], now)
+        result.noted += 1
+    return True
 
-    assert isinstance(connection, Connection)
+
+def _match(connection: Connection, event: DeliveryEvent) -> store.Message | None:
     if event.provider_id:
         found = store.find(connection, provider_id=event.provider_id)
         if found is not None:
@@ -99,39 +110,161 @@ def record_opt_outs(app: App, senders: Sequence[str], channel: str, now: dt.date
     12 CFR 1006.14(h) (US-ELEC-01): an opt-out of a medium is honoured for that medium. The hold is what
     the dispatcher checks before every message, so the next message on the channel falls back instead.
     """
-    from sqlalchemy import insert, select
+    with store.write_transaction(app.engine) as connection:
+        return _opt_outs(connection, senders, channel, now, how)
 
-    from duecourse.store.tables import customers, holds
 
+def _opt_outs(
+    connection: Connection, senders: Sequence[str], channel: str, now: dt.datetime, how: str
+) -> int:
+    """:func:`record_opt_outs` within the caller's transaction."""
     column = customers.c.phone if channel == "sms" else customers.c.email
     added = 0
-    with store.write_transaction(app.engine) as connection:
-        for sender in sorted(set(senders)):
-            ids = connection.execute(select(customers.c.customer_id).where(column == sender)).scalars().all()
-            for customer_id in ids:
-                existing = connection.execute(
-                    select(holds.c.id).where(
-                        holds.c.customer_id == customer_id,
-                        holds.c.scope == "channel",
-                        holds.c.channel == channel,
-                        holds.c.kind == "opt_out",
-                        holds.c.ends_on.is_(None),
-                    )
-                ).first()
-                if existing is not None:
-                    continue
-                connection.execute(
-                    insert(holds).values(
-                        scope="channel",
-                        customer_id=customer_id,
-                        account_id=None,
-                        channel=channel,
-                        kind="opt_out",
-                        starts_on=now.date(),
-                        ends_on=None,
-                        reason=f"opted out of {channel}: {how}",
-                        created_at=now,
-                    )
+    for sender in sorted(set(senders)):
+        found = connection.execute(
+            select(customers.c.customer_id, customers.c.timezone).where(column == sender)
+        ).all()
+        for customer_id, timezone in found:
+            existing = connection.execute(
+                select(holds.c.id).where(
+                    holds.c.customer_id == customer_id,
+                    holds.c.scope == "channel",
+                    holds.c.channel == channel,
+                    holds.c.kind == "opt_out",
+                    holds.c.ends_on.is_(None),
                 )
-                added += 1
+            ).first()
+            if existing is not None:
+                continue
+            connection.execute(
+                insert(holds).values(
+                    scope="channel",
+                    customer_id=customer_id,
+                    account_id=None,
+                    channel=channel,
+                    kind="opt_out",
+                    # The customer's own date (holds are read on it): in force from now, in every zone.
+                    starts_on=now.astimezone(ZoneInfo(timezone)).date(),
+                    ends_on=None,
+                    reason=f"opted out of {channel}: {how}",
+                    created_at=now,
+                )
+            )
+            added += 1
     return added
+
+
+# --------------------------------------------------------------------------------------------- inbound
+
+# A receipt can overtake the "sent" record of its message (another worker's session may read it first):
+# one that matches no sent message is kept unhandled this long before it is given up as unmatched.
+RECEIPT_GRACE = dt.timedelta(minutes=10)
+
+
+def store_inbound(engine: Engine, items: Sequence[InboundSms], now: dt.datetime) -> None:
+    """Store what an SMSC delivered (replies and receipts), committed and flushed to disk when this returns:
+    the SMPP transport acknowledges the deliver_sm only after (``channels/sms.SmppTransport``).
+
+    The dispatcher's sessions commit asynchronously (``synchronous_commit = off``: a lost "sent" record
+    only means a copy under the same Message-ID); an acknowledged STOP must survive a crash of the
+    database server as well, so this transaction waits for its WAL flush.
+    """
+    if not items:
+        return
+    rows = [
+        {
+            "channel": "sms",
+            "sender": item.sender,
+            "recipient": item.recipient,
+            "text": item.text,
+            "received_at": now,
+            "provider_id": item.receipt.provider_id if item.receipt is not None else "",
+            "handled_at": None,
+            "detail": json.dumps(_inbound_detail(item), ensure_ascii=False, sort_keys=True),
+        }
+        for item in items
+    ]
+    with store.write_transaction(engine) as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO on")
+        connection.execute(insert(inbound), rows)
+
+
+def _inbound_detail(item: InboundSms) -> dict[str, Any]:
+    if item.receipt is None:
+        return {"kind": "reply", "opt_out": item.opt_out}
+    event = item.receipt
+    at = event.at.isoformat() if event.at is not None else None
+    return {"kind": "receipt", "outcome": event.outcome, "reason": event.reason, "at": at}
+
+
+@dataclass(slots=True)
+class InboundResult:
+    """What :func:`handle_inbound` did."""
+
+    handled: int = 0
+    opt_out_holds: int = 0  # holds added for opt-out replies
+    feedback: FeedbackResult = field(default_factory=FeedbackResult)
+    waiting: int = 0  # receipts matching no sent message yet, left for a later pass (RECEIPT_GRACE)
+
+
+def handle_inbound(app: App, now: dt.datetime, limit: int = 1000) -> InboundResult:
+    """Act on up to ``limit`` stored inbound rows not handled yet, oldest first, in one transaction that
+    marks each handled (with what was done in its detail), so each row is acted on once.
+
+    On PostgreSQL the rows are locked with SKIP LOCKED: several workers handle different rows.
+    """
+    result = InboundResult()
+    with store.write_transaction(app.engine) as connection:
+        # Replies first (a receipt's provider id is never empty when it can be matched): an opt-out is
+        # never left for later behind receipts waiting for their messages.
+        query = (
+            select(inbound)
+            .where(inbound.c.handled_at.is_(None))
+            .order_by((inbound.c.provider_id == "").desc(), inbound.c.id)
+            .limit(limit)
+        )
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        for row in connection.execute(query).mappings().all():
+            detail = json.loads(row["detail"])
+            done = _handle_one(connection, row, detail, now, result)
+            if done is None:
+                result.waiting += 1
+                continue
+            connection.execute(
+                update(inbound)
+                .where(inbound.c.id == row["id"])
+                .values(handled_at=now, detail=json.dumps({**detail, "handled": done}, ensure_ascii=False))
+            )
+            result.handled += 1
+    return result
+
+
+def _handle_one(
+    connection: Connection, row: Any, detail: dict[str, Any], now: dt.datetime, result: InboundResult
+) -> str | None:
+    """Act on one inbound row; what was done, in words, or None to leave it for later."""
+    if detail.get("kind") == "receipt":
+        at = dt.datetime.fromisoformat(detail["at"]) if detail.get("at") else None
+        event = DeliveryEvent(
+            row["channel"],
+            str(detail.get("outcome", "failed")),
+            provider_id=row["provider_id"],
+            recipient=row["sender"],
+            at=at,
+            reason=str(detail.get("reason", "")),
+        )
+        if _apply(connection, event, now, result.feedback):
+            return f"receipt applied: {event.outcome}"
+        if now - row["received_at"] < RECEIPT_GRACE:
+            return None
+        result.feedback.unmatched.append(event.provider_id)
+        return "receipt matches no sent message"
+    if detail.get("opt_out"):
+        added = _opt_outs(connection, [row["sender"]], row["channel"], now, "replied with an opt-out keyword")
+        result.opt_out_holds += added
+        return (
+            f"opt-out: {added} hold(s) added" if added else "opt-out: already opted out or no such customer"
+        )
+    return "reply without an opt-out keyword: nothing to do"

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, RowMapping, and_, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 
 from duecourse.domain.errors import DuecourseError
 from duecourse.store.tables import bad_contact_points, outbox, outbox_events, payments
@@ -98,7 +99,7 @@ class Message:
 
 
 def _message(row: RowMapping | Mapping[str, Any]) -> Message:
-    values = dict(row)
+    values = {"content": None, **row}
     values["fallback"] = tuple(values["fallback"].split())
     values["meta"] = json.loads(values["meta"])
     return Message(**values)
@@ -291,18 +292,40 @@ def lock_due(
     states: Sequence[str],
     limit: int,
     skip_channels: Sequence[str] = (),
+    *,
+    content: bool = True,
 ) -> list[Message]:
     """Within the caller's transaction: the due rows in ``states``, locked so no other worker takes them.
 
     Oldest scheduled first. On PostgreSQL the rows stay locked until the transaction ends and other
-    workers skip them; on SQLite the caller's ``BEGIN IMMEDIATE`` holds the whole database.
+    workers skip them; on SQLite the caller's ``BEGIN IMMEDIATE`` holds the whole database. Without
+    ``content`` the rows' bytes are not read (``Message.content`` is None).
     """
-    query = select(outbox).where(_due(now, states)).order_by(outbox.c.scheduled_at, outbox.c.id).limit(limit)
+    columns = outbox.c if content else [c for c in outbox.c if c.name != "content"]
+    query = (
+        select(*columns).where(_due(now, states)).order_by(outbox.c.scheduled_at, outbox.c.id).limit(limit)
+    )
     if skip_channels:
         query = query.where(outbox.c.channel.not_in(skip_channels))
     if connection.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return [_message(row) for row in connection.execute(query).mappings()]
+
+
+def _contents(connection: Connection, ids: Sequence[int]) -> dict[int, bytes]:
+    """PostgreSQL, within the caller's transaction: the stored bytes of these rows, read in binary.
+
+    SQLAlchemy reads results as text, where ``bytea`` travels as two hex digits a byte: for a batch of
+    100 e-mails of 57 KB, 40 ms against 10 ms in binary (PostgreSQL's CPU and the worker's).
+    """
+    import psycopg
+
+    dbapi = connection.connection.dbapi_connection
+    if not isinstance(dbapi, psycopg.Connection):  # pragma: no cover - the PostgreSQL driver is psycopg
+        raise TypeError(f"expected a psycopg connection, not {type(dbapi).__name__}")
+    with dbapi.cursor(binary=True) as cursor:
+        cursor.execute("SELECT id, content FROM outbox WHERE id = ANY(%s)", [list(ids)])
+        return {int(i): bytes(content or b"") for i, content in cursor}
 
 
 @contextlib.contextmanager
@@ -321,10 +344,14 @@ def claim(
     """Move up to ``limit`` due rendered rows to ``sending`` for ``worker``, committed before any is sent;
     rows of ``skip_channels`` (channels found down) are left alone."""
     with write_transaction(engine) as connection:
-        rows = lock_due(connection, now, ("rendered",), limit, skip_channels)
+        postgresql = connection.dialect.name == "postgresql"
+        rows = lock_due(connection, now, ("rendered",), limit, skip_channels, content=not postgresql)
         if not rows:
             return []
         ids = [row.id for row in rows]
+        if postgresql:
+            contents = _contents(connection, ids)
+            rows = [_replace(row, content=contents[row.id]) for row in rows]
         connection.execute(
             update(outbox)
             .where(outbox.c.id.in_(ids))
@@ -629,35 +656,60 @@ SELECT id, %(now)s, 'sending', 'sent', %(reason)s, %(detail)s FROM changed
 """
 
 
-def record_sent(
-    engine: Engine,
-    message_id: int,
-    worker: int,
-    provider_id: str,
-    reason: str,
-    detail: Mapping[str, Any],
-    now: dt.datetime,
-) -> None:
-    """Record one message as sent, at once: the hot path of the dispatcher, one statement on PostgreSQL.
+class SentRecorder:
+    """Records "sent" for one dispatcher worker, at once: the hot path of the dispatcher.
 
-    The state change and its event are one statement in its own transaction (autocommit), so the record
-    is as short as it can be after the send: the window in which a crash leaves a sent message in
-    ``sending`` (to be sent again under the same Message-ID) is this one round trip. Only the worker
-    that claimed the row records it (a row recovered from a worker taken for dead is left alone).
+    On PostgreSQL the state change and its event are one statement (:data:`_SENT_POSTGRESQL`) in its own
+    transaction (autocommit), on a connection kept open until :meth:`close` (the dispatcher closes it
+    after each batch): one round trip per message, without a pool checkout and its ping. Only the worker
+    that claimed the row records it (a row recovered from a worker taken for dead is left alone), which
+    also makes the statement safe to run twice. On SQLite: one transaction of its own.
     """
-    if engine.dialect.name != "postgresql":
-        values = {"provider_id": provider_id, "sent_at": now}
-        change = Change(message_id, "sending", "sent", reason, values, detail, worker=worker)
-        record(engine, [change], now)
-        return
-    _log_event(message_id, "sending", "sent", reason, now)
-    payload = {
-        "id": message_id,
-        "worker": worker,
-        "reason": reason,
-        "now": now,
-        "provider_id": provider_id,
-        "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str),
-    }
-    with engine.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(_SENT_POSTGRESQL, payload)
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._connection: Connection | None = None
+
+    def record(
+        self,
+        message_id: int,
+        worker: int,
+        provider_id: str,
+        reason: str,
+        detail: Mapping[str, Any],
+        now: dt.datetime,
+    ) -> None:
+        """Record one message as sent by ``worker``, committed when this returns."""
+        if self.engine.dialect.name != "postgresql":
+            values = {"provider_id": provider_id, "sent_at": now}
+            record(self.engine, [Change(message_id, "sending", "sent", reason, values, detail, worker)], now)
+            return
+        _log_event(message_id, "sending", "sent", reason, now)
+        payload = {
+            "id": message_id,
+            "worker": worker,
+            "reason": reason,
+            "now": now,
+            "provider_id": provider_id,
+            "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str),
+        }
+        try:
+            self._open().exec_driver_sql(_SENT_POSTGRESQL, payload)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # The connection broke (the server restarted, a socket was cut): once more on a new one. If the
+            # first did commit, the row is no longer "sending" and the second changes nothing.
+            self.close()
+            self._open().exec_driver_sql(_SENT_POSTGRESQL, payload)
+
+    def _open(self) -> Connection:
+        if self._connection is None:
+            self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._connection
+
+    def close(self) -> None:
+        """Give the connection back; the next record opens another."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
