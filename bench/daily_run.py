@@ -21,7 +21,8 @@ processes are not counted).
    measured run is a run in a daily rhythm (a first run searches every account's past days for its stage
    changes, ``services/stages.py``; ``--first-run`` measures that instead);
 4. **run** the day (``run_day``): read (time waited for reads; the rest overlaps compute), compute, store
-   (snapshots and stage changes);
+   (snapshots and stage changes); with ``--digest``, a SHA-256 of the day's stored snapshots and stage
+   history (computed after the timing), to hold a change to the run to the same results;
 5. **speed-ups** on a sample of accounts: the engine's time per account in the run against the readable
    specification on the same in-memory data, and against the conventional way (load each account with
    its own queries, compute, save one row at a time).
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import resource
@@ -56,7 +58,7 @@ from duecourse.domain.money import from_minor, to_minor
 from duecourse.services import portfolio as svc
 from duecourse.services.synth import generate_bench_portfolio, write_csvs
 from duecourse.store import repo, tables
-from duecourse.store.frames import replace_snapshots
+from duecourse.store.frames import read_frame, replace_snapshots
 
 AS_OF = dt.date(2026, 6, 30)
 
@@ -183,12 +185,29 @@ def step_previous_day(args: argparse.Namespace) -> dict[str, Any]:
     return {"seconds": round(time.perf_counter() - t0, 2)}
 
 
+def digest(snapshots: pl.DataFrame, history: pl.DataFrame) -> str:
+    """A SHA-256 of the rows (as CSV, columns by name, rows by key): the same data, the same digest."""
+    sha = hashlib.sha256()
+    for frame, key in ((snapshots, ["account_id"]), (history, ["account_id", "entered_on", "stage"])):
+        sha.update(frame.select(sorted(frame.columns)).sort(key).write_csv().encode())
+    return sha.hexdigest()
+
+
+def stored_digest(app: App, as_of: dt.date) -> str:
+    """The digest of the stored snapshots of ``as_of`` and of the whole stage history."""
+    history = read_frame(app.engine, select(tables.stage_history), bulk=True)
+    return digest(repo.snapshot_for(app.engine, as_of), history)
+
+
 def step_run(args: argparse.Namespace) -> dict[str, Any]:
     app = bootstrap(args.db, None)
     t0 = time.perf_counter()
     result = svc.run_day(app, AS_OF, accounts_per_chunk=args.chunk)
     total = time.perf_counter() - t0
+    cpu = _cpu_seconds()  # before the digest's reading
     return {
+        "cpu_seconds_run": cpu,
+        **({"digest": stored_digest(app, AS_OF)} if args.digest else {}),
         "accounts": result.accounts,
         "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
         "store_seconds": {k: round(v, 2) for k, v in result.store_seconds.items()},
@@ -291,7 +310,7 @@ STEPS = {
 def _in_own_process(step: str, args: argparse.Namespace, **extra: object) -> dict[str, Any]:
     command = [sys.executable, __file__, "--step", step, "--work", args.work, "--db", args.db]
     command += ["--accounts", str(args.accounts), "--seed", str(args.seed), "--chunk", str(args.chunk)]
-    command += ["--sample", str(args.sample)]
+    command += ["--sample", str(args.sample)] + (["--digest"] if args.digest else [])
     for name, value in extra.items():
         command += [f"--{name.replace('_', '-')}", str(value)]
     load_before = _load()
@@ -330,6 +349,9 @@ def main() -> int:
         "--reuse",
         metavar="DIR",
         help="a kept temp dir whose database (--db, or its SQLite file) is imported: measure the run again",
+    )
+    parser.add_argument(
+        "--digest", action="store_true", help="a SHA-256 of the run's stored results (after the timing)"
     )
     parser.add_argument("--step", choices=sorted(STEPS), help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)

@@ -220,6 +220,29 @@ def test_the_readers_of_the_chunks_share_one_snapshot(engine: Engine) -> None:
             assert fetch(query, (), {"customer_id": pl.String()})["customer_id"].to_list() == ["C1"]
 
 
+@pytest.mark.usefixtures("bulk")
+def test_the_runs_chunks_hold_the_columns_it_reads_typed_as_stored(engine: Engine) -> None:
+    written = stored(engine)
+    (whole,) = list(repo.portfolio_chunks(engine, 10))
+    (lean,) = list(repo.portfolio_chunks(engine, 10, for_run=True))
+    assert lean.accounts.columns == list(repo.RUN_COLUMNS["accounts"])
+    assert lean.payments.columns == list(repo.RUN_COLUMNS["payments"])
+    assert lean.accounts.equals(whole.accounts.select(repo.RUN_COLUMNS["accounts"]))
+    assert lean.dues.schema == pl.Schema(schema.DUES)  # dates parsed by the worker on SQLite
+    assert lean.dues.sort("account_id", "due_id").equals(written.sort("account_id", "due_id"))
+
+
+@pytest.mark.usefixtures("bulk")
+def test_a_stored_date_that_is_not_iso_fails_a_bulk_read(engine: Engine) -> None:
+    if frames.backend_of(engine) != "sqlite":
+        pytest.skip("only SQLite stores dates as text")
+    stored(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE dues SET due_date = '2020-1-1' WHERE due_id = 'd7'"))
+    with pytest.raises(frames.StoreError, match="2020-1-1"):
+        read_frame(engine, "dues", bulk=True)
+
+
 def test_an_empty_database_reads_as_one_empty_chunk(engine: Engine) -> None:
     (chunk,) = list(repo.portfolio_chunks(engine, 10))
     assert chunk.accounts.height == chunk.dues.height == chunk.payments.height == 0

@@ -273,6 +273,11 @@ _PARAMS_SCHEMA: dict[str, pl.DataType] = {
     "fee_flat": pl.Int64(),
     "fee_limit": pl.Boolean(),
     "bucket_set": pl.String(),
+    # Derived from the above, for the kernels to read as they are.
+    "charges_fee": pl.Boolean(),
+    "charges_card": pl.Boolean(),
+    "card_portion": pl.Boolean(),
+    "charges_penalty": pl.Boolean(),
 }
 
 
@@ -321,6 +326,12 @@ def _product_params(terms: Terms, codes: list[str]) -> pl.DataFrame:
             "fee_flat": to_minor(fee.flat, currency),
             "fee_limit": fee.limit_to_minimum,
             "bucket_set": product.bucket_set,
+        }
+        row |= {
+            "charges_fee": row["fee_mode"] in (_PERCENT, _FLAT),
+            "charges_card": row["card_mode"] in (_FULL_AMOUNT, _UNPAID_PORTION) and card_num > 0,
+            "card_portion": row["card_mode"] == _UNPAID_PORTION,
+            "charges_penalty": pen_num > 0,
         }
         for c, component in enumerate(COMPONENTS):
             row[f"rank_{c}"] = order.index(component) if component in order else None
@@ -629,9 +640,12 @@ class _Dues:
         def kept(values: I64) -> I64:
             return values if every else values[known]
 
-        # The component's index in COMPONENTS (null when unknown): a cast to an enum of them.
-        comp_codes = dues["component"].cast(pl.Enum(list(COMPONENTS)), strict=False).to_physical()
-        comp = kept(comp_codes.cast(pl.Int64).fill_null(-1).to_numpy())
+        # The component's index in COMPONENTS (-1 when unknown): one comparison per component, which is
+        # 2.5 times faster than a cast to an enum of them (that looks each text up in a table).
+        code = pl.lit(-1, dtype=pl.Int64)
+        for c, name in enumerate(COMPONENTS):
+            code = pl.when(pl.col("component") == name).then(pl.lit(c, dtype=pl.Int64)).otherwise(code)
+        comp = kept(dues.select(code).to_series().to_numpy())
         aidx = kept(aidx)
         if (comp < 0).any():
             component = dues["component"] if every else dues["component"].filter(pl.Series(known))
@@ -868,9 +882,10 @@ class _DueFigures:
     card: _Candidates
 
 
-def _param(params: pl.DataFrame, expr: pl.Expr) -> npt.NDArray[Any]:
-    """A per-product value, indexed by ``pidx``."""
-    return params.select(expr).to_series().to_numpy()
+def _param(params: pl.DataFrame, column: str) -> npt.NDArray[Any]:
+    """A per-product value, indexed by ``pidx``: a column of ``_product_params`` (read many times per
+    call, once per block: a column, not an expression to evaluate, which took Polars 0.3 ms each)."""
+    return params[column].to_numpy()
 
 
 def _due_figures(  # noqa: PLR0914 - one pass over the dues, each figure named once
@@ -907,16 +922,15 @@ def _due_figures(  # noqa: PLR0914 - one pass over the dues, each figure named o
 
     # Late fees: a due date's required total and what of it was unpaid at the end of its grace days,
     # read at the date's last due, once the grace days are over.
-    on_time_until = day + _param(params, pl.col("grace_days")).astype(np.int64)[pidx]  # 容时
+    on_time_until = day + _param(params, "grace_days").astype(np.int64)[pidx]  # 容时
     grace_over = on_time_until < as_of
-    charges_fee = _param(params, pl.col("fee_mode").is_in([_PERCENT, _FLAT]))[pidx]
+    charges_fee = _param(params, "charges_fee")[pidx]
     dates = dues.dates
     pick = (grace_over & charges_fee)[dates.ends]
     ends, date_start = dates.ends[pick], required_before[dates.starts[pick]]
     # Card interest asks the same of the principal dues (mostly the last of their date): one search.
     principal = dues.comp == _PRINCIPAL
-    card_mode = pl.col("card_mode").is_in([_FULL_AMOUNT, _UNPAID_PORTION])
-    charges_card = _param(params, card_mode & (pl.col("card_num") > 0))[pidx]
+    charges_card = _param(params, "charges_card")[pidx]
     bears_card = grace_over & principal & (dues.posted != _NO_DAY) & charges_card
     at_grace_end = bears_card.copy()
     at_grace_end[ends] = True
@@ -941,7 +955,7 @@ def _due_figures(  # noqa: PLR0914 - one pass over the dues, each figure named o
         return rows[owed], r[owed], q[owed]
 
     def candidates(rows: I64, r: I64, q: I64) -> _Candidates:
-        portion = _param(params, pl.col("card_mode") == _UNPAID_PORTION)[pidx[rows]]
+        portion = _param(params, "card_portion")[pidx[rows]]
         return _Candidates(
             aidx[rows],
             day[rows],
@@ -955,7 +969,7 @@ def _due_figures(  # noqa: PLR0914 - one pass over the dues, each figure named o
             portion,
         )
 
-    charges_penalty = _param(params, pl.col("pen_num") > 0)[pidx]
+    charges_penalty = _param(params, "charges_penalty")[pidx]
     pen_rows = np.flatnonzero(is_past & principal & charges_penalty)
     penalty = candidates(*still_owed(pen_rows, dues.key[pen_rows]))
     rows = np.flatnonzero(bears_card)
@@ -1183,7 +1197,7 @@ def _assemble(  # noqa: PLR0914 - one row per account, each figure named once
     pidx = accts["pidx"].to_numpy().astype(np.int64)
     pen, fee, card, paid_total = sums.penalty, sums.late_fees, sums.card, sums.paid_total
     held_req, held_rem = sums.held_req, sums.held_rem
-    penalty_first = _param(params, pl.col("penalty_first"))[pidx]
+    penalty_first = _param(params, "penalty_first")[pidx]
     # The charges due now rank before anything not yet past due: they are paid from everything paid
     # except what the past-due required parts hold, in product order of their components.
     held_past = np.minimum(held_req, sums.req_past)  # the past-due dues are the first in the order
@@ -1199,7 +1213,7 @@ def _assemble(  # noqa: PLR0914 - one row per account, each figure named once
     credit_after = credit_left - np.minimum(credit_left, card)
     as_of = day_d.at(np.arange(n, dtype=np.int64))
     days_past_due = np.where(sums.has_anchor, as_of - sums.anchor_day, 0)
-    grace = _param(params, pl.col("grace_days")).astype(np.int64)[pidx]
+    grace = _param(params, "grace_days").astype(np.int64)[pidx]
     delinquency_days = np.maximum(days_past_due - grace, 0)
     owed = sums.required_total + sums.remainder_total + pen + fee + card
     past_due = {
@@ -1300,7 +1314,7 @@ def _stages(
         if st.min_delinquency_days is not None:
             conditions.append(delinquency_days >= st.min_delinquency_days)
         if st.min_amount_past_due is not None:
-            threshold = _param(params, pl.col(f"stage_apd_{i}")).astype(np.int64)[pidx]
+            threshold = _param(params, f"stage_apd_{i}").astype(np.int64)[pidx]
             conditions.append(amount_past_due >= threshold)
         if st.min_missed_dues is not None:
             conditions.append(missed_dues >= st.min_missed_dues)

@@ -87,6 +87,8 @@ def stage_path(  # noqa: PLR0917 - the inputs of compute_snapshots, then the sea
         )
         .sort("account_id")
     )
+    if state.is_empty():  # a daily run's usual case: no account to search, no rows to look through
+        return _FOUND_EMPTY
     latest = state["lower"].max()
     if isinstance(latest, int) and latest > d:
         raise ValueError("a lower bound of the stage search is after the run's date")

@@ -285,7 +285,9 @@ def _chunks(
     if portfolio is not None:
         yield portfolio
     else:
-        yield from repo.portfolio_chunks(app.engine, accounts_per_chunk, previous_day=previous_day)
+        yield from repo.portfolio_chunks(
+            app.engine, accounts_per_chunk, previous_day=previous_day, for_run=True
+        )
 
 
 def _merged(parts: list[stages.StageChanges]) -> stages.StageChanges:

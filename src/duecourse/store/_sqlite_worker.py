@@ -10,7 +10,8 @@ Python's ``sqlite3`` nor anything of the application, and refuses to run if ``_s
 Protocol: one JSON request per line on stdin, one JSON reply per line on stdout, in order.
 
     {"op": "execute", "sql": "...", "params": [...]}            -> {"ok": true, "rows": rowcount}
-    {"op": "query", "sql": "...", "params": [...], "out": PATH}  -> {"ok": true, "rows": n}
+    {"op": "query", "sql": "...", "params": [...], "out": PATH, "dates": [NAME, ...]}
+                                                                 -> {"ok": true, "rows": n}
     {"op": "ingest", "table": NAME, "path": PATH, "temporary": bool, "create": bool}
                                                                  -> {"ok": true, "rows": n}
     a failure            -> {"ok": false, "kind": "conflict" | "error", "message": "..."}
@@ -18,6 +19,8 @@ Protocol: one JSON request per line on stdin, one JSON reply per line on stdout,
 ``query`` writes its result as an Arrow IPC file at ``out``; a column named ``__typed`` marks rows that
 only exist to fix the column types (the driver infers a column's type from the values of its first batch,
 so a column that starts with nulls would be typed wrongly): they are dropped, and the column with them.
+The columns named in ``dates`` (ISO text, as SQLAlchemy stores a date in SQLite) are written as Arrow
+dates, parsed strictly: a value that is not ``YYYY-MM-DD`` fails the request.
 ``ingest`` reads an Arrow IPC file and appends it to a table (``create``: creates it). Transactions are
 statements: the caller sends ``BEGIN``/``BEGIN IMMEDIATE``, ``COMMIT`` and ``ROLLBACK``.
 """
@@ -74,6 +77,9 @@ def _query(cursor: Any, request: dict[str, Any]) -> int:
     reader = cursor.fetch_record_batch()
     names = [name for name in reader.schema.names if name != TYPED_MARK]
     marked = TYPED_MARK in reader.schema.names
+    # Parsed here rather than by the caller: Arrow parses ISO dates in about two thirds of the time
+    # Polars takes, and a date is then 4 bytes to hand over instead of a string of 10.
+    dates = [name in set(request.get("dates") or ()) for name in names]
     rows = 0
     with pa.OSFile(request["out"], "wb") as sink:
         writer = None
@@ -84,15 +90,35 @@ def _query(cursor: Any, request: dict[str, Any]) -> int:
                 if pc.max(read.column(TYPED_MARK)).as_py():
                     batch = batch.filter(pc.equal(batch.column(TYPED_MARK), 0))
                 batch = batch.select(names)
+            if any(dates):
+                batch = _dated(batch, dates)
             if writer is None:
                 writer = pa.ipc.new_file(sink, batch.schema)
             writer.write_batch(batch)
             rows += batch.num_rows
         if writer is None:  # no batch at all: an empty file of the statement's columns
             fields = [reader.schema.field(name) for name in names]
+            fields = [
+                f.with_type(pa.date32()) if date and _textual(f.type) else f
+                for f, date in zip(fields, dates, strict=True)
+            ]
             writer = pa.ipc.new_file(sink, pa.schema(fields))
         writer.close()
     return rows
+
+
+def _textual(dtype: pa.DataType) -> bool:
+    return bool(pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_null(dtype))
+
+
+def _dated(batch: pa.RecordBatch, dates: list[bool]) -> pa.RecordBatch:
+    """The batch with the marked columns of text parsed to dates (a text that is not an ISO date fails;
+    a column of another type is left as it is, for the caller to refuse)."""
+    columns = [
+        pc.cast(column, pa.date32()) if date and _textual(column.type) else column
+        for column, date in zip(batch.columns, dates, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def _ingest(cursor: Any, request: dict[str, Any]) -> int:
