@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
-from sqlalchemy import BigInteger, Connection, and_, cast, delete, func, insert, or_, select
+from sqlalchemy import BigInteger, Connection, Select, and_, cast, delete, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -578,59 +578,68 @@ def _context(app: App, as_of: dt.date) -> dict[str, pl.DataFrame]:
     read = read_frames(
         app.engine,
         {
-            "holds": select(
-                holds.c.scope,
-                holds.c.customer_id,
-                holds.c.account_id,
-                holds.c.channel,
-                holds.c.kind,
-                holds.c.starts_on,
-                holds.c.ends_on,
-            ).where(
+            "holds": holds_query().where(
                 and_(
                     holds.c.starts_on <= as_of,
                     or_(holds.c.ends_on.is_(None), holds.c.ends_on >= as_of),
                 )
             ),
-            "contacts": select(
-                outbox.c.customer_id,
-                outbox.c.account_id,
-                outbox.c.channel,
-                outbox.c.key,
-                outbox.c.scheduled_at,
-                customers.c.timezone,
-            )
-            .join(customers, customers.c.customer_id == outbox.c.customer_id)
-            .where(
-                and_(
-                    outbox.c.scheduled_at >= window_start,
-                    outbox.c.scheduled_at < window_end,
-                    outbox.c.state.not_in(_NOT_CONTACTS),
-                )
-            ),
+            "contacts": contacts_query(window_start, window_end),
         },
     )
-    hold_frame = read["holds"].with_columns(
-        pl.col("account_id").replace("", None), pl.col("channel").replace("", None)
-    )
-    contacts = read["contacts"]
-    local_days = [
-        instant.astimezone(_zone(zone)).date()
-        for instant, zone in zip(
-            contacts.get_column("scheduled_at").to_list(),
-            contacts.get_column("timezone").to_list(),
-            strict=True,
-        )
-    ]
-    contact_frame = contacts.with_columns(pl.Series("local_day", local_days, pl.Date())).select(
-        list(governor.CONTACTS)
-    )
     return {
-        "holds": hold_frame.select(list(governor.HOLDS)).cast(pl.Schema(governor.HOLDS)),
-        "contacts": contact_frame.cast(pl.Schema(governor.CONTACTS)),
+        "holds": hold_frame(read["holds"]),
+        "contacts": contact_frame(read["contacts"]),
         # Call attempts come from the collectors' call queue (a later issue); none are recorded yet.
         "calls": pl.DataFrame(schema=governor.CALLS),
     }
+
+
+def holds_query() -> Select[Any]:
+    """The holds, as the columns of the governor's ``HOLDS`` (add a ``where`` for the days wanted)."""
+    return select(*(holds.c[name] for name in governor.HOLDS))
+
+
+def hold_frame(read: pl.DataFrame) -> pl.DataFrame:
+    """``holds_query``'s rows as the governor takes them (an empty account or channel as null)."""
+    return (
+        read.with_columns(pl.col("account_id").replace("", None), pl.col("channel").replace("", None))
+        .select(list(governor.HOLDS))
+        .cast(pl.Schema(governor.HOLDS))
+    )
+
+
+def contacts_query(start: dt.datetime, end: dt.datetime) -> Select[Any]:
+    """The outbox's messages that count as contacts (not cancelled or failed) scheduled from ``start`` up
+    to ``end``, with their planning day and the customer's time zone."""
+    return (
+        select(
+            outbox.c.customer_id,
+            outbox.c.account_id,
+            outbox.c.channel,
+            outbox.c.key,
+            outbox.c.planned_on,
+            outbox.c.scheduled_at,
+            customers.c.timezone,
+        )
+        .join(customers, customers.c.customer_id == outbox.c.customer_id)
+        .where(
+            and_(
+                outbox.c.scheduled_at >= start,
+                outbox.c.scheduled_at < end,
+                outbox.c.state.not_in(_NOT_CONTACTS),
+            )
+        )
+    )
+
+
+def contact_frame(read: pl.DataFrame) -> pl.DataFrame:
+    """``contacts_query``'s rows as the governor's ``CONTACTS`` (each on the customer's local day)."""
+    return (
+        read.with_columns(local_days(read, "scheduled_at").alias("local_day"))
+        .select(list(governor.CONTACTS))
+        .cast(pl.Schema(governor.CONTACTS))
+    )
 
 
 # ---------------------------------------------------------------- storing
@@ -740,20 +749,36 @@ def _check_range(first: dt.date, last: dt.date) -> None:
         )
 
 
-def local_iso(frame: pl.DataFrame, column: str, zone_column: str = "timezone") -> pl.Series:
-    """``column`` (UTC instants) as ISO 8601 text with the UTC offset of each row's time zone
-    (``2026-03-09T08:00:00-04:00``); null stays null. Converted once per zone (there are few)."""
-    out = frame.select(pl.int_range(pl.len()).alias("_row"), column, zone_column)
+def _in_zones(
+    frame: pl.DataFrame,
+    column: str,
+    zone_column: str,
+    shown: Callable[[pl.Expr], pl.Expr],
+    dtype: pl.DataType,
+) -> pl.Series:
+    """``shown`` of each row's UTC instant ``column`` in the row's own time zone; converted once per zone
+    (there are few); null stays null."""
+    numbered = frame.select(pl.int_range(pl.len()).alias("_row"), column, zone_column)
     parts = [
-        group.select(
-            "_row",
-            pl.col(column).dt.convert_time_zone(str(zone)).dt.to_string("%Y-%m-%dT%H:%M:%S%:z").alias(column),
-        )
-        for (zone,), group in out.group_by(zone_column)
+        group.select("_row", shown(pl.col(column).dt.convert_time_zone(str(zone))).alias(column))
+        for (zone,), group in numbered.group_by(zone_column)
     ]
     if not parts:
-        return pl.Series(column, [], pl.String())
+        return pl.Series(column, [], dtype)
     return pl.concat(parts).sort("_row").get_column(column)
+
+
+def local_iso(frame: pl.DataFrame, column: str, zone_column: str = "timezone") -> pl.Series:
+    """``column`` (UTC instants) as ISO 8601 text with the UTC offset of each row's time zone
+    (``2026-03-09T08:00:00-04:00``); null stays null."""
+    return _in_zones(
+        frame, column, zone_column, lambda e: e.dt.to_string("%Y-%m-%dT%H:%M:%S%:z"), pl.String()
+    )
+
+
+def local_days(frame: pl.DataFrame, column: str, zone_column: str = "timezone") -> pl.Series:
+    """``column`` (UTC instants) as the date each is in its row's time zone; null stays null."""
+    return _in_zones(frame, column, zone_column, lambda e: e.dt.date(), pl.Date())
 
 
 def export_decisions(app: App, first: dt.date, last: dt.date, out: Path) -> int:

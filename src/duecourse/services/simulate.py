@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import and_, inspect, select
+from sqlalchemy import inspect
 
 from duecourse.bootstrap import App
 from duecourse.config import Config
@@ -51,16 +51,24 @@ from duecourse.engine.snapshot import compute_snapshots
 from duecourse.engine.stage_path import stage_path
 from duecourse.letters import LetterError
 from duecourse.letters.kinds import JURISDICTION_OF, LOCALE_OF
-from duecourse.services.contacts import arms_for, decide, plan_frame, policy_of
+from duecourse.services.contacts import (
+    arms_for,
+    contact_frame,
+    contacts_query,
+    decide,
+    hold_frame,
+    holds_query,
+    local_days,
+    plan_frame,
+    policy_of,
+)
 from duecourse.services.stages import FIRST_RUN_LOOKBACK_DAYS
 from duecourse.store import repo
 from duecourse.store.frames import read_frames
-from duecourse.store.tables import customers, holds, outbox
 
 # A longer range is almost surely a typing mistake (and would take minutes); split it if it is meant.
 MAX_DAYS = 366
 # Outbox states that no longer count as a contact (as for the run's daily cap).
-_NOT_CONTACTS = ("cancelled", "failed")
 # How far past D2 the outbox's rows are read: deferrals of the last days land after it.
 _OUTBOX_REACH_DAYS = 32
 _VERDICTS = ("planned", "deferred", "suppressed")
@@ -241,51 +249,15 @@ def _read(app: App, first: dt.date, last: dt.date) -> _Stored:
     read = read_frames(
         app.engine,
         {
-            "holds": select(
-                holds.c.scope,
-                holds.c.customer_id,
-                holds.c.account_id,
-                holds.c.channel,
-                holds.c.kind,
-                holds.c.starts_on,
-                holds.c.ends_on,
-            ),
-            "outbox": select(
-                outbox.c.customer_id,
-                outbox.c.account_id,
-                outbox.c.channel,
-                outbox.c.key,
-                outbox.c.planned_on,
-                outbox.c.scheduled_at,
-                customers.c.timezone,
-            )
-            .join(customers, customers.c.customer_id == outbox.c.customer_id)
-            .where(
-                and_(
-                    outbox.c.scheduled_at >= start,
-                    outbox.c.scheduled_at < end,
-                    outbox.c.state.not_in(_NOT_CONTACTS),
-                )
-            ),
+            "holds": holds_query(),
+            "outbox": contacts_query(start, end),
         },
-    )
-    hold_frame = (
-        read["holds"]
-        .with_columns(pl.col("account_id").replace("", None), pl.col("channel").replace("", None))
-        .select(list(governor.HOLDS))
-        .cast(pl.Schema(governor.HOLDS))
     )
     rows = read["outbox"]
     # Rows planned from D1 on come from runs the simulation stands in for (those of its days) or that
     # follow them (their decisions depend on the days it replays): only what was planned before counts.
     kept = rows.filter(pl.col("planned_on") < first)
-    contacts = kept.with_columns(_local_days(kept, "scheduled_at", "timezone").alias("local_day"))
-    return _Stored(
-        portfolio,
-        hold_frame,
-        contacts.select(list(governor.CONTACTS)).cast(pl.Schema(governor.CONTACTS)),
-        rows.height - kept.height,
-    )
+    return _Stored(portfolio, hold_frame(read["holds"]), contact_frame(kept), rows.height - kept.height)
 
 
 def _check_portfolio(portfolio: repo.Portfolio, config: Config) -> None:
@@ -306,18 +278,6 @@ def _check_portfolio(portfolio: repo.Portfolio, config: Config) -> None:
     ]
     if problems:
         raise ProblemsError(problems)
-
-
-def _local_days(frame: pl.DataFrame, instant: str, zone: str) -> pl.Series:
-    """Each row's UTC ``instant`` as the date it is in the row's time zone; converted once per zone."""
-    numbered = frame.select(pl.int_range(pl.len()).alias("_row"), instant, zone)
-    parts = [
-        group.select("_row", pl.col(instant).dt.convert_time_zone(str(name)).dt.date().alias("local_day"))
-        for (name,), group in numbered.group_by(zone)
-    ]
-    if not parts:
-        return pl.Series("local_day", [], pl.Date())
-    return pl.concat(parts).sort("_row").get_column("local_day")
 
 
 # ---------------------------------------------------------------- the days
@@ -366,7 +326,7 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
                 pl.col("timezones").list.first().alias("timezone"),
             ).join(decided.select("key", "verdict", "rule_id", "scheduled_at"), on="key", how="inner")
             result = result.with_columns(
-                _local_days(result, "scheduled_at", "timezone").alias("local_day"), pl.lit(day).alias("day")
+                local_days(result, "scheduled_at").alias("local_day"), pl.lit(day).alias("day")
             )
             allowed = result.filter(pl.col("verdict") != "suppressed")
             contacts = pl.concat([contacts, allowed.select(list(governor.CONTACTS))])
