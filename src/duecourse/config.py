@@ -30,12 +30,13 @@ from typing import Any
 
 from duecourse.domain.calendar import KNOWN_CODES as CALENDARS
 from duecourse.domain.errors import Problem, ProblemsError
-from duecourse.domain.model import COMPONENTS
+from duecourse.domain.model import COMPONENTS, JURISDICTIONS
 from duecourse.domain.money import CURRENCIES, MoneyError, quantum, to_decimal
 from duecourse.domain.strategy import ACTION_CHANNELS, Action, Experiment, Variant
 from duecourse.domain.terms import (
     CARD_INTEREST_MODES,
     CURRENT_STAGE,
+    DEFAULT_SEGMENT,
     LATE_FEE_MODES,
     PRODUCT_KINDS,
     Bucket,
@@ -43,6 +44,8 @@ from duecourse.domain.terms import (
     Charges,
     LateFee,
     Product,
+    Segment,
+    SegmentWhen,
     Stage,
     Terms,
 )
@@ -98,6 +101,8 @@ REPAYMENT_KEYS = ("bank", "name", "number", "details")
 LETTERS_KEYS = ("deadlines", "max_sentence_words", "max_grade", "max_sentence_chars", "token_days")
 DEADLINE_KEYS = ("days", "unit", "minimum", "service_days")
 STAGE_CONDITIONS = ("min_days_past_due", "min_delinquency_days", "min_amount_past_due", "min_missed_dues")
+SEGMENT_KEYS = ("name", "when", "stages")
+WHEN_KEYS = ("products", "jurisdictions", "min_amount_past_due", "min_balance")
 
 _RATE_EXAMPLE = '"0.0005"'
 _AMOUNT_EXAMPLE = '"10.00"'
@@ -245,23 +250,26 @@ def _check_text(text: str, source: str) -> tuple[Config | None, list[Problem]]:
     _check_sections(check, data)
     bucket_sets: dict[str, BucketSet | None] = {**shipped, **_bucket_sets(check, data)}
     products = _products(check, data, bucket_sets)
-    stages = _stages(check, data)
+    named = data.get("products")
+    product_codes = set(named) if isinstance(named, dict) else set()
+    stage_names: set[str] = set()
+    stages = _stages(check, data, stage_names)
+    segments = _segments(check, data, stage_names, product_codes)
     issuers = _issuers(check, data)
     letters = _letters(check, data)
     channels = _channels(check, data)
     declared = data.get("channels")
-    actions = _actions(check, data, stages, set(declared) if isinstance(declared, dict) else set())
-    named = data.get("products")
-    governor = _governor(check, data, set(named) if isinstance(named, dict) else set())
+    actions = _actions(check, data, set(declared) if isinstance(declared, dict) else set())
+    governor = _governor(check, data, product_codes)
     costs = _costs(check, data)
-    experiments = _experiments(check, data, [stage.name for stage in stages])
+    experiments = _experiments(check, data, sorted(stage_names))
     pre_due = _pre_due(check, data, set(declared) if isinstance(declared, dict) else set())
     _check_experiment_actions(check, data, actions, experiments)
     problems = shipped_problems + check.problems
     if problems:
         return None, problems
     valid_sets = {name: b for name, b in bucket_sets.items() if b is not None}
-    terms = Terms(products, valid_sets, stages)
+    terms = Terms(products, valid_sets, stages, segments)
     return Config(
         source, terms, data, issuers, letters, actions, channels, governor, costs, experiments, pre_due
     ), []
@@ -727,7 +735,8 @@ def _late_fee(check: _Check, table: Mapping[str, Any], path: KeyPath, currency: 
 # ---------------------------------------------------------------- stages
 
 
-def _stages(check: _Check, data: Mapping[str, Any]) -> tuple[Stage, ...]:
+def _stages(check: _Check, data: Mapping[str, Any], names: set[str]) -> tuple[Stage, ...]:
+    """The default stages (``[[strategy.stages]]``); ``names`` collects every stage name seen."""
     no_stages = "no collection stages: add [[strategy.stages]] tables, from least to most severe"
     if "strategy" not in data:
         check.add("config.no_stages", no_stages, ())
@@ -739,14 +748,18 @@ def _stages(check: _Check, data: Mapping[str, Any]) -> tuple[Stage, ...]:
     if items is None or items == []:
         check.add("config.no_stages", no_stages, ("strategy",))
         return ()
+    return _ladder(check, items, ("strategy", "stages"), names)
+
+
+def _ladder(check: _Check, items: object, base: KeyPath, names: set[str]) -> tuple[Stage, ...]:
+    """One ladder of stages (the default one or a segment's), from least to most severe."""
     if not isinstance(items, list):
-        message = f"strategy.stages must be an array of tables ([[strategy.stages]]), not {_show(items)}"
-        check.add("config.bad_type", message, ("strategy", "stages"))
+        message = f"{_name(base)} must be an array of tables ([[{_name(base)}]]), not {_show(items)}"
+        check.add("config.bad_type", message, base)
         return ()
     found: list[tuple[int, Stage]] = []
-    names: set[str] = set()
     for i, item in enumerate(items):
-        path: KeyPath = ("strategy", "stages", i)
+        path: KeyPath = (*base, i)
         table = _table(check, item, path)
         if table is None:
             continue
@@ -754,12 +767,167 @@ def _stages(check: _Check, data: Mapping[str, Any]) -> tuple[Stage, ...]:
         if stage is None:
             continue
         if stage.name in names:
-            check.add("config.stage_duplicate", f"stage name '{stage.name}' is used twice", path + ("name",))
+            message = f"stage name '{stage.name}' is used twice"
+            if base != ("strategy", "stages"):
+                message += (
+                    " (stage names are unique across the default stages and every segment's: the "
+                    "history and the exports name a stage alone)"
+                )
+            check.add("config.stage_duplicate", message, path + ("name",))
             continue
         names.add(stage.name)
         found.append((i, stage))
-    _check_reachable(check, found)
+    _check_reachable(check, found, base)
     return tuple(stage for _, stage in found)
+
+
+def _stage_tables(data: Mapping[str, Any]) -> list[tuple[KeyPath, dict[str, Any]]]:
+    """Every stage table with its path: the default stages, then each segment's, in order."""
+    strategy = data.get("strategy")
+    if not isinstance(strategy, dict):
+        return []
+    found: list[tuple[KeyPath, dict[str, Any]]] = []
+    ladders: list[tuple[KeyPath, object]] = [(("strategy", "stages"), strategy.get("stages"))]
+    segments = strategy.get("segments")
+    if isinstance(segments, list):
+        for k, segment in enumerate(segments):
+            if isinstance(segment, dict):
+                ladders.append((("strategy", "segments", k, "stages"), segment.get("stages")))
+    for base, items in ladders:
+        if isinstance(items, list):
+            found += [((*base, i), t) for i, t in enumerate(items) if isinstance(t, dict)]
+    return found
+
+
+def _segments(
+    check: _Check, data: Mapping[str, Any], names: set[str], products: set[str]
+) -> tuple[Segment, ...]:
+    """``[[strategy.segments]]``: each a ``when`` and its own stages, the first that matches wins."""
+    strategy = data.get("strategy")
+    if not isinstance(strategy, dict) or "segments" not in strategy:
+        return ()
+    items = strategy["segments"]
+    base: KeyPath = ("strategy", "segments")
+    if not isinstance(items, list):
+        message = f"segments must be an array of tables ([[strategy.segments]]), not {_show(items)}"
+        check.add("config.bad_type", message, base)
+        return ()
+    found: list[tuple[int, Segment]] = []
+    seen: set[str] = set()
+    for k, item in enumerate(items):
+        path: KeyPath = (*base, k)
+        table = _table(check, item, path)
+        if table is None:
+            continue
+        before = len(check.problems)
+        _keys(check, table, path, SEGMENT_KEYS, ("name", "when", "stages"))
+        name = _text(check, table, "name", path)
+        if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            message = f"name {_show(name)} may hold only letters, digits, '_', '.' and '-'"
+            check.add("config.bad_value", message, path + ("name",))
+        elif name is not None and (name in seen or name == DEFAULT_SEGMENT):
+            why = (
+                "is the segment of the accounts no segment takes"
+                if name == DEFAULT_SEGMENT
+                else "is used twice"
+            )
+            check.add("config.segment_duplicate", f"segment name '{name}' {why}", path + ("name",))
+        when = _when(check, table.get("when"), path + ("when",), products) if "when" in table else None
+        named = len(check.problems) == before and name is not None
+        stages = _ladder(check, table["stages"], path + ("stages",), names) if "stages" in table else ()
+        if "stages" in table and isinstance(table["stages"], list) and not table["stages"]:
+            check.add("config.no_stages", f"segment '{name or '?'}' has no stages", path + ("stages",))
+        # A segment whose stages have problems still takes its accounts: it may make a later one dead.
+        if named and name is not None and when is not None:
+            seen.add(name)
+            found.append((k, Segment(name, when, stages)))
+    _check_segments_reachable(check, found, base)
+    return tuple(segment for _, segment in found)
+
+
+def _when(check: _Check, raw: object, path: KeyPath, products: set[str]) -> SegmentWhen | None:
+    table = _table(check, raw, path)
+    if table is None:
+        return None
+    before = len(check.problems)
+    for key in table:
+        if key not in WHEN_KEYS:
+            if key.startswith("max_"):
+                message = (
+                    f"'{key}': a segment takes accounts by lower bounds only (an account whose arrears grow "
+                    "would leave a segment with an upper bound, and the day it entered its stage could not "
+                    "be found again); write the tiers from the highest min_ down, the first that matches wins"
+                )
+                check.add("config.unknown_key", message, path + (key,))
+            else:
+                _unknown_key(check, key, WHEN_KEYS, path)
+    chosen = {key: _names(check, table, key, path) for key in ("products", "jurisdictions")}
+    for code in chosen["products"]:
+        if code not in products:
+            near = _suggest(code, sorted(products))
+            hint = f"; did you mean '{near}'?" if near else ""
+            check.add(
+                "config.unknown_product",
+                f"product '{code}' is not a [products.*]{hint}",
+                path + ("products",),
+            )
+    for code in chosen["jurisdictions"]:
+        if code not in JURISDICTIONS:
+            message = f"jurisdiction '{code}' is not one of {', '.join(JURISDICTIONS)}"
+            check.add("config.bad_value", message, path + ("jurisdictions",))
+    amount = _decimal(check, table, "min_amount_past_due", path, what="amounts", example='"1000.00"')
+    balance = _decimal(check, table, "min_balance", path, what="amounts", example='"5000.00"')
+    for key, value in (("min_amount_past_due", amount), ("min_balance", balance)):
+        if value is not None and value <= 0:
+            check.add("config.bad_value", f"{key} must be more than 0 (0 always holds)", path + (key,))
+    if not table:
+        message = (
+            "when has no condition, so every account would match; put these stages in [[strategy.stages]]"
+        )
+        check.add("config.segment_no_condition", message, path)
+    if len(check.problems) > before:
+        return None
+    return SegmentWhen(chosen["products"], chosen["jurisdictions"], amount, balance)
+
+
+def _names(check: _Check, table: Mapping[str, Any], key: str, path: KeyPath) -> tuple[str, ...]:
+    """A non-empty list of codes (``products = ["CARD"]``); absent: empty (any)."""
+    if key not in table:
+        return ()
+    value = table[key]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        check.add(
+            "config.bad_type", f"{key} must be a non-empty list of codes, not {_show(value)}", path + (key,)
+        )
+        return ()
+    return tuple(value)
+
+
+def _check_segments_reachable(check: _Check, segments: Sequence[tuple[int, Segment]], base: KeyPath) -> None:
+    """The first matching segment wins, so a segment is dead when an earlier one matches whenever it
+    does: each of the earlier one's conditions is one of its own, no wider."""
+    for n, (k, later) in enumerate(segments):
+        for _, earlier in segments[:n]:
+            if _covers(earlier.when, later.when):
+                message = (
+                    f"segment '{later.name}' can never be chosen: segment '{earlier.name}' (earlier, so it "
+                    f"wins) matches whenever '{later.name}' does"
+                )
+                check.add("config.segment_unreachable", message, (*base, k))
+                break
+
+
+def _covers(a: SegmentWhen, b: SegmentWhen) -> bool:
+    """Whether every account ``b`` takes is also taken by ``a``."""
+    for key in ("products", "jurisdictions"):
+        mine, theirs = getattr(a, key), getattr(b, key)
+        if mine and (not theirs or not set(theirs) <= set(mine)):
+            return False
+    for key in ("min_amount_past_due", "min_balance"):
+        mine, theirs = getattr(a, key), getattr(b, key)
+        if mine is not None and (theirs is None or theirs < mine):
+            return False
+    return True
 
 
 def _stage(check: _Check, table: Mapping[str, Any], path: KeyPath) -> Stage | None:
@@ -800,7 +968,7 @@ def _conditions(stage: Stage) -> dict[str, int | Decimal]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _check_reachable(check: _Check, stages: Sequence[tuple[int, Stage]]) -> None:
+def _check_reachable(check: _Check, stages: Sequence[tuple[int, Stage]], base: KeyPath) -> None:
     """The most severe matching stage wins, so a stage is dead when a later one matches whenever it does.
 
     A later stage Y matches whenever X does when each of Y's conditions is also one of X's with a threshold
@@ -815,7 +983,7 @@ def _check_reachable(check: _Check, stages: Sequence[tuple[int, Stage]]) -> None
                     f"stage '{stage.name}' can never be chosen: stage '{later.name}' (later, more severe) "
                     f"matches whenever '{stage.name}' does"
                 )
-                check.add("config.stage_unreachable", message, ("strategy", "stages", i))
+                check.add("config.stage_unreachable", message, (*base, i))
                 break
 
 
@@ -1203,22 +1371,18 @@ VARIANT_KEYS = ("name", "percent", "holdout")
 CARRIER = {"letter": "post", "email": "email", "sms": "sms", "push": "push"}
 
 
-def _actions(
-    check: _Check, data: Mapping[str, Any], stages: Sequence[Stage], channels: set[str]
-) -> tuple[Action, ...]:
-    """Every stage's actions; an action on a channel with no ``[channels.*]`` table is a problem."""
-    strategy = data.get("strategy")
-    if not isinstance(strategy, dict) or not isinstance(strategy.get("stages"), list):
-        return ()
+def _actions(check: _Check, data: Mapping[str, Any], channels: set[str]) -> tuple[Action, ...]:
+    """Every stage's actions (the default stages', then each segment's); an action on a channel with no
+    ``[channels.*]`` table is a problem."""
     found: list[Action] = []
-    for i, table in enumerate(strategy["stages"]):
-        if not isinstance(table, dict) or "actions" not in table:
+    for stage_path, table in _stage_tables(data):
+        if "actions" not in table:
             continue
         stage = table.get("name")
-        path: KeyPath = ("strategy", "stages", i, "actions")
+        path: KeyPath = (*stage_path, "actions")
         items = table["actions"]
         if not isinstance(items, list):
-            message = f"actions must be an array of tables ([[strategy.stages.actions]]), not {_show(items)}"
+            message = f"actions must be an array of tables ([[{_name(path)}]]), not {_show(items)}"
             check.add("config.bad_type", message, path)
             continue
         names: set[str] = set()
@@ -1664,14 +1828,15 @@ def _check_experiment_actions(
     strategy = data.get("strategy")
     raw = strategy.get("experiments", []) if isinstance(strategy, dict) else []
     declared = {t.get("name") for t in raw if isinstance(t, dict)} if isinstance(raw, list) else set()
-    stages = strategy.get("stages", []) if isinstance(strategy, dict) else []
+    stage_tables = _stage_tables(data)
     for action in actions:
         if action.experiment is None:
             continue
-        i = next(
-            (n for n, t in enumerate(stages) if isinstance(t, dict) and t.get("name") == action.stage), 0
+        stage_path, stage_table = next(
+            ((p, t) for p, t in stage_tables if t.get("name") == action.stage), stage_tables[0]
         )
-        tables = stages[i].get("actions", []) if isinstance(stages[i], dict) else []
+        tables = stage_table.get("actions", [])
+        tables = tables if isinstance(tables, list) else []
         j = next(
             (
                 n
@@ -1680,7 +1845,7 @@ def _check_experiment_actions(
             ),
             0,
         )
-        path: KeyPath = ("strategy", "stages", i, "actions", j)
+        path: KeyPath = (*stage_path, "actions", j)
         experiment = by_name.get(action.experiment)
         if experiment is None and action.experiment in declared:
             continue  # declared with problems of its own, reported there

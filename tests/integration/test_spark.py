@@ -455,3 +455,41 @@ def test_a_failing_task_fails_the_run_with_its_error(
     assert main(args) == 1
     err = capsys.readouterr().err
     assert err.startswith("duecourse: the Spark run failed: ValueError: duplicate account_id: L1")
+
+
+def test_spark_chooses_segments_by_jurisdiction_and_balance_as_one_machine_does(
+    spark: SparkSession, terms: Terms, synthetic: SynthPortfolio
+) -> None:
+    """A segmented strategy: the accounts carry their customer's jurisdiction through the shuffle."""
+    from decimal import Decimal
+
+    from duecourse.domain.terms import Segment, SegmentWhen, Stage
+
+    segmented = Terms(
+        terms.products,
+        terms.bucket_sets,
+        terms.stages,
+        (
+            Segment(
+                "large",
+                SegmentWhen(jurisdictions=("CN",), min_balance=Decimal("20000.00")),
+                (Stage("L1", min_days_past_due=1), Stage("L2", min_delinquency_days=30)),
+            ),
+            Segment("us", SegmentWhen(jurisdictions=("US",)), (Stage("US1", min_days_past_due=1),)),
+        ),
+    )
+    accounts = repo.with_jurisdiction(synthetic.accounts, synthetic.customers)
+    with_jurisdiction = dict(ACCOUNTS) | {"jurisdiction": pl.String()}
+    as_of = START + dt.timedelta(days=45)
+    expected = compute_snapshots(accounts, synthetic.dues, synthetic.payments, segmented, as_of)
+    got = spark_snapshots(
+        spark,
+        to_spark(spark, accounts, with_jurisdiction),
+        to_spark(spark, synthetic.dues, DUES),
+        to_spark(spark, synthetic.payments, PAYMENTS),
+        segmented,
+        as_of,
+        partitions=3,
+    )
+    assert_frame_equal(collected(got), expected)
+    assert {"L1", "L2", "US1"} <= set(expected.get_column("stage"))

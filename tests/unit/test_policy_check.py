@@ -80,3 +80,55 @@ def test_the_command_prints_findings_and_exits_0_without_errors(
     }
     assert main(["--config", str(config), "policy", "check"]) == 0
     assert "0 error(s)" in capsys.readouterr().out
+
+
+US_SEGMENT = """
+[[strategy.segments]]
+name = "us"
+when = { jurisdictions = ["US"] }
+
+  [[strategy.segments.stages]]
+  name = "US-1"
+  min_days_past_due = 1
+
+    [[strategy.segments.stages.actions]]
+    name = "validation"
+    channel = "letter"
+    kind = "us_validation_notice"
+
+[[strategy.segments]]
+name = "uk-cards"
+when = { jurisdictions = ["UK"], products = ["loan_uk"] }
+
+  [[strategy.segments.stages]]
+  name = "UK-1"
+  min_days_past_due = 1
+
+    [[strategy.segments.stages.actions]]
+    name = "nosia"
+    channel = "letter"
+    kind = "uk_nosia"
+
+  [[strategy.segments.stages]]
+  name = "UK-2"
+  min_delinquency_days = 20
+
+    [[strategy.segments.stages.actions]]
+    name = "text"
+    channel = "sms"
+    kind = "overdue_reminder"
+    at = "21:30"
+"""
+
+
+def test_a_segments_stages_are_checked_against_the_jurisdictions_it_takes() -> None:
+    """The US segment takes every US customer, so its validation notice is not reported and the default
+    stages no longer reach the US; the UK segment takes only some UK customers."""
+    text = default_config_text() + CHANNELS + US_SEGMENT
+    lines = [f.line() for f in check_policy(config_from_text(text))]
+    assert not [line for line in lines if "stage US-1" in line]
+    assert not [line for line in lines if "stage UK-1" in line]  # a UK notice, on UK customers only
+    late = [line for line in lines if "stage UK-2" in line]
+    assert len(late) == 1 and "outside the contact hours of UK (08:00-21:00" in late[0]
+    assert "warning: stage UK-1 has no actions" not in "\n".join(lines)
+    assert any("stage M1 has no actions" in line for line in lines)

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from duecourse.domain.model import Due, Payment
+from duecourse.domain.terms import Terms
 from duecourse.engine.snapshot import compute_snapshots
 from duecourse.engine.stage_path import stage_path
 from tests.unit.support import loan, terms
@@ -19,7 +20,12 @@ Data = list[tuple[str, str, list[Due], list[Payment]]]
 
 
 def day_by_day(
-    accounts: pl.DataFrame, dues: pl.DataFrame, payments: pl.DataFrame, first: dt.date, last: dt.date
+    accounts: pl.DataFrame,
+    dues: pl.DataFrame,
+    payments: pl.DataFrame,
+    first: dt.date,
+    last: dt.date,
+    strategy: Terms = TERMS,
 ):  # type: ignore[no-untyped-def]
     """Each account's stage on every day from ``first`` to ``last``, from one engine call over copies."""
     days = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
@@ -28,7 +34,7 @@ def day_by_day(
         return pl.concat([frame.with_columns(pl.col("account_id") + f"@{day.isoformat()}") for day in days])
 
     many = copies(accounts).with_columns(as_of=pl.col("account_id").str.split("@").list.get(1).str.to_date())
-    snaps = compute_snapshots(many, copies(dues), copies(payments), TERMS, last)
+    snaps = compute_snapshots(many, copies(dues), copies(payments), strategy, last)
     return snaps.select(
         pl.col("account_id").str.split("@").list.get(0).alias("account_id"),
         pl.col("as_of").alias("day"),

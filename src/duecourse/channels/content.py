@@ -526,6 +526,8 @@ def sample_data(config: Config, kind: str, locale: str) -> dict[str, Any]:
             sample.dues,
             sample.payments,
             day,
+            segments=config.terms.segments,
+            jurisdiction=jurisdiction,
         )
 
     snap = snap_at(sample.letter_date)

@@ -23,7 +23,7 @@ from typing import Any
 
 from duecourse.domain.model import Component, Due, Payment
 from duecourse.domain.money import round_money
-from duecourse.domain.terms import CURRENT_STAGE, BucketSet, Product, Stage
+from duecourse.domain.terms import CURRENT_STAGE, DEFAULT_SEGMENT, BucketSet, Product, Segment, Stage
 
 ZERO = Decimal(0)
 ONE_DAY = dt.timedelta(days=1)
@@ -68,6 +68,9 @@ class AccountSnapshot:
         anchor_due_id: the oldest due whose required part is unpaid, or None.
         past_due: unpaid past-due amounts by component (charges due now included).
         stage_condition: the words that say why the stage was chosen.
+        segment: the strategy segment whose stages the account is on (``default``: no segment took it).
+        segment_condition: the words that say why that segment was chosen ("" when the strategy has
+            no segments).
         paid_by_due: per due, (required part paid, remainder paid) as of the date, after the charges due
             now have taken what they rank before.
     """
@@ -94,6 +97,8 @@ class AccountSnapshot:
     allocations: tuple[Allocation, ...] = field(default=())
     charges: tuple[ChargeLine, ...] = field(default=())
     paid_by_due: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    segment: str = DEFAULT_SEGMENT
+    segment_condition: str = ""
 
     @property
     def amount_past_due(self) -> Decimal:
@@ -353,6 +358,45 @@ def choose_stage(
     return CURRENT_STAGE, "no stage's conditions hold"
 
 
+def choose_segment(
+    segments: Sequence[Segment],
+    *,
+    product_code: str,
+    jurisdiction: str | None,
+    amount_past_due: Decimal,
+    balance: Decimal,
+) -> tuple[Segment | None, str]:
+    """The first segment whose conditions all hold (thresholds inclusive), else None (the default one)."""
+    for segment in segments:
+        when = segment.when
+        checks: list[tuple[bool, str]] = []
+        if when.products:
+            checks.append(
+                (product_code in when.products, f"product {product_code} in {', '.join(when.products)}")
+            )
+        if when.jurisdictions:
+            if jurisdiction is None:
+                raise ValueError(f"segment {segment.name} chooses by jurisdiction: the customer's is needed")
+            checks.append(
+                (
+                    jurisdiction in when.jurisdictions,
+                    f"jurisdiction {jurisdiction} in {', '.join(when.jurisdictions)}",
+                )
+            )
+        if when.min_amount_past_due is not None:
+            checks.append(
+                (
+                    amount_past_due >= when.min_amount_past_due,
+                    f"amount past due {amount_past_due} ≥ {when.min_amount_past_due}",
+                )
+            )
+        if when.min_balance is not None:
+            checks.append((balance >= when.min_balance, f"balance {balance} ≥ {when.min_balance}"))
+        if all(ok for ok, _ in checks):
+            return segment, " and ".join(words for _, words in checks)
+    return None, "no segment's conditions hold" if segments else ""
+
+
 def snapshot(
     account_id: str,
     product: Product,
@@ -363,8 +407,14 @@ def snapshot(
     as_of: dt.date,
     *,
     on_hold: bool = False,
+    segments: Sequence[Segment] = (),
+    jurisdiction: str | None = None,
 ) -> AccountSnapshot:
-    """The account's state as of ``as_of`` (docs/semantics.md)."""
+    """The account's state as of ``as_of`` (docs/semantics.md).
+
+    ``stages`` are the default stages; with ``segments``, an account one of them takes is on that
+    segment's stages instead (``jurisdiction``: the customer's, needed when a segment chooses by it).
+    """
     currency = product.currency
     order = ordered_dues(dues, product)
     counted = sorted((p for p in payments if p.paid_on <= as_of), key=lambda p: (p.paid_on, p.payment_id))
@@ -439,8 +489,16 @@ def snapshot(
     days_past_due = (as_of - anchor.due_date).days if anchor else 0
     delinquency_days = max(0, days_past_due - product.grace_days)
     amount_past_due = sum(past_due.values(), ZERO)
+    outstanding = owed - (paid_total - credit)
+    segment, segment_why = choose_segment(
+        segments,
+        product_code=product.code,
+        jurisdiction=jurisdiction,
+        amount_past_due=amount_past_due,
+        balance=outstanding,
+    )
     stage, why = choose_stage(
-        stages,
+        stages if segment is None else segment.stages,
         days_past_due=days_past_due,
         delinquency_days=delinquency_days,
         amount_past_due=amount_past_due,
@@ -460,7 +518,7 @@ def snapshot(
         stage=stage,
         stage_condition=why,
         on_hold=on_hold,
-        outstanding=owed - (paid_total - credit),
+        outstanding=outstanding,
         credit=credit,
         penalty_interest=penalty_interest,
         card_interest=card_interest,
@@ -469,4 +527,6 @@ def snapshot(
         allocations=tuple(allocations),
         charges=tuple(penalty_lines + card_lines + fee_lines),
         paid_by_due={due_id: (parts[0], parts[1]) for due_id, parts in held.items()},
+        segment=DEFAULT_SEGMENT if segment is None else segment.name,
+        segment_condition=segment_why,
     )

@@ -109,12 +109,90 @@ class Stage:
 
 
 CURRENT_STAGE = "current"
+# The segment of the accounts that match no ``[[strategy.segments]]``: they follow ``[[strategy.stages]]``.
+DEFAULT_SEGMENT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentWhen:
+    """Which accounts a segment takes: all conditions set here hold (an empty tuple or None: any).
+
+    Amounts are lower bounds only, in the account's currency, thresholds inclusive: between two days on
+    which money arrives or a due becomes payable, an account's amount past due and balance never fall, so
+    an account that enters a segment stays in it until the next such day, and the day it entered its
+    stage can be found again from the data (``engine/stage_path.py``). Tiers are written from the
+    highest threshold down: the first segment that matches wins.
+
+    Attributes:
+        products: the accounts' product codes.
+        jurisdictions: the customers' jurisdictions (CN, US, UK).
+        min_amount_past_due: the amount past due is at least this.
+        min_balance: the outstanding balance (every due, payable or not, and every charge, less what was
+            paid) is at least this.
+    """
+
+    products: tuple[str, ...] = ()
+    jurisdictions: tuple[str, ...] = ()
+    min_amount_past_due: Decimal | None = None
+    min_balance: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A part of the portfolio with its own stages (and so its own actions): ``[[strategy.segments]]``.
+
+    Stage names are unique across the whole strategy (the default stages and every segment's), so that a
+    stage name in the history, a decision or an export says which segment's ladder it is on.
+    """
+
+    name: str
+    when: SegmentWhen
+    stages: tuple[Stage, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Terms:
-    """Everything the daily run reads from configuration."""
+    """Everything the daily run reads from configuration.
+
+    Attributes:
+        products, bucket_sets: by code and name.
+        stages: the default stages, from least to most severe: those of the accounts no segment takes.
+        segments: in order; an account is in the first whose conditions hold, else in the default one.
+    """
 
     products: dict[str, Product]
     bucket_sets: dict[str, BucketSet]
     stages: tuple[Stage, ...]
+    segments: tuple[Segment, ...] = ()
+
+    def all_stages(self) -> tuple[Stage, ...]:
+        """The default stages, then each segment's, in order (names are unique across them)."""
+        return self.stages + tuple(stage for segment in self.segments for stage in segment.stages)
+
+    def ladders(self) -> tuple[tuple[str, tuple[Stage, ...]], ...]:
+        """(segment name, its stages) for the default segment, then each segment in order."""
+        return ((DEFAULT_SEGMENT, self.stages), *((s.name, s.stages) for s in self.segments))
+
+    def segment_of_stage(self, stage: str) -> str | None:
+        """The segment whose ladder holds ``stage`` (``current``: None, it is every segment's)."""
+        for name, stages in self.ladders():
+            if any(s.name == stage for s in stages):
+                return name
+        return None
+
+    def severity(self, stage: str) -> int:
+        """How severe ``stage`` is on its own ladder: 1 for the least severe, 0 for ``current``."""
+        for _, stages in self.ladders():
+            for i, s in enumerate(stages):
+                if s.name == stage:
+                    return i + 1
+        return 0
+
+    def deepest(self) -> int:
+        """The most stages any one ladder has."""
+        return max(len(stages) for _, stages in self.ladders())
+
+    @property
+    def needs_jurisdiction(self) -> bool:
+        """Whether a segment chooses by the customer's jurisdiction (the run then reads it)."""
+        return any(segment.when.jurisdictions for segment in self.segments)

@@ -24,6 +24,10 @@ CUSTOMERS: dict[str, pl.DataType] = {
     "country": pl.String(),
 }
 
+# An optional column of the accounts frame given to the engine: the customer's jurisdiction, read with the
+# accounts when a strategy segment chooses by it (``Terms.needs_jurisdiction``).
+JURISDICTION = "jurisdiction"
+
 ACCOUNTS: dict[str, pl.DataType] = {
     "account_id": pl.String(),
     "customer_id": pl.String(),

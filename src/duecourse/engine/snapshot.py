@@ -61,7 +61,7 @@ import polars as pl
 from duecourse.domain.model import COMPONENTS, Component
 from duecourse.domain.money import HALF_EVEN, HALF_UP, currency_spec, to_minor
 from duecourse.domain.terms import CARD_INTEREST_MODES, CURRENT_STAGE, LATE_FEE_MODES, Terms
-from duecourse.engine.schema import SNAPSHOTS
+from duecourse.engine.schema import JURISDICTION, SNAPSHOTS
 
 __all__ = ["compute_snapshots"]
 
@@ -208,7 +208,12 @@ def _block_sums(
 
 def _index_accounts(accounts: pl.DataFrame, terms: Terms) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Accounts sorted by id with their index ``aidx`` and product index ``pidx``; the product parameters."""
-    columns = ["account_id", "product_code"] + (["as_of"] if "as_of" in accounts.columns else [])
+    columns = ["account_id", "product_code"] + [c for c in ("as_of", JURISDICTION) if c in accounts.columns]
+    if terms.needs_jurisdiction and JURISDICTION not in accounts.columns:
+        raise ValueError(
+            "a strategy segment chooses by jurisdiction: the accounts need a 'jurisdiction' column "
+            "(the customer's)"
+        )
     accts = accounts.select(columns)
     if not accts["account_id"].is_sorted():  # the run reads them in order
         accts = accts.sort("account_id")
@@ -335,19 +340,31 @@ def _product_params(terms: Terms, codes: list[str]) -> pl.DataFrame:
         }
         for c, component in enumerate(COMPONENTS):
             row[f"rank_{c}"] = order.index(component) if component in order else None
-        for i, stage in enumerate(terms.stages):
-            threshold = stage.min_amount_past_due
-            # amount_past_due >= threshold in minor units; rounding the threshold up keeps it exact.
-            row[f"stage_apd_{i}"] = (
-                None
-                if threshold is None
-                else int(threshold.scaleb(spec.minor_digits).to_integral_value(rounding=ROUND_CEILING))
-            )
+        # amount >= threshold in minor units; rounding the threshold up keeps it exact.
+        for i, stage in enumerate(terms.all_stages()):
+            row[f"stage_apd_{i}"] = _threshold(stage.min_amount_past_due, spec.minor_digits)
+        for k, segment in enumerate(terms.segments):
+            row[f"seg_product_{k}"] = not segment.when.products or code in segment.when.products
+            row[f"seg_apd_{k}"] = _threshold(segment.when.min_amount_past_due, spec.minor_digits)
+            row[f"seg_balance_{k}"] = _threshold(segment.when.min_balance, spec.minor_digits)
         rows.append(row)
     schema = dict(_PARAMS_SCHEMA)
     schema |= {f"rank_{c}": pl.Int64() for c in range(_N_COMP)}
-    schema |= {f"stage_apd_{i}": pl.Int64() for i in range(len(terms.stages))}
+    schema |= {f"stage_apd_{i}": pl.Int64() for i in range(len(terms.all_stages()))}
+    for k in range(len(terms.segments)):
+        schema |= {
+            f"seg_product_{k}": pl.Boolean(),
+            f"seg_apd_{k}": pl.Int64(),
+            f"seg_balance_{k}": pl.Int64(),
+        }
     return pl.DataFrame(rows, schema=schema)
+
+
+def _threshold(amount: Decimal | None, minor_digits: int) -> int | None:
+    """A lower bound in minor units, rounded up (``amount >= bound`` stays exact); None for none."""
+    if amount is None:
+        return None
+    return int(amount.scaleb(minor_digits).to_integral_value(rounding=ROUND_CEILING))
 
 
 def _dense(n: int, aidx: I64, values: I64) -> I64:
@@ -1223,6 +1240,7 @@ def _assemble(  # noqa: PLR0914 - one row per account, each figure named once
         "penalty_past_due_minor": sums.unpaid[_PENALTY] + pen - pen_paid,
     }
     amount_past_due = sum(past_due.values(), np.zeros(n, dtype=np.int64))
+    outstanding = owed - paid_total + credit_after
     oldest = pl.Series(sums.anchor_day.astype(np.int32)).cast(pl.Date)
     columns: dict[str, pl.Series | I64] = {
         "account_id": accts["account_id"],
@@ -1239,13 +1257,11 @@ def _assemble(  # noqa: PLR0914 - one row per account, each figure named once
             terms,
             params,
             pidx,
-            days_past_due=days_past_due,
-            delinquency_days=delinquency_days,
-            amount_past_due=amount_past_due,
-            missed_dues=sums.missed,
+            _Figures(days_past_due, delinquency_days, amount_past_due, sums.missed, outstanding),
+            accts[JURISDICTION] if terms.needs_jurisdiction else None,
         ),
         "on_hold": on_hold,
-        "outstanding_minor": owed - paid_total + credit_after,
+        "outstanding_minor": outstanding,
         "credit_minor": credit_after,
         "penalty_interest_minor": pen,
         "card_interest_minor": card,
@@ -1291,36 +1307,71 @@ def _buckets(
     return buckets
 
 
+@dataclass(frozen=True, slots=True)
+class _Figures:
+    """Per account (dense), the figures stages and segments choose by (amounts in minor units)."""
+
+    days_past_due: I64
+    delinquency_days: I64
+    amount_past_due: I64
+    missed_dues: I64
+    balance: I64
+
+
+def _segments(
+    terms: Terms, params: pl.DataFrame, pidx: I64, figures: _Figures, jurisdiction: pl.Series | None
+) -> I64:
+    """Per account, 0 for the default segment or k + 1 for ``terms.segments[k]``: the first that matches
+    (``delinquency.choose_segment``)."""
+    chosen = np.zeros(len(pidx), dtype=np.int64)
+    # From last to first: an earlier segment that matches replaces a later one.
+    for k in reversed(range(len(terms.segments))):
+        when = terms.segments[k].when
+        conditions: list[Bools] = [_param(params, f"seg_product_{k}").astype(bool)[pidx]]
+        if when.jurisdictions:
+            assert jurisdiction is not None  # _index_accounts refuses accounts without it
+            conditions.append(jurisdiction.is_in(list(when.jurisdictions)).fill_null(False).to_numpy())
+        if when.min_amount_past_due is not None:
+            conditions.append(
+                figures.amount_past_due >= _param(params, f"seg_apd_{k}").astype(np.int64)[pidx]
+            )
+        if when.min_balance is not None:
+            conditions.append(figures.balance >= _param(params, f"seg_balance_{k}").astype(np.int64)[pidx])
+        chosen = np.where(np.logical_and.reduce(conditions), k + 1, chosen)
+    return chosen
+
+
 def _stages(
-    terms: Terms,
-    params: pl.DataFrame,
-    pidx: I64,
-    *,
-    days_past_due: I64,
-    delinquency_days: I64,
-    amount_past_due: I64,
-    missed_dues: I64,
+    terms: Terms, params: pl.DataFrame, pidx: I64, figures: _Figures, jurisdiction: pl.Series | None
 ) -> pl.Series:
-    """The most severe stage whose set conditions all hold (thresholds inclusive), else ``current``.
+    """The most severe stage of the account's segment whose set conditions all hold (thresholds
+    inclusive), else ``current``.
 
     A stage with no condition set never matches (the reading of ``delinquency.choose_stage``).
     """
-    chosen = np.zeros(len(pidx), dtype=np.int64)  # 0: current; i + 1: terms.stages[i]
-    # From least to most severe: a later (more severe) stage that holds replaces an earlier one.
-    for i, st in enumerate(terms.stages):
-        conditions: list[Bools] = []
-        if st.min_days_past_due is not None:
-            conditions.append(days_past_due >= st.min_days_past_due)
-        if st.min_delinquency_days is not None:
-            conditions.append(delinquency_days >= st.min_delinquency_days)
-        if st.min_amount_past_due is not None:
-            threshold = _param(params, f"stage_apd_{i}").astype(np.int64)[pidx]
-            conditions.append(amount_past_due >= threshold)
-        if st.min_missed_dues is not None:
-            conditions.append(missed_dues >= st.min_missed_dues)
-        if conditions:
-            chosen = np.where(np.logical_and.reduce(conditions), i + 1, chosen)
-    names = [CURRENT_STAGE, *(st.name for st in terms.stages)]
+    segment = _segments(terms, params, pidx, figures, jurisdiction) if terms.segments else None
+    chosen = np.zeros(len(pidx), dtype=np.int64)  # 0: current; i + 1: terms.all_stages()[i]
+    i = 0
+    for k, (_, ladder) in enumerate(terms.ladders()):
+        mine = None if segment is None else segment == k
+        # From least to most severe: a later (more severe) stage that holds replaces an earlier one.
+        for st in ladder:
+            conditions: list[Bools] = []
+            if st.min_days_past_due is not None:
+                conditions.append(figures.days_past_due >= st.min_days_past_due)
+            if st.min_delinquency_days is not None:
+                conditions.append(figures.delinquency_days >= st.min_delinquency_days)
+            if st.min_amount_past_due is not None:
+                threshold = _param(params, f"stage_apd_{i}").astype(np.int64)[pidx]
+                conditions.append(figures.amount_past_due >= threshold)
+            if st.min_missed_dues is not None:
+                conditions.append(figures.missed_dues >= st.min_missed_dues)
+            if conditions:
+                if mine is not None:
+                    conditions.append(mine)
+                chosen = np.where(np.logical_and.reduce(conditions), i + 1, chosen)
+            i += 1
+    names = [CURRENT_STAGE, *(st.name for st in terms.all_stages())]
     return pl.Series(names, dtype=pl.String).gather(chosen)
 
 

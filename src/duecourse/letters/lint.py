@@ -217,6 +217,8 @@ def lint_one(templates: TemplateSet, config: Config, kind: str, locale: str) -> 
             sample.dues,
             sample.payments,
             day,
+            segments=config.terms.segments,
+            jurisdiction=jurisdiction,
         )
 
     snap = snap_at(sample.letter_date)

@@ -220,7 +220,6 @@ def candidates(
     ``arms`` (``arms_for``; read here when not given): each account's arm in each experiment. An action
     of an experiment falls only for the accounts of the arms it names."""
     config = app.config
-    stage_order = [stage.name for stage in config.terms.stages]
     staged = sorted({action.stage for action in config.actions})
     entered = (
         select(stage_history.c.account_id, func.max(stage_history.c.entered_on).label("entered_on"))
@@ -255,7 +254,7 @@ def candidates(
     rows = read_frame(app.engine, query, schema=schema, bulk=many_accounts(app.engine))
     if arms is None:
         arms = arms_for(app, as_of, rows.get_column("account_id"))
-    more = _pre_due_parts(app, as_of, previous, len(stage_order))
+    more = _pre_due_parts(app, as_of, previous, config.terms.deepest())
     return plan_frame(config, rows, as_of, previous, arms=arms, more=more)
 
 
@@ -276,7 +275,7 @@ def plan_frame(
 
     ``arms``: each account's arm in each experiment (none: no account is in any). ``more``: rows already
     shaped like the actions' (the reminders before a due date)."""
-    stage_order = [stage.name for stage in config.terms.stages]
+    deepest = config.terms.deepest()
     if arms is None:
         arms = pl.DataFrame(schema=ARMS)
     rows = rows.with_columns(_holdout_of(config, arms, rows))
@@ -297,7 +296,7 @@ def plan_frame(
         mine = mine.with_columns(falls.alias("planned_on")).filter(pl.col("planned_on").is_not_null())
         if mine.is_empty():
             continue
-        severity = stage_order.index(action.stage) if action.stage in stage_order else 0
+        severity = config.terms.severity(action.stage) - 1
         when = (
             pl.when(pl.col("planned_on") == as_of)
             .then(pl.lit("today"))
@@ -315,8 +314,9 @@ def plan_frame(
                 pl.lit(action.at.isoformat(timespec="minutes") if action.at else None, pl.String()).alias(
                     "at"
                 ),
-                # The most severe stage first, then the strategy's order: who gets the day's one contact.
-                pl.lit((len(stage_order) - severity) * 1_000 + position, pl.Int32()).alias("priority"),
+                # The most severe stage first (on its own ladder: a segment's third stage ranks with the
+                # default third), then the strategy's order: who gets the day's one contact.
+                pl.lit((deepest - severity) * 1_000 + position, pl.Int32()).alias("priority"),
                 pl.lit(list(action.fallback), pl.List(pl.String())).alias("fallback"),
                 pl.format(
                     "stage {} entered {}; action {} ({} {}) falls {}" + arm,

@@ -204,7 +204,7 @@ def _simulate(
     stage_table.add_column("accounts", justify="right")
     stage_table.add_column("share", justify="right")
     stage_counts = dict(final.group_by("stage").len().iter_rows())
-    stage_names = ["current", *(s.name for s in app.config.terms.stages)]
+    stage_names = ["current", *(s.name for s in app.config.terms.all_stages())]
     for name in stage_names:
         n = stage_counts.get(name, 0)
         stage_table.add_row(name, f"{n:,}", f"{100 * n / max(1, final.height):.1f}%")

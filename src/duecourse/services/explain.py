@@ -136,6 +136,8 @@ def explain_text(
     )
     lines.append(f"Outstanding {m(snap.outstanding)}; credit {m(snap.credit)}")
     entered = f" (entered {stage_entered_on})" if stage_entered_on else ""
+    if snap.segment_condition:
+        lines.append(f"Segment {snap.segment}: {snap.segment_condition}")
     lines.append(f"Stage {snap.stage}{entered}: {snap.stage_condition}")
     if snap.on_hold:
         lines.append("On hold: an active hold stops contact.")
@@ -151,6 +153,8 @@ def explain_json(snap: AccountSnapshot, stage_entered_on: dt.date | None) -> dic
         "days_past_due": snap.days_past_due,
         "delinquency_days": snap.delinquency_days,
         "bucket": snap.bucket,
+        "segment": snap.segment,
+        "segment_condition": snap.segment_condition,
         "stage": snap.stage,
         "stage_condition": snap.stage_condition,
         "stage_entered_on": stage_entered_on.isoformat() if stage_entered_on else None,

@@ -75,7 +75,13 @@ def templates_from(directory: Path | None) -> TemplateSet:
 
 
 def _snapshot(
-    app: App, account: Account, dues: list[Due], payments: list[Payment], as_of: dt.date, on_hold: bool
+    app: App,
+    account: Account,
+    customer: Customer,
+    dues: list[Due],
+    payments: list[Payment],
+    as_of: dt.date,
+    on_hold: bool,
 ) -> delinquency.AccountSnapshot:
     terms = app.config.terms
     product = terms.products[account.product_code]
@@ -88,6 +94,8 @@ def _snapshot(
         payments,
         as_of,
         on_hold=on_hold,
+        segments=terms.segments,
+        jurisdiction=customer.jurisdiction,
     )
 
 
@@ -112,10 +120,10 @@ def build_data(
             f"{customer.jurisdiction} need the issuer's name, address and ways to pay "
             "(see `duecourse config example`)"
         )
-    snap = _snapshot(app, account, dues, payments, letter_date, on_hold)
+    snap = _snapshot(app, account, customer, dues, payments, letter_date, on_hold)
     itemization = None
     if kind == "us_validation_notice" and snap.oldest_unpaid_due_date is not None:
-        itemization = _snapshot(app, account, dues, payments, snap.oldest_unpaid_due_date, on_hold)
+        itemization = _snapshot(app, account, customer, dues, payments, snap.oldest_unpaid_due_date, on_hold)
     return letter_data(
         kind_name=kind,
         locale=locale,

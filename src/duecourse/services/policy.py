@@ -5,7 +5,8 @@ with no words on its channel anywhere). This goes further, per jurisdiction, sin
 apply to every customer in that stage wherever they live:
 
 - an action whose kind a jurisdiction does not use (a US validation notice for a customer in China):
-  those customers get nothing from it (a warning: the run skips them, with the reason);
+  those customers get nothing from it (a warning: the run skips them, with the reason); a stage of a
+  segment that takes only some jurisdictions is checked against those alone;
 - an e-mail, SMS or push action whose kind has no words in the locale of a jurisdiction that uses it:
   every such message would fail when it is rendered (an error);
 - an action whose preferred time is outside a jurisdiction's contact hours: the governor defers every
@@ -71,10 +72,13 @@ def _actions(config: Config) -> list[Finding]:
 
     templates = shipped_templates()
     found: list[Finding] = []
+    reach = _reach(config)
     for action in (*config.actions, *config.pre_due):
         where = f"stage {action.stage}, action {action.name} ({action.channel} {action.kind})"
-        used = KINDS[action.kind].jurisdictions if action.kind in KINDS else JURISDICTIONS
-        skipped = [j for j in JURISDICTIONS if j not in used]
+        present = reach.get(action.stage, JURISDICTIONS)
+        kind_used = KINDS[action.kind].jurisdictions if action.kind in KINDS else JURISDICTIONS
+        used = tuple(j for j in present if j in kind_used)
+        skipped = [j for j in present if j not in kind_used]
         if skipped:
             found.append(
                 Finding(
@@ -115,6 +119,27 @@ def _actions(config: Config) -> list[Finding]:
     return found
 
 
+def _reach(config: Config) -> dict[str, tuple[str, ...]]:
+    """The jurisdictions whose customers can be on each stage (a stage left out: every jurisdiction).
+
+    A segment's stages reach the jurisdictions its ``when`` names (all when it names none), less those
+    an earlier segment takes whole (one that asks for nothing but the jurisdiction); the default stages
+    reach what no segment takes whole.
+    """
+    reach: dict[str, tuple[str, ...]] = {}
+    taken: set[str] = set()
+    for segment in config.terms.segments:
+        when = segment.when
+        mine = tuple(j for j in (when.jurisdictions or JURISDICTIONS) if j not in taken)
+        reach |= {stage.name: mine for stage in segment.stages}
+        whole = not when.products and when.min_amount_past_due is None and when.min_balance is None
+        if whole:
+            taken |= set(when.jurisdictions)
+    left = tuple(j for j in JURISDICTIONS if j not in taken)
+    reach |= {stage.name: left for stage in config.terms.stages}
+    return reach
+
+
 def _silent_stages(config: Config) -> list[Finding]:
     with_actions = {action.stage for action in config.actions}
     return [
@@ -123,6 +148,6 @@ def _silent_stages(config: Config) -> list[Finding]:
             "policy.silent_stage",
             f"stage {stage.name} has no actions: its accounts are never contacted by the strategy",
         )
-        for stage in config.terms.stages
+        for stage in config.terms.all_stages()
         if stage.name not in with_actions
     ]

@@ -6,6 +6,7 @@ these and never touch tables or rules themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import time
@@ -282,11 +283,19 @@ def _as_portfolio(chunk: repo.PortfolioChunk) -> repo.Portfolio:
 def _chunks(
     app: App, portfolio: repo.Portfolio | None, accounts_per_chunk: int, previous_day: dt.date | None
 ) -> Generator[repo.Portfolio | repo.PortfolioChunk, None, None]:
-    if portfolio is not None:
+    jurisdiction = app.config.terms.needs_jurisdiction
+    if portfolio is not None and jurisdiction:
+        accounts = repo.with_jurisdiction(portfolio.accounts, portfolio.customers)
+        yield dataclasses.replace(portfolio, accounts=accounts)
+    elif portfolio is not None:
         yield portfolio
     else:
         yield from repo.portfolio_chunks(
-            app.engine, accounts_per_chunk, previous_day=previous_day, for_run=True
+            app.engine,
+            accounts_per_chunk,
+            previous_day=previous_day,
+            for_run=True,
+            with_jurisdiction=jurisdiction,
         )
 
 
@@ -504,7 +513,16 @@ def explain_account(app: App, account_id: str, as_of: dt.date) -> Explanation:
     held = _holds_active(app, as_of)
     on_hold = bool(held.filter(pl.col("account_id") == account_id).height)
     snap = delinquency.snapshot(
-        account_id, product, bucket_set, terms.stages, dues, payments, as_of, on_hold=on_hold
+        account_id,
+        product,
+        bucket_set,
+        terms.stages,
+        dues,
+        payments,
+        as_of,
+        on_hold=on_hold,
+        segments=terms.segments,
+        jurisdiction=None if customer is None else customer.jurisdiction,
     )
     entered = repo.stage_entered_on(app.engine, account_id, as_of, snap.stage)
     ordered = delinquency.ordered_dues(dues, product)

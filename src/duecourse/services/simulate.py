@@ -32,6 +32,7 @@ the issuer and the links, whose length is the same for every account, so the cou
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -244,6 +245,10 @@ def _check_store(app: App) -> None:
 def _read(app: App, first: dt.date, last: dt.date) -> _Stored:
     _check_store(app)
     portfolio = repo.load_portfolio(app.engine)
+    # A proposed strategy's segments may choose by jurisdiction: the accounts carry it whatever the strategy.
+    portfolio = dataclasses.replace(
+        portfolio, accounts=repo.with_jurisdiction(portfolio.accounts, portfolio.customers)
+    )
     start = dt.datetime.combine(first - dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC)
     end = dt.datetime.combine(last + dt.timedelta(days=_OUTBOX_REACH_DAYS), dt.time(), tzinfo=dt.UTC)
     read = read_frames(

@@ -26,7 +26,7 @@ import polars as pl
 from duecourse.bootstrap import App
 from duecourse.config import Config
 from duecourse.domain.errors import DuecourseError, Problem, ProblemsError
-from duecourse.engine.schema import ACCOUNTS, DUES, PAYMENTS
+from duecourse.engine.schema import ACCOUNTS, DUES, JURISDICTION, PAYMENTS
 from duecourse.store import repo
 
 if TYPE_CHECKING:
@@ -81,7 +81,10 @@ def write_portfolio(
     for name, (frame, schema) in frames.items():
         folder = out_dir / name
         folder.mkdir(parents=True, exist_ok=True)
-        frame.select([pl.col(c).cast(t) for c, t in schema.items()]).write_parquet(folder / _PART)
+        columns = dict(schema)
+        if name == "accounts" and JURISDICTION in frame.columns:
+            columns[JURISDICTION] = pl.String()
+        frame.select([pl.col(c).cast(t) for c, t in columns.items()]).write_parquet(folder / _PART)
         written[name] = frame.height
     return written
 
@@ -90,7 +93,8 @@ def export_portfolio(app: App, out_dir: Path, as_of: dt.date | None = None) -> d
     """The stored accounts, dues and payments as Parquet datasets (and the holds of ``as_of`` when given)."""
     portfolio = repo.load_portfolio(app.engine)
     on_hold = repo.accounts_on_hold(app.engine, as_of) if as_of is not None else None
-    return write_portfolio(out_dir, portfolio.accounts, portfolio.dues, portfolio.payments, on_hold)
+    accounts = repo.with_jurisdiction(portfolio.accounts, portfolio.customers)
+    return write_portfolio(out_dir, accounts, portfolio.dues, portfolio.payments, on_hold)
 
 
 # ---------------------------------------------------------------- the run
@@ -303,6 +307,15 @@ def _run(
         if name == HOLDS_DIR and "on_hold" not in read.columns:
             read = read.withColumn("on_hold", sf.lit(True))
         schema = HOLDS if name == HOLDS_DIR else INPUTS[name]
+        if name == "accounts" and JURISDICTION in read.columns:
+            schema = {**schema, JURISDICTION: pl.String()}
+        elif name == "accounts" and config.terms.needs_jurisdiction:
+            message = (
+                "the accounts have no jurisdiction column, which the strategy's segments choose by; "
+                "export them again (duecourse export portfolio) to add it"
+            )
+            problems.append(Problem("spark.missing_column", message, location))
+            continue
         found = schema_problems(read, schema, location)
         problems.extend(found)
         if not found:

@@ -693,15 +693,24 @@ class Ranged:
         table: a table with an ``account_id`` column.
         columns: the columns to read, in this order.
         equal: column -> value (a date, a text or an integer), all of which a row must equal.
+        joined: (another table, the key column both have, its columns to read after ours): each row
+            with the columns of the other table's row of the same key (null where there is none), e.g.
+            the accounts with their customer's jurisdiction.
     """
 
     table: Table
     columns: tuple[str, ...] | None = None
     equal: Mapping[str, dt.date | str | int] = field(default_factory=dict)
+    joined: tuple[Table, str, tuple[str, ...]] | None = None
 
     def schema(self) -> dict[str, pl.DataType]:
         whole = table_schema(self.table)
-        return {name: whole[name] for name in (self.columns or tuple(whole))}
+        own = {name: whole[name] for name in (self.columns or tuple(whole))}
+        if self.joined is None:
+            return own
+        other, _, columns = self.joined
+        theirs = table_schema(other)
+        return own | {name: theirs[name] for name in columns}
 
 
 def _range_query(
@@ -714,7 +723,18 @@ def _range_query(
     third slower on a large range).
     """
     schema = source.schema()
-    columns = ", ".join(_quoted(name) for name in schema)
+    if source.joined is None:
+        columns = ", ".join(_quoted(name) for name in schema)
+        qualify = ""
+        source_sql = _quoted(source.table.name)
+    else:
+        other, key, theirs = source.joined
+        columns = ", ".join(f"{'j' if name in theirs else 't'}.{_quoted(name)}" for name in schema)
+        qualify = "t."
+        source_sql = (
+            f"{_quoted(source.table.name)} AS t LEFT JOIN {_quoted(other.name)} AS j "
+            f"ON j.{_quoted(key)} = t.{_quoted(key)}"
+        )
     if typed:
         columns = f"{columns}, 0"
     conditions: list[str] = []
@@ -722,20 +742,20 @@ def _range_query(
     for name, value in source.equal.items():
         if backend == "postgresql":
             text_value = value.isoformat() if isinstance(value, dt.date) else str(value)
-            conditions.append(f"{_quoted(name)} = {_pg_text(text_value)}")
+            conditions.append(f"{qualify}{_quoted(name)} = {_pg_text(text_value)}")
         else:
-            conditions.append(f"{_quoted(name)} = ?")
+            conditions.append(f"{qualify}{_quoted(name)} = ?")
             params.append(_sqlite_value(value))
     for op, bound in ((">=", low), ("<", high)):
         if bound is None:
             continue
         if backend == "postgresql":
-            conditions.append(f'"account_id" {op} {_pg_text(bound)}')
+            conditions.append(f'{qualify}"account_id" {op} {_pg_text(bound)}')
         else:
-            conditions.append(f'"account_id" {op} ?')
+            conditions.append(f'{qualify}"account_id" {op} ?')
             params.append(bound)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    query = f"SELECT {columns} FROM {_quoted(source.table.name)}{where}"
+    query = f"SELECT {columns} FROM {source_sql}{where}"
     if typed:
         query = f"{_typed_first_row(schema)} UNION ALL {query}"
     return query, params
