@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from duecourse.bootstrap import App
+from duecourse.channels.dispatch import STOPPING_HOLDS
 from duecourse.config import PRE_DUE_STAGE, Config
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.strategy import Action
@@ -252,6 +253,7 @@ def candidates(
         "entered_on": pl.Date(),
     }
     rows = read_frame(app.engine, query, schema=schema, bulk=many_accounts(app.engine))
+    rows = with_resumed(rows, _ended_holds(app, as_of, previous), as_of, previous)
     if arms is None:
         arms = arms_for(app, as_of, rows.get_column("account_id"))
     more = _pre_due_parts(app, as_of, previous, config.terms.deepest())
@@ -274,7 +276,8 @@ def plan_frame(
     ``candidates`` gives after its read of the database (and ``policy simulate`` over its own stages).
 
     ``arms``: each account's arm in each experiment (none: no account is in any). ``more``: rows already
-    shaped like the actions' (the reminders before a due date)."""
+    shaped like the actions' (the reminders before a due date). A ``since`` column (``with_resumed``)
+    counts an account's occurrences after its own day instead of after ``previous``."""
     deepest = config.terms.deepest()
     if arms is None:
         arms = pl.DataFrame(schema=ARMS)
@@ -292,14 +295,25 @@ def plan_frame(
             arm = f" for arm {{}} of experiment {action.experiment}"
         if mine.is_empty():
             continue
-        falls = _falls(action, mine.get_column("entered_on"), as_of, previous)
+        since = mine.get_column("since") if "since" in mine.columns else None
+        falls = _falls(action, mine.get_column("entered_on"), as_of, previous, since=since)
         mine = mine.with_columns(falls.alias("planned_on")).filter(pl.col("planned_on").is_not_null())
         if mine.is_empty():
             continue
         severity = config.terms.severity(action.stage) - 1
+        default = as_of - dt.timedelta(days=1) if previous is None else previous
+        resumed = pl.col("since") < pl.lit(default) if "since" in mine.columns else pl.lit(False)
         when = (
             pl.when(pl.col("planned_on") == as_of)
             .then(pl.lit("today"))
+            .when(resumed)
+            .then(
+                pl.format(
+                    "on {} (the latest occurrence a hold from {} kept back; the hold has ended)",
+                    "planned_on",
+                    (pl.col("since") + pl.duration(days=1)).cast(pl.String),
+                )
+            )
             .otherwise(
                 pl.format(
                     "on {} (the latest occurrence since the run of {})", "planned_on", pl.lit(str(previous))
@@ -451,8 +465,18 @@ def _pre_due_parts(app: App, as_of: dt.date, previous: dt.date | None, stages: i
     return found
 
 
-def _falls(action: Action, entered_on: pl.Series, day: dt.date, previous: dt.date | None) -> pl.Series:
-    """``Action.due`` over a column of stage entry days: the occurrence a run on ``day`` plans, or null."""
+def _falls(
+    action: Action,
+    entered_on: pl.Series,
+    day: dt.date,
+    previous: dt.date | None,
+    *,
+    since: pl.Series | None = None,
+) -> pl.Series:
+    """``Action.due`` over a column of stage entry days: the occurrence a run on ``day`` plans, or null.
+
+    ``since`` (one day per row, null: ``previous``'s): the occurrences after that day count, as if the
+    previous run had been then (``with_resumed``)."""
     first = pl.col("entered_on") + pl.duration(days=action.offset_days)
     if action.repeat_every_days is None or action.max_times == 1:
         last = first
@@ -460,11 +484,56 @@ def _falls(action: Action, entered_on: pl.Series, day: dt.date, previous: dt.dat
         elapsed = (pl.lit(day) - first).dt.total_days()
         times = pl.min_horizontal(pl.lit(action.max_times - 1), elapsed // action.repeat_every_days)
         last = first + pl.duration(days=times * action.repeat_every_days)
-    since = day - dt.timedelta(days=1) if previous is None else previous
+    default = day - dt.timedelta(days=1) if previous is None else previous
     frame = pl.DataFrame({"entered_on": entered_on})
+    after = pl.lit(default)
+    if since is not None:
+        frame = frame.with_columns(since.alias("since"))
+        after = pl.col("since").fill_null(default)
     return frame.select(
-        pl.when((pl.lit(day) >= first) & (last > pl.lit(since))).then(last).otherwise(None).alias("falls")
+        pl.when((pl.lit(day) >= first) & (last > after)).then(last).otherwise(None).alias("falls")
     ).to_series()
+
+
+def with_resumed(
+    rows: pl.DataFrame, ended: pl.DataFrame, as_of: dt.date, previous: dt.date | None
+) -> pl.DataFrame:
+    """``rows`` with ``since``: the day after which each account's occurrences count.
+
+    That is the previous run's day, except for an account a stopping hold (``STOPPING_HOLDS``: a
+    dispute, a promise, a plan, ...) on its customer or on it kept from contact until after that day and
+    no longer does: its occurrences count from the day the hold began. The governor suppressed them while
+    the hold was in force; the first run after it ends plans, of each action, the latest occurrence the
+    hold kept back, once, as after a gap of runs (never the backlog: the catch-up rule of
+    ``domain/strategy.py``). ``ended``: holds in the governor's ``HOLDS`` columns (others are ignored).
+    """
+    default = as_of - dt.timedelta(days=1) if previous is None else previous
+    lapsed = ended.filter(
+        pl.col("kind").is_in(sorted(STOPPING_HOLDS))
+        & pl.col("channel").is_null()
+        & pl.col("ends_on").is_not_null()
+        & (pl.col("ends_on") >= default)
+        & (pl.col("ends_on") < as_of)
+    ).with_columns((pl.col("starts_on") - pl.duration(days=1)).alias("since"))
+    by_customer = (
+        lapsed.filter(pl.col("scope") == "customer").group_by("customer_id").agg(pl.col("since").min())
+    )
+    by_account = lapsed.filter(pl.col("scope") == "account").group_by("account_id").agg(pl.col("since").min())
+    resumed = (
+        rows.select("account_id", "customer_id")
+        .join(by_customer, on="customer_id", how="left")
+        .join(by_account, on="account_id", how="left", suffix="_account")
+        .select(pl.min_horizontal(pl.col("since"), pl.col("since_account"), pl.lit(default)).alias("since"))
+        .get_column("since")
+    )
+    return rows.with_columns(resumed)
+
+
+def _ended_holds(app: App, as_of: dt.date, previous: dt.date | None) -> pl.DataFrame:
+    """The holds that ended after the previous run's day and before ``as_of`` (``with_resumed``)."""
+    default = as_of - dt.timedelta(days=1) if previous is None else previous
+    query = holds_query().where(and_(holds.c.ends_on >= default, holds.c.ends_on < as_of))
+    return hold_frame(read_frame(app.engine, query))
 
 
 def _wanted_instants(found: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:

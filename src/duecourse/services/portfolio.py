@@ -6,14 +6,13 @@ these and never touch tables or rules themselves.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import time
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -286,7 +285,7 @@ def _chunks(
     jurisdiction = app.config.terms.needs_jurisdiction
     if portfolio is not None and jurisdiction:
         accounts = repo.with_jurisdiction(portfolio.accounts, portfolio.customers)
-        yield dataclasses.replace(portfolio, accounts=accounts)
+        yield replace(portfolio, accounts=accounts)
     elif portfolio is not None:
         yield portfolio
     else:

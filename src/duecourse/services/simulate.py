@@ -32,7 +32,6 @@ the issuer and the links, whose length is the same for every account, so the cou
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -62,6 +61,7 @@ from duecourse.services.contacts import (
     local_days,
     plan_frame,
     policy_of,
+    with_resumed,
 )
 from duecourse.services.stages import FIRST_RUN_LOOKBACK_DAYS
 from duecourse.store import repo
@@ -246,9 +246,7 @@ def _read(app: App, first: dt.date, last: dt.date) -> _Stored:
     _check_store(app)
     portfolio = repo.load_portfolio(app.engine)
     # A proposed strategy's segments may choose by jurisdiction: the accounts carry it whatever the strategy.
-    portfolio = dataclasses.replace(
-        portfolio, accounts=repo.with_jurisdiction(portfolio.accounts, portfolio.customers)
-    )
+    portfolio = replace(portfolio, accounts=repo.with_jurisdiction(portfolio.accounts, portfolio.customers))
     start = dt.datetime.combine(first - dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC)
     end = dt.datetime.combine(last + dt.timedelta(days=_OUTBOX_REACH_DAYS), dt.time(), tzinfo=dt.UTC)
     read = read_frames(
@@ -311,6 +309,7 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
             .select("account_id", "stage", "entered_on")
             .join(info, on="account_id", how="inner")
         )
+        rows = with_resumed(rows, stored.holds, day, None)
         found = plan_frame(config, rows, day, None, arms=arms, extra=("locale",))
         if found.height:
             decided = decide(
