@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     for what, about in (
         ("decisions", "the governor's decision on every planned contact, one row each"),
         ("communications", "the outbox: one row per message planned in the days"),
+        ("tasks", "escalation tasks (agency placement, charge-off review, ...) planned in the days"),
     ):
         ed = exp_sub.add_parser(what, help=about)
         ed.add_argument("--from", dest="first", required=True, type=_date, metavar="YYYY-MM-DD")
@@ -381,11 +382,15 @@ def _with_app(app: App, args: argparse.Namespace) -> int:
         written = export_portfolio(app, args.out, args.as_of)
         print(f"{args.out}: " + ", ".join(f"{count} {name}" for name, count in written.items()))
         return 0
-    if args.command == "export" and args.what in ("decisions", "communications"):
+    if args.command == "export" and args.what in ("decisions", "communications", "tasks"):
         from duecourse.services import contacts as contact_plans
+        from duecourse.services import tasks
 
         if args.what == "decisions":
             rows = contact_plans.export_decisions(app, args.first, args.last, args.out)
+        elif args.what == "tasks":
+            contact_plans.check_range(args.first, args.last)
+            rows = tasks.export_tasks(app.engine, args.first, args.last, args.out)
         else:
             rows = contact_plans.export_communications(app, args.first, args.last, args.out)
         print(f"{args.out}: {rows} {args.what} from {args.first} to {args.last}")

@@ -32,7 +32,7 @@ from duecourse.domain.calendar import KNOWN_CODES as CALENDARS
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.model import COMPONENTS, JURISDICTIONS
 from duecourse.domain.money import CURRENCIES, MoneyError, quantum, to_decimal
-from duecourse.domain.strategy import ACTION_CHANNELS, Action, Experiment, Variant
+from duecourse.domain.strategy import ACTION_CHANNELS, TASK_CHANNEL, TASK_KINDS, Action, Experiment, Variant
 from duecourse.domain.terms import (
     CARD_INTEREST_MODES,
     CURRENT_STAGE,
@@ -1425,7 +1425,18 @@ def _action(
     else:
         _keys(check, table, path, ACTION_KEYS, ("channel", "kind"))
     channel = _choice(check, table, "channel", path, ACTION_CHANNELS)
-    kind = _choice(check, table, "kind", path, tuple(LETTER_KINDS))
+    kind = _choice(check, table, "kind", path, (*LETTER_KINDS, *TASK_KINDS))
+    if channel == TASK_CHANNEL and kind is not None and kind not in TASK_KINDS:
+        message = f"a task is one of {', '.join(TASK_KINDS)}, not {kind} (a message needs a message channel)"
+        check.add("config.bad_value", message, path + ("kind",))
+    elif channel is not None and channel != TASK_CHANNEL and kind in TASK_KINDS:
+        message = f'{kind} is a task, not a message: write channel = "{TASK_CHANNEL}"'
+        check.add("config.bad_value", message, path + ("channel",))
+    if channel == TASK_CHANNEL:
+        for key in ("at", "fallback"):
+            if key in table:
+                message = f"a task is not sent to the customer: it has no {key}"
+                check.add("config.bad_value", message, path + (key,))
     # Unnamed, an action is named by what it does, not by its place in the list: inserting another action
     # above it must not change its idempotency key (that would send it again).
     name = (
@@ -1460,10 +1471,11 @@ def _action(
     fallback: list[str] = []
     if "fallback" in table:
         raw_fallback = table["fallback"]
+        messages = tuple(c for c in ACTION_CHANNELS if c != TASK_CHANNEL)
         if not isinstance(raw_fallback, list) or not all(
-            isinstance(c, str) and c in ACTION_CHANNELS for c in raw_fallback
+            isinstance(c, str) and c in messages for c in raw_fallback
         ):
-            known = ", ".join(_show(c) for c in ACTION_CHANNELS)
+            known = ", ".join(_show(c) for c in messages)
             check.add(
                 "config.bad_value",
                 f"fallback must be a list of channels ({known}), not {_show(raw_fallback)}",
@@ -1499,7 +1511,7 @@ def _action(
         )
     if channel in ("email", "sms", "push") and kind is not None:
         _check_words(check, channel, kind, path)
-    for used in ([channel] if channel else []) + fallback:
+    for used in ([channel] if channel and channel != TASK_CHANNEL else []) + fallback:
         if CARRIER[used] not in channels:
             message = (
                 f"the action sends by {used}, but there is no [channels.{CARRIER[used]}] table: "

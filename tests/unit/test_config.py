@@ -21,7 +21,7 @@ from duecourse.config import (
     load_config,
 )
 from duecourse.domain.errors import ProblemsError
-from duecourse.domain.strategy import Action
+from duecourse.domain.strategy import TASK_KINDS, Action
 from duecourse.domain.terms import Bucket, LateFee, Stage
 from duecourse.letters.kinds import KINDS
 
@@ -677,7 +677,7 @@ def test_every_problem_of_actions_and_channels_is_reported_at_its_line(in_tmp: P
         "duecourse.toml:12: the action sends by sms, but there is no [channels.sms] table: "
         "configure the channel or remove the action",
         "duecourse.toml:17: kind must be one of "
-        + ", ".join(f'"{k}"' for k in KINDS)
+        + ", ".join(f'"{k}"' for k in (*KINDS, *TASK_KINDS))
         + ', not "overdue_remider"; did you mean "overdue_reminder"?',
         "duecourse.toml:18: max_times above 1 needs repeat_every_days",
     ]

@@ -15,6 +15,7 @@ from duecourse.rulepacks.packs import (
     RulePackError,
     contact_hours,
     governor_pack,
+    task_rules,
 )
 
 # The rule ids of the reference (shared/reference/rules.md, sections A-E); a pack may also use COMMON-* ids.
@@ -41,6 +42,9 @@ def rules_and_citations(jurisdiction: str) -> list[tuple[str, str, str]]:
         found.append(("call_quiet", pack.call_quiet.rule, pack.call_quiet.citation))
     found.append(("daily_cap", pack.daily_cap.rule, pack.daily_cap.citation))
     found.append(("daily_cap exemptions", pack.daily_cap.rule, pack.daily_cap.exempt_citation))
+    tasks = task_rules(jurisdiction)
+    found += [(f"prerequisite {p.task}", p.rule, p.citation) for p in tasks.prerequisites]
+    found += [(f"bar {b.task}", b.rule, b.citation) for b in tasks.bars]
     return found
 
 
@@ -151,3 +155,18 @@ def test_a_malformed_pack_is_reported_with_every_problem(monkeypatch: pytest.Mon
 def test_an_unknown_jurisdiction_has_no_pack() -> None:
     with pytest.raises(RulePackError, match="no rule pack for jurisdiction 'FR'"):
         governor_pack("FR")
+
+
+def test_escalation_tasks_wait_for_the_notices_the_law_wants_first() -> None:
+    cn, uk, us = (task_rules(j) for j in ("CN", "UK", "US"))
+    assert {(p.task, p.needs, p.rule) for p in cn.prerequisites} == {
+        ("agency_placement", "final_demand", "CN-COL-06"),
+        ("credit_report", "credit_report_notice", "CN-CR-01"),
+    }
+    assert {(p.task, p.needs, p.rule) for p in uk.prerequisites} == {
+        ("charge_off_review", "uk_default_notice", "UK-DEF-01")
+    }
+    assert [(b.task, b.hold, b.since, b.rule) for b in us.bars] == [
+        ("agency_placement", "not_mine", "ever", "US-IDT-01")
+    ]
+    assert [(b.task, b.hold, b.since) for b in uk.bars] == [("agency_placement", "vulnerability", "in_force")]

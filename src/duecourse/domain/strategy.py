@@ -16,7 +16,12 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
-ACTION_CHANNELS: tuple[str, ...] = ("letter", "email", "sms", "push")
+ACTION_CHANNELS: tuple[str, ...] = ("letter", "email", "sms", "push", "task")
+# Escalations are actions too (``channel = "task"``): work for people or partners, not messages. They
+# wait for what the law wants done first (the rule packs' ``[[prerequisites]]`` and ``[[bars]]``) and
+# are listed by ``duecourse export tasks``.
+TASK_CHANNEL = "task"
+TASK_KINDS: tuple[str, ...] = ("agency_placement", "charge_off_review", "credit_report", "legal_review")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +32,8 @@ class Action:
         stage: the stage's name.
         name: identifies the action within the stage (``"0"``, ``"1"``, ... by position, or as written);
             part of the outbox's idempotency key, so renaming it re-plans.
-        channel: letter, email, sms or push.
-        kind: the letter kind or message template (``overdue_reminder``, ...).
+        channel: letter, email, sms, push, or task (an escalation: ``TASK_KINDS``).
+        kind: the letter kind or message template (``overdue_reminder``, ...), or the task's kind.
         offset_days: days after entering the stage (0: the day it entered).
         repeat_every_days: days between repeats (``None``: once).
         max_times: how many times in all.

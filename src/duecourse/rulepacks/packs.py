@@ -187,6 +187,42 @@ class GovernorPack:
         return next((rule for rule in self.holds if rule.kind == kind), None)
 
 
+BAR_SINCE: tuple[str, ...] = ("in_force", "ever")
+
+
+@dataclass(frozen=True, slots=True)
+class Prerequisite:
+    """A task of kind ``task`` waits until the day after the deadline of the last ``needs`` notice sent
+    on the account (the notice's ``[letters.deadlines]`` rule, on the customer's calendar)."""
+
+    jurisdiction: str
+    task: str
+    needs: str
+    rule: str
+    citation: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """A task of kind ``task`` is not done while a ``hold`` is in force (``since = "in_force"``) or once
+    one was ever recorded on the customer or the account (``"ever"``)."""
+
+    jurisdiction: str
+    task: str
+    hold: str
+    since: str
+    rule: str
+    citation: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRules:
+    """What the tasks of one jurisdiction wait for and what bars them."""
+
+    prerequisites: tuple[Prerequisite, ...]
+    bars: tuple[Bar, ...]
+
+
 class _Reader:
     """Reads typed values out of a pack's tables and collects every problem before raising once."""
 
@@ -319,6 +355,46 @@ def daily_cap(jurisdiction: str) -> DailyCap:
     )
     reader.done()
     return cap
+
+
+@functools.cache
+def task_rules(jurisdiction: str) -> TaskRules:
+    """The ``[[prerequisites]]`` and ``[[bars]]`` of the jurisdiction's pack (none: tasks wait for
+    nothing but the holds)."""
+    from duecourse.domain.strategy import TASK_KINDS
+
+    reader = _Reader(jurisdiction)
+    pack = _pack(jurisdiction)
+    prerequisites: list[Prerequisite] = []
+    for number, table in enumerate(reader.tables(pack, "prerequisites"), start=1):
+        where = f"[[prerequisites]] #{number}"
+        prerequisites.append(
+            Prerequisite(
+                jurisdiction,
+                reader.choice(table, "task", where, TASK_KINDS),
+                reader.text(table, "needs", where),
+                reader.text(table, "rule", where),
+                reader.text(table, "citation", where),
+            )
+        )
+    bars: list[Bar] = []
+    for number, table in enumerate(reader.tables(pack, "bars"), start=1):
+        where = f"[[bars]] #{number}"
+        bars.append(
+            Bar(
+                jurisdiction,
+                reader.choice(table, "task", where, TASK_KINDS),
+                reader.text(table, "hold", where),
+                reader.choice(table, "since", where, BAR_SINCE),
+                reader.text(table, "rule", where),
+                reader.text(table, "citation", where),
+            )
+        )
+    tasks = [p.task for p in prerequisites]
+    for task in sorted({t for t in tasks if tasks.count(t) > 1}):
+        reader.problem("[[prerequisites]]", f"task {task!r} is listed more than once")
+    reader.done()
+    return TaskRules(tuple(prerequisites), tuple(bars))
 
 
 @functools.cache

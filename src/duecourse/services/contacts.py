@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -41,7 +41,9 @@ from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.strategy import Action
 from duecourse.engine import governor
 from duecourse.letters.kinds import KINDS
+from duecourse.letters.settings import Deadline
 from duecourse.rulepacks.packs import contact_hours
+from duecourse.services import tasks
 from duecourse.store import outbox as store
 from duecourse.store import repo
 from duecourse.store.frames import many_accounts, read_frame, read_frames
@@ -85,9 +87,14 @@ def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
     arms = arms_for(app, as_of)
     found = candidates(app, as_of, previous, arms=arms)
     if found.is_empty():
-        _replace_decisions(app, as_of, found, pl.DataFrame(schema=governor.DECISIONS), now, [], arms)
+        empty = pl.DataFrame(schema=governor.DECISIONS)
+        _replace_decisions(app, as_of, found, empty, now, [], arms, config.letters.deadlines)
         return ContactPlan(as_of, 0, 0, {})
     context = _context(app, as_of)
+    with app.engine.connect() as connection:
+        task_inputs = tasks.read_inputs(
+            connection, found.filter(tasks.is_task()), as_of, config.letters.deadlines
+        )
     decided = decide(
         found,
         holds=context["holds"],
@@ -95,10 +102,11 @@ def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
         calls=context["calls"],
         as_of=as_of,
         policy=policy_of(config),
+        task_inputs=task_inputs,
     )
     allowed = found.join(
         decided.select("key", "verdict", pl.col("scheduled_at").alias("at")), on="key"
-    ).filter(pl.col("verdict") != "suppressed")
+    ).filter((pl.col("verdict") != "suppressed") & ~tasks.is_task())
     items = [
         store.Planned(
             account_id=row["account_id"],
@@ -114,7 +122,7 @@ def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
         )
         for row in allowed.iter_rows(named=True)
     ]
-    result = _replace_decisions(app, as_of, found, decided, now, items, arms)
+    result = _replace_decisions(app, as_of, found, decided, now, items, arms, config.letters.deadlines)
     return ContactPlan(
         as_of,
         result.added,
@@ -136,20 +144,36 @@ def decide(
     calls: pl.DataFrame,
     as_of: dt.date,
     policy: governor.Policy,
+    task_inputs: tasks.TaskInputs | None = None,
 ) -> pl.DataFrame:
     """The decision (``governor.DECISIONS``) on each of ``found`` (``plan_frame``'s rows): an account in
     an experiment's holdout arm, or a kind its jurisdiction does not use, is suppressed here, saying so;
-    the governor decides the rest."""
+    the governor decides the rest. Tasks pass the governor as letters do (its holds; no contact hours, no
+    daily cap), then their own rules (``services/tasks.py``; ``task_inputs``: what those read, none when
+    not given)."""
     held_out = pl.col("holdout").is_not_null()
     usable = found.filter(_kind_used() & ~held_out)
     decided = governor.govern(
-        usable.select(list(governor.PLANNED)),
+        usable.select(list(governor.PLANNED)).with_columns(
+            pl.when(tasks.is_task()).then(pl.lit("letter")).otherwise(pl.col("channel")).alias("channel")
+        ),
         holds=holds,
         contacts=contacts,
         calls=calls,
         as_of=as_of,
         policy=policy,
     )
+    passed = usable.filter(tasks.is_task()).join(
+        decided.filter(pl.col("verdict") != "suppressed").select("key"), on="key", how="semi"
+    )
+    if passed.height:
+        inputs = task_inputs if task_inputs is not None else tasks.TaskInputs.empty()
+        decided = pl.concat(
+            [
+                decided.join(passed.select("key"), on="key", how="anti"),
+                tasks.decide_tasks(passed, inputs, as_of),
+            ]
+        )
     if usable.height == found.height:
         return decided
     return pl.concat(
@@ -722,9 +746,11 @@ def _replace_decisions(
     now: dt.datetime,
     items: list[store.Planned],
     arms: pl.DataFrame,
+    deadlines: Mapping[str, Deadline],
 ) -> store.PlanResult:
-    """Replace ``as_of``'s decisions, record the new experiment arms and add the allowed messages to the
-    outbox, in one transaction."""
+    """Replace ``as_of``'s decisions, record the new experiment arms, add the allowed messages to the
+    outbox and the allowed tasks to the tasks, and open the waiting tasks now ready, in one
+    transaction."""
     rows = (
         found.select("key", "account_id", "customer_id", "stage", "action", "channel", "kind")
         .join(decided, on="key", how="inner", maintain_order="left")
@@ -745,6 +771,15 @@ def _replace_decisions(
             connection.execute(_insert_new_arms(connection), fresh[start : start + _CHUNK])
         for start in range(0, len(rows), _CHUNK):
             connection.execute(insert(decisions), rows[start : start + _CHUNK])
+        task_rows = found.filter(tasks.is_task()).join(
+            decided.filter(pl.col("verdict") != "suppressed").select(
+                "key", "verdict", pl.col("scheduled_at").alias("ready_at"), "rule_id", "reason"
+            ),
+            on="key",
+            how="inner",
+        )
+        tasks.store_tasks(connection, task_rows, now)
+        tasks.open_ready(connection, as_of, now, deadlines)
         if not items:
             return store.PlanResult(0, 0)
         return store.plan_in(connection, items, now, f"planned by the run of {as_of}")
@@ -811,7 +846,8 @@ COMMUNICATION_COLUMNS = (
 )
 
 
-def _check_range(first: dt.date, last: dt.date) -> None:
+def check_range(first: dt.date, last: dt.date) -> None:
+    """Refuse a range of days whose first day is after its last (the exports)."""
     if first > last:
         raise ProblemsError(
             [Problem("export.bad_range", f"--from {first} is after --to {last}: no day is in that range")]
@@ -852,7 +888,7 @@ def local_days(frame: pl.DataFrame, column: str, zone_column: str = "timezone") 
 
 def export_decisions(app: App, first: dt.date, last: dt.date, out: Path) -> int:
     """Write one CSV row per decision of the days ``first`` through ``last`` (``DECISION_COLUMNS``)."""
-    _check_range(first, last)
+    check_range(first, last)
     found = decisions_between(app, first, last)
     frame = found.with_columns(local_iso(found, "scheduled_at"), pl.col("day").alias("date")).select(
         DECISION_COLUMNS
@@ -865,7 +901,7 @@ def export_decisions(app: App, first: dt.date, last: dt.date, out: Path) -> int:
 def export_communications(app: App, first: dt.date, last: dt.date, out: Path) -> int:
     """Write the outbox rows planned for the days ``first`` through ``last``, one CSV row each
     (``COMMUNICATION_COLUMNS``; instants with the customer's UTC offset)."""
-    _check_range(first, last)
+    check_range(first, last)
     query = (
         select(
             outbox.c.id,

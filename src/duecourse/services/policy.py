@@ -12,6 +12,7 @@ apply to every customer in that stage wherever they live:
 - an action whose preferred time is outside a jurisdiction's contact hours: the governor defers every
   such message to the next allowed moment (a warning: the time is not what it says);
 - a collection stage without any action: its accounts are never contacted (a warning);
+- an escalation task whose jurisdiction wants a notice first that no action sends (a warning);
 - the rule packs themselves: every rule carries an id and a citation (an error otherwise).
 """
 
@@ -20,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from duecourse.config import Config
+from duecourse.domain.strategy import TASK_CHANNEL
 from duecourse.letters.kinds import KINDS, LOCALE_OF
-from duecourse.rulepacks.packs import JURISDICTIONS, RulePackError, contact_hours
+from duecourse.rulepacks.packs import JURISDICTIONS, RulePackError, contact_hours, task_rules
 
 WORDED_CHANNELS = ("email", "sms", "push")
 
@@ -45,6 +47,7 @@ def check_policy(config: Config) -> list[Finding]:
     findings += _rule_packs()
     findings += _actions(config)
     findings += _silent_stages(config)
+    findings += _task_prerequisites(config)
     return sorted(findings, key=lambda f: f.severity != "error")
 
 
@@ -116,6 +119,31 @@ def _actions(config: Config) -> list[Finding]:
                         f"such message to {hours.start:%H:%M} the next day",
                     )
                 )
+    return found
+
+
+def _task_prerequisites(config: Config) -> list[Finding]:
+    """A task whose jurisdiction wants a notice first that no action of the strategy sends would wait
+    for ever."""
+    reach = _reach(config)
+    sent = {action.kind for action in (*config.actions, *config.pre_due) if action.channel != TASK_CHANNEL}
+    found: list[Finding] = []
+    for action in config.actions:
+        if action.channel != TASK_CHANNEL:
+            continue
+        for jurisdiction in reach.get(action.stage, JURISDICTIONS):
+            for prerequisite in task_rules(jurisdiction).prerequisites:
+                if prerequisite.task == action.kind and prerequisite.needs not in sent:
+                    found.append(
+                        Finding(
+                            "warning",
+                            "policy.task_waits",
+                            f"stage {action.stage}, action {action.name} (task {action.kind}): in "
+                            f"{jurisdiction} it waits for a {prerequisite.needs} ({prerequisite.rule}, "
+                            f"{prerequisite.citation}), which no action of the strategy sends: it would "
+                            "wait for ever",
+                        )
+                    )
     return found
 
 

@@ -251,6 +251,33 @@ assignments = Table(
     PrimaryKeyConstraint("experiment", "account_id"),
 )
 
+# Escalation tasks (actions with channel "task": agency placement, charge-off review, credit reporting,
+# legal review), one row per planned task, keyed like the outbox (migration 0007). A task ``waiting`` for
+# what the law wants first (services/tasks.py) becomes ``open`` on the run of the day it is ready; people
+# (or the agency file) take it from there to ``done`` or ``cancelled``.
+TASK_STATES: tuple[str, ...] = ("waiting", "open", "done", "cancelled")
+tasks = Table(
+    "tasks",
+    metadata,
+    _text("key"),  # account|stage|action|planned_on|task: a re-run of the day plans none twice
+    _text("account_id"),
+    _text("customer_id"),
+    _text("stage"),
+    _text("action"),
+    _text("kind"),
+    _text("state"),
+    Column("planned_on", Date, nullable=False),
+    Column("ready_on", Date, nullable=True),  # null: waiting for something that has not happened yet
+    _text("rule_id"),  # what it waits for or what allowed it
+    Column("reason", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint("state IN ('waiting', 'open', 'done', 'cancelled')", name="state"),
+    PrimaryKeyConstraint("key"),
+    Index(None, "state", "ready_on"),
+    Index(None, "account_id"),
+)
+
 # The key of each stored kind: what makes two rows "the same row".
 KEYS: dict[str, tuple[str, ...]] = {
     "customers": ("customer_id",),
