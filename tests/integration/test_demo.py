@@ -29,6 +29,13 @@ def test_the_demo_runs_the_days_and_sends_the_last_days_messages(
     messages = summary["messages"]
     sent = {key: n for key, n in messages["by_channel_and_state"].items() if key.endswith("/sent")}
     assert sum(sent.values()) > 0
+    # Placement with an agency at M4+ waits, in China, for a final demand and the deadline it gave: no final
+    # demand of the 14 days of messages can have reached its deadline (15 working days) yet.
+    assert "Escalation tasks" in shown
+    tasks = messages["tasks"]
+    assert tasks and all(key.startswith("agency_placement/") for key in tasks)
+    assert all(key == "agency_placement/waiting/CN-COL-06" for key in tasks if key.endswith("CN-COL-06"))
+    assert "agency_placement/open/CN-COL-06" not in tasks
     with (out / f"state-{summary['to']}.csv").open(encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == summary["accounts"]
 

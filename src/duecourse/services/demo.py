@@ -278,7 +278,9 @@ def _letters(app: App, console: Console, end: dt.date, out: Path, summary: dict[
 OUTBOX_DAYS = 14
 
 # The demo's strategy when the configuration has none: a text on entering M1, an e-mail (the letter
-# attached) a week later, falling back to a letter; a letter on entering M2 and M3.
+# attached) a week later, falling back to a letter; a letter on entering M2, a final demand on entering
+# M3, and placement with an agency on entering M4+ (an escalation task: it waits for the final demand and
+# its deadline where the law wants the customer told first).
 DEMO_ACTIONS = (
     Action(stage="M1", name="sms", channel="sms", kind="overdue_reminder", at=dt.time(10, 0)),
     Action(
@@ -291,7 +293,8 @@ DEMO_ACTIONS = (
         fallback=("letter",),
     ),
     Action(stage="M2", name="letter", channel="letter", kind="overdue_reminder"),
-    Action(stage="M3", name="letter", channel="letter", kind="overdue_reminder"),
+    Action(stage="M3", name="final", channel="letter", kind="final_demand"),
+    Action(stage="M4+", name="agency", channel="task", kind="agency_placement"),
 )
 
 
@@ -420,8 +423,10 @@ class _DemoOutbox:
             f"print batches in {self.transports_dir('post')}"
         )
         verdicts = self._governor(console)
+        escalations = self._tasks(console)
         return {
             "governor": verdicts,
+            "tasks": escalations,
             "planned": self.planned,
             "by_channel_and_state": {f"{ch}/{st}": n for (ch, st), n in sorted(by.items())},
             "deferred_for_contact_hours": int(deferred),
@@ -450,6 +455,32 @@ class _DemoOutbox:
         for verdict, rule, citation, count in rows:
             table.add_row(verdict, rule, citation, f"{count:,}")
             found[f"{verdict}/{rule}"] = int(count)
+        console.print(table)
+        return found
+
+    def _tasks(self, console: Console) -> dict[str, int]:
+        """The escalation tasks of the window, by kind, state and the rule they wait for."""
+        from sqlalchemy import func, select
+
+        from duecourse.store.tables import tasks
+
+        with self.app.engine.connect() as c:
+            rows = c.execute(
+                select(tasks.c.kind, tasks.c.state, tasks.c.rule_id, func.count())
+                .group_by(tasks.c.kind, tasks.c.state, tasks.c.rule_id)
+                .order_by(tasks.c.kind, tasks.c.state, func.count().desc())
+            ).all()
+        table = Table(
+            title="Escalation tasks (duecourse export tasks): open ones go to people or the agency; waiting "
+            "ones wait for the notice the law wants first and the deadline it gave"
+        )
+        for name in ("task", "state", "rule"):
+            table.add_column(name)
+        table.add_column("tasks", justify="right")
+        found: dict[str, int] = {}
+        for kind, state, rule, count in rows:
+            table.add_row(kind, state, rule, f"{count:,}")
+            found[f"{kind}/{state}/{rule}"] = int(count)
         console.print(table)
         return found
 
