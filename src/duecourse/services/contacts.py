@@ -30,7 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
-from sqlalchemy import BigInteger, Connection, Select, and_, cast, delete, func, insert, or_, select
+from sqlalchemy import BigInteger, Connection, Select, and_, cast, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -46,7 +46,7 @@ from duecourse.rulepacks.packs import contact_hours
 from duecourse.services import tasks
 from duecourse.store import outbox as store
 from duecourse.store import repo
-from duecourse.store.frames import many_accounts, read_frame, read_frames
+from duecourse.store.frames import append_in, many_accounts, read_frame, read_frames
 from duecourse.store.tables import (
     accounts,
     assignments,
@@ -754,11 +754,10 @@ def _replace_decisions(
     rows = (
         found.select("key", "account_id", "customer_id", "stage", "action", "channel", "kind")
         .join(decided, on="key", how="inner", maintain_order="left")
-        .to_dicts()
+        .with_columns(
+            day=pl.lit(as_of, pl.Date()), decided_at=pl.lit(now.astimezone(dt.UTC), pl.Datetime("us", "UTC"))
+        )
     )
-    for row in rows:
-        row["day"] = as_of
-        row["decided_at"] = now
     with store.write_transaction(app.engine) as connection:
         connection.execute(delete(decisions).where(decisions.c.day == as_of))
         fresh = [
@@ -769,8 +768,7 @@ def _replace_decisions(
         ]
         for start in range(0, len(fresh), _CHUNK):
             connection.execute(_insert_new_arms(connection), fresh[start : start + _CHUNK])
-        for start in range(0, len(rows), _CHUNK):
-            connection.execute(insert(decisions), rows[start : start + _CHUNK])
+        append_in(connection, "decisions", rows)
         task_rows = found.filter(tasks.is_task()).join(
             decided.filter(pl.col("verdict") != "suppressed").select(
                 "key", "verdict", pl.col("scheduled_at").alias("ready_at"), "rule_id", "reason"

@@ -25,12 +25,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
 from sqlalchemy import Connection, Engine, RowMapping, and_, func, insert, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from duecourse.domain.errors import DuecourseError
+from duecourse.store.frames import append_in
 from duecourse.store.tables import bad_contact_points, outbox, outbox_events, payments
 
 log = logging.getLogger("duecourse.outbox")
@@ -38,6 +38,10 @@ log = logging.getLogger("duecourse.outbox")
 WAITING = ("planned", "rendered")
 FINAL = ("delivered", "bounced", "failed", "cancelled")
 _CHUNK = 500
+# Keys and account ids per IN query when planning (SQLite allows 32,766 variables in a statement).
+_LOOKUP_CHUNK = 5_000
+# The transaction-scoped advisory lock every planner of new outbox rows takes on PostgreSQL ("dcplan").
+_PLAN_LOCK_KEY = int.from_bytes(b"dcplan", "big")
 
 
 def message_key(account_id: str, stage: str, action: str, planned_on: dt.date, channel: str) -> str:
@@ -133,8 +137,8 @@ def payments_seen(connection: Connection, account_ids: Iterable[str]) -> dict[st
     """The number and the sum (minor units) of each account's payments, as the store holds them now."""
     seen: dict[str, tuple[int, int]] = {}
     ids = sorted(set(account_ids))
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        chunk = ids[start : start + _LOOKUP_CHUNK]
         query = (
             select(payments.c.account_id, func.count(), func.coalesce(func.sum(payments.c.amount_minor), 0))
             .where(payments.c.account_id.in_(chunk))
@@ -158,43 +162,93 @@ def plan_in(connection: Connection, items: Sequence[Planned], now: dt.datetime, 
 
     Each new row remembers the account's payments as the store holds them now, so that the dispatcher can
     tell that money arrived since (:func:`payments_since`); a fallback keeps the baseline of the message
-    it replaces, so a payment made after the first planning still cancels it. Rows whose key another
-    transaction inserted meanwhile are skipped (``ON CONFLICT DO NOTHING``), never an error.
+    it replaces, so a payment made after the first planning still cancels it. The keys already in the
+    outbox are skipped, never an error: planning takes the write lock first (SQLite's ``BEGIN IMMEDIATE``
+    of :func:`write_transaction`; on PostgreSQL a transaction-scoped advisory lock that every planner
+    takes), so no other transaction can add a key between the look and the write. The new rows and their
+    "planned" events are written in bulk (``frames.append_in``).
     """
     unique: dict[str, Planned] = {}
     for item in items:
         unique.setdefault(item.key, item)
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PLAN_LOCK_KEY})
     have = _existing_keys(connection, list(unique))
     new = [item for key, item in unique.items() if key not in have]
+    if not new:
+        return PlanResult(0, len(items))
     seen = payments_seen(connection, (item.account_id for item in new if item.replaces_id is None))
     seen_by_row = _baselines(connection, [item.replaces_id for item in new if item.replaces_id is not None])
-    ids: list[int] = []
-    for start in range(0, len(new), _CHUNK):
-        planned = new[start : start + _CHUNK]
-        rows = [
-            _plan_row(
-                item,
-                seen_by_row[item.replaces_id]
-                if item.replaces_id in seen_by_row
-                else seen.get(item.account_id, (0, 0)),
-                now,
-                reason,
-            )
-            for item in planned
-        ]
-        statement = _insert_new(connection).returning(outbox.c.id, outbox.c.key)
-        by_key = {key: int(i) for i, key in connection.execute(statement, rows)}
-        added = [(by_key[p.key], p) for p in planned if p.key in by_key]
-        ids.extend(i for i, _ in added)
-        _events(connection, [(i, "", "planned", p.reason or reason, {}) for i, p in added], now)
+    ids = _new_ids(connection, len(new))
+    baselines = [
+        seen_by_row[item.replaces_id]
+        if item.replaces_id is not None and item.replaces_id in seen_by_row
+        else seen.get(item.account_id, (0, 0))
+        for item in new
+    ]
+    reasons = [item.reason or reason for item in new]
+    instant = pl.Datetime("us", "UTC")
+    rows = pl.DataFrame(
+        {
+            "id": ids,
+            "key": [item.key for item in new],
+            "account_id": [item.account_id for item in new],
+            "customer_id": [item.customer_id for item in new],
+            "stage": [item.stage for item in new],
+            "action": [item.action for item in new],
+            "kind": [item.kind for item in new],
+            "channel": [item.channel for item in new],
+            "fallback": [" ".join(item.fallback) for item in new],
+            "replaces_id": [item.replaces_id for item in new],
+            "planned_on": [item.planned_on for item in new],
+            "scheduled_at": [_utc(item.scheduled_at) for item in new],
+            "payments_seen": [count for count, _ in baselines],
+            "paid_minor_seen": [minor for _, minor in baselines],
+            "reason": reasons,
+        },
+        schema_overrides={"replaces_id": pl.Int64(), "scheduled_at": instant},
+    ).with_columns(
+        state=pl.lit("planned"),
+        attempts=pl.lit(0),
+        recipient=pl.lit(""),
+        meta=pl.lit("{}"),
+        provider_id=pl.lit(""),
+        created_at=pl.lit(_utc(now), instant),
+        updated_at=pl.lit(_utc(now), instant),
+    )
+    append_in(connection, "outbox", rows)
+    events = pl.DataFrame({"message_id": ids, "reason": reasons}).with_columns(
+        at=pl.lit(_utc(now), instant),
+        from_state=pl.lit(""),
+        to_state=pl.lit("planned"),
+        detail=pl.lit("{}"),
+    )
+    append_in(connection, "outbox_events", events)
+    if log.isEnabledFor(logging.INFO):
+        for message_id, why in zip(ids, reasons, strict=True):
+            _log_event(message_id, "", "planned", why, now)
     return PlanResult(len(ids), len(items) - len(ids), tuple(ids))
 
 
-def _insert_new(connection: Connection) -> Any:
-    """``INSERT … ON CONFLICT (key) DO NOTHING`` in the connection's dialect."""
+def _utc(instant: dt.datetime) -> dt.datetime:
+    """An aware instant in UTC (a naive one is refused, as the column type refuses it)."""
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise ValueError(f"a naive datetime cannot be stored as an instant: {instant!r}")
+    return instant.astimezone(dt.UTC)
+
+
+def _new_ids(connection: Connection, count: int) -> list[int]:
+    """``count`` new outbox ids, taken under the caller's write lock: from PostgreSQL's sequence of the
+    column (numbers no other transaction gets); on SQLite the next rowids after the largest, as SQLite
+    itself gives them (``BEGIN IMMEDIATE`` keeps any other writer out until the commit)."""
     if connection.dialect.name == "postgresql":
-        return pg_insert(outbox).on_conflict_do_nothing(index_elements=["key"])
-    return sqlite_insert(outbox).on_conflict_do_nothing(index_elements=["key"])
+        query = text(
+            "SELECT nextval(pg_get_serial_sequence('outbox', 'id')) "
+            "FROM generate_series(1, :count) ORDER BY 1"
+        )
+        return [int(i) for i in connection.execute(query, {"count": count}).scalars()]
+    largest = connection.execute(select(func.coalesce(func.max(outbox.c.id), 0))).scalar_one()
+    return list(range(int(largest) + 1, int(largest) + 1 + count))
 
 
 def _baselines(connection: Connection, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
@@ -242,8 +296,8 @@ def _plan_row(item: Planned, seen: tuple[int, int], now: dt.datetime, reason: st
 
 def _existing_keys(connection: Connection, keys: Sequence[str]) -> set[str]:
     have: set[str] = set()
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start : start + _CHUNK]
+    for start in range(0, len(keys), _LOOKUP_CHUNK):
+        chunk = keys[start : start + _LOOKUP_CHUNK]
         have |= set(connection.execute(select(outbox.c.key).where(outbox.c.key.in_(chunk))).scalars())
     return have
 
