@@ -753,12 +753,11 @@ def _stages(check: _Check, data: Mapping[str, Any], names: set[str]) -> tuple[St
 
 def _ladder(check: _Check, items: object, base: KeyPath, names: set[str]) -> tuple[Stage, ...]:
     """One ladder of stages (the default one or a segment's), from least to most severe."""
-    if not isinstance(items, list):
-        message = f"{_name(base)} must be an array of tables ([[{_name(base)}]]), not {_show(items)}"
-        check.add("config.bad_type", message, base)
+    tables = _tables_at(check, items, base)
+    if tables is None:
         return ()
     found: list[tuple[int, Stage]] = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(tables):
         path: KeyPath = (*base, i)
         table = _table(check, item, path)
         if table is None:
@@ -779,6 +778,24 @@ def _ladder(check: _Check, items: object, base: KeyPath, names: set[str]) -> tup
         found.append((i, stage))
     _check_reachable(check, found, base)
     return tuple(stage for _, stage in found)
+
+
+def _tables_at(check: _Check, items: object, path: KeyPath) -> list[object] | None:
+    """``items`` when it is an array of tables (``[[strategy.stages]]``, ...), else a problem and None."""
+    if isinstance(items, list):
+        return items
+    dotted = ".".join(part for part in path if isinstance(part, str))
+    message = f"{path[-1]} must be an array of tables ([[{dotted}]]), not {_show(items)}"
+    check.add("config.bad_type", message, path)
+    return None
+
+
+def _strategy_tables(check: _Check, data: Mapping[str, Any], key: str) -> list[object] | None:
+    """``[[strategy.KEY]]`` when the file has it (None when it has not, or it is not an array of tables)."""
+    strategy = data.get("strategy")
+    if not isinstance(strategy, dict) or key not in strategy:
+        return None
+    return _tables_at(check, strategy[key], ("strategy", key))
 
 
 def _stage_tables(data: Mapping[str, Any]) -> list[tuple[KeyPath, dict[str, Any]]]:
@@ -803,15 +820,10 @@ def _segments(
     check: _Check, data: Mapping[str, Any], names: set[str], products: set[str]
 ) -> tuple[Segment, ...]:
     """``[[strategy.segments]]``: each a ``when`` and its own stages, the first that matches wins."""
-    strategy = data.get("strategy")
-    if not isinstance(strategy, dict) or "segments" not in strategy:
+    items = _strategy_tables(check, data, "segments")
+    if items is None:
         return ()
-    items = strategy["segments"]
     base: KeyPath = ("strategy", "segments")
-    if not isinstance(items, list):
-        message = f"segments must be an array of tables ([[strategy.segments]]), not {_show(items)}"
-        check.add("config.bad_type", message, base)
-        return ()
     found: list[tuple[int, Segment]] = []
     seen: set[str] = set()
     for k, item in enumerate(items):
@@ -1380,10 +1392,8 @@ def _actions(check: _Check, data: Mapping[str, Any], channels: set[str]) -> tupl
             continue
         stage = table.get("name")
         path: KeyPath = (*stage_path, "actions")
-        items = table["actions"]
-        if not isinstance(items, list):
-            message = f"actions must be an array of tables ([[{_name(path)}]]), not {_show(items)}"
-            check.add("config.bad_type", message, path)
+        items = _tables_at(check, table["actions"], path)
+        if items is None:
             continue
         names: set[str] = set()
         for j, item in enumerate(items):
@@ -1750,15 +1760,10 @@ def _costs(check: _Check, data: Mapping[str, Any]) -> Costs:
 def _experiments(
     check: _Check, data: Mapping[str, Any], stage_names: Sequence[str]
 ) -> tuple[Experiment, ...]:
-    strategy = data.get("strategy")
-    if not isinstance(strategy, dict) or "experiments" not in strategy:
+    items = _strategy_tables(check, data, "experiments")
+    if items is None:
         return ()
-    items = strategy["experiments"]
     base: KeyPath = ("strategy", "experiments")
-    if not isinstance(items, list):
-        message = f"experiments must be an array of tables ([[strategy.experiments]]), not {_show(items)}"
-        check.add("config.bad_type", message, base)
-        return ()
     found: list[Experiment] = []
     names: set[str] = set()
     for i, item in enumerate(items):
@@ -1898,15 +1903,10 @@ def _check_experiment_actions(
 
 
 def _pre_due(check: _Check, data: Mapping[str, Any], channels: set[str]) -> tuple[Action, ...]:
-    strategy = data.get("strategy")
-    if not isinstance(strategy, dict) or "pre_due" not in strategy:
+    items = _strategy_tables(check, data, "pre_due")
+    if items is None:
         return ()
-    items = strategy["pre_due"]
     path: KeyPath = ("strategy", "pre_due")
-    if not isinstance(items, list):
-        message = f"pre_due must be an array of tables ([[strategy.pre_due]]), not {_show(items)}"
-        check.add("config.bad_type", message, path)
-        return ()
     found: list[Action] = []
     names: set[str] = set()
     for j, item in enumerate(items):
