@@ -312,6 +312,38 @@ def test_an_account_hold_stops_only_that_account() -> None:
     assert decisions["loan"]["verdict"] == "planned"
 
 
+def test_an_arrangement_does_not_stop_the_uk_arrears_notice_but_a_dispute_does() -> None:
+    """CCA s86B wants the notice of sums in arrears while arrears last, a payment plan or not."""
+    uk = {"jurisdiction": "UK", "zones": ("Europe/London",)}
+    notice = {"channel": "letter", "kind": "uk_nosia", **uk}
+    for kind in ("promise", "plan"):
+        decisions = decide(
+            message("nosia", NOON, **notice),
+            message("reminder", NOON, channel="letter", **uk),
+            holds=(hold(kind),),
+        )
+        assert decisions["nosia"]["verdict"] == "planned", kind
+        assert decisions["reminder"]["verdict"] == "suppressed", kind
+    disputed = decide(message("nosia", NOON, **notice), holds=(hold("dispute"),))
+    assert disputed["nosia"]["verdict"] == "suppressed"
+
+
+def test_the_dispatchers_recheck_of_holds_agrees_with_the_governor() -> None:
+    """What a hold stops at planning (the governor) it stops again at send time (the dispatcher)."""
+    from types import SimpleNamespace
+
+    from duecourse.channels.dispatch import STOPPING_HOLDS, _stops
+    from duecourse.letters.kinds import KINDS
+
+    uk = {"jurisdiction": "UK", "zones": ("Europe/London",)}
+    for hold_kind in sorted(STOPPING_HOLDS):
+        for kind in sorted(KINDS):
+            for channel in ("letter", "email"):
+                decided = only(message("m", NOON, channel=channel, kind=kind, **uk), holds=(hold(hold_kind),))
+                stopped = _stops(hold_kind, SimpleNamespace(kind=kind, channel=channel))  # type: ignore[arg-type]
+                assert stopped == (decided["verdict"] == "suppressed"), (hold_kind, kind, channel)
+
+
 def test_a_not_mine_claim_is_cited_to_cn_cr_05() -> None:
     decision = only(message("m", NOON, channel="letter"), holds=(hold("not_mine"),))
     assert (decision["verdict"], decision["rule_id"]) == ("suppressed", "COMMON-HOLD-NOT-MINE")

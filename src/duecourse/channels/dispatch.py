@@ -75,6 +75,11 @@ NOTICE_KINDS = frozenset({"us_validation_notice"})
 STOPPING_HOLDS = frozenset(
     {"dispute", "not_mine", "promise", "plan", "bankruptcy", "deceased", "litigation", "vulnerability"}
 )
+# An arrangement (a promise to pay, a repayment plan) pauses collection, but not the notices the law wants
+# while arrears last: the UK notice of sums in arrears is due during an arrangement too (CCA s86B, which
+# ends only when the arrears are cleared or a judgment is given).
+ARRANGEMENT_HOLDS = frozenset({"promise", "plan"})
+DURING_ARRANGEMENTS = frozenset({"uk_nosia"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,11 +617,13 @@ class Dispatcher:
 
 def _stops(hold_kind: str, row: store.Message) -> bool:
     """Whether a hold of ``hold_kind`` on the row's account stops it, as the governor decides at planning
-    (``engine/governor.py``): a stopping hold stops all but the answers to the customer; a
-    ``vulnerability`` hold only the automated reminders on e-mail, SMS and push (letters and required
-    notices still go)."""
+    (``engine/governor.py``): a stopping hold stops all but the answers to the customer (and an arrangement
+    not the notices due during one, ``DURING_ARRANGEMENTS``); a ``vulnerability`` hold only the automated
+    reminders on e-mail, SMS and push (letters and required notices still go)."""
     if hold_kind == "vulnerability":
         return row.kind in REMINDER_KINDS and row.channel != "letter"
+    if hold_kind in ARRANGEMENT_HOLDS and row.kind in DURING_ARRANGEMENTS:
+        return False
     return hold_kind in STOPPING_HOLDS and row.kind not in ANSWER_KINDS
 
 

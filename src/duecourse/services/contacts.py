@@ -44,6 +44,7 @@ from duecourse.letters.kinds import KINDS
 from duecourse.letters.settings import Deadline
 from duecourse.rulepacks.packs import contact_hours
 from duecourse.services import tasks
+from duecourse.services.statutory import statutory_parts
 from duecourse.store import outbox as store
 from duecourse.store import repo
 from duecourse.store.frames import append_in, many_accounts, read_frame, read_frames
@@ -81,8 +82,8 @@ class ContactPlan:
 def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
     """Plan ``as_of``'s contacts through the governor (idempotent); ``now`` stamps the rows."""
     config = app.config
-    if not config.actions and not config.pre_due:
-        return ContactPlan(as_of, 0, 0, {})
+    # No early return when the strategy has no actions: the notices the law requires are planned anyway
+    # (services/statutory.py), and the waiting tasks are looked at again.
     previous = repo.previous_run_day(app.engine, as_of)
     arms = arms_for(app, as_of)
     found = candidates(app, as_of, previous, arms=arms)
@@ -280,7 +281,9 @@ def candidates(
     rows = with_resumed(rows, _ended_holds(app, as_of, previous), as_of, previous)
     if arms is None:
         arms = arms_for(app, as_of, rows.get_column("account_id"))
-    more = _pre_due_parts(app, as_of, previous, config.terms.deepest())
+    more = _pre_due_parts(app, as_of, previous, config.terms.deepest()) + statutory_parts(
+        app, as_of, previous, config.terms.deepest()
+    )
     return plan_frame(config, rows, as_of, previous, arms=arms, more=more)
 
 
