@@ -93,6 +93,7 @@ def test_one_customer_gets_one_contact_a_day_and_every_decision_says_why(
     # The card's e-mail goes at 10:00 in Shanghai; the loan's waits for the next day (one contact a day).
     assert by["A1", "mail"]["verdict"] == "planned"
     assert by["A1", "mail"]["scheduled_at"] == "2025-05-05T10:00:00+08:00"
+    assert by["A1", "mail"]["planned_because"].startswith("stage M1 entered ")
     assert by["A2", "mail"]["verdict"] == "deferred"
     assert by["A2", "mail"]["rule_id"] == "COMMON-CAP-DAILY"
     assert by["A2", "mail"]["scheduled_at"].startswith("2025-05-06T")

@@ -359,3 +359,6 @@ def test_the_law_s_notices_are_planned_whatever_the_strategy_says(db_url: str, t
         "us_validation_notice",
         "2025-07-03T08:00:00-04:00",
     )
+    # Why the law wanted each one is kept with the decision, as in the outbox row's reason.
+    assert all(row["planned_because"] for row in shown)
+    assert "2025-07-10" in u1["planned_because"]

@@ -755,7 +755,9 @@ def _replace_decisions(
     outbox and the allowed tasks to the tasks, and open the waiting tasks now ready, in one
     transaction."""
     rows = (
-        found.select("key", "account_id", "customer_id", "stage", "action", "channel", "kind")
+        found.select(
+            "key", "account_id", "customer_id", "stage", "action", "channel", "kind", planned_because="why"
+        )
         .join(decided, on="key", how="inner", maintain_order="left")
         .with_columns(
             day=pl.lit(as_of, pl.Date()), decided_at=pl.lit(now.astimezone(dt.UTC), pl.Datetime("us", "UTC"))
@@ -834,6 +836,7 @@ DECISION_COLUMNS = (
     "rule_id",
     "citation",
     "reason",
+    "planned_because",
 )
 COMMUNICATION_COLUMNS = (
     "id",
@@ -947,6 +950,8 @@ def explain_contacts(app: App, account_id: str, as_of: dt.date) -> tuple[str, li
             f"  {row['channel']} {row['kind']} (stage {row['stage']}, action {row['action']}): "
             f"{row['verdict']}{when.rstrip()}"
         )
+        if row["planned_because"]:
+            lines.append(f"    wanted: {row['planned_because']}")
         lines.append(f"    {rule}: {row['reason']}")
         data.append(
             {
@@ -960,6 +965,7 @@ def explain_contacts(app: App, account_id: str, as_of: dt.date) -> tuple[str, li
                 "rule_id": row["rule_id"],
                 "citation": row["citation"],
                 "reason": row["reason"],
+                "planned_because": row["planned_because"],
                 "seen": seen_values(row["seen"]),
             }
         )

@@ -234,6 +234,9 @@ decisions = Table(
     Column("reason", Text, nullable=False),
     Column("seen", Text, nullable=False),  # JSON: the values the rule looked at
     Column("decided_at", UtcDateTime, nullable=False),
+    # Why the strategy (or the law, or a task's rule) wanted the contact that day, before the governor's
+    # verdict: "stage M1 entered 2025-04-27; action mail (email overdue_reminder) falls today" (0008).
+    Column("planned_because", Text, nullable=False, server_default=""),
     CheckConstraint("verdict IN ('planned', 'deferred', 'suppressed')", name="verdict"),
     PrimaryKeyConstraint("day", "key"),
     Index(None, "account_id", "day"),
