@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -40,17 +42,58 @@ def _admin_connection() -> psycopg.Connection[tuple[object, ...]]:
         pytest.skip(message)
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+@contextmanager
+def new_postgres_database(template: str = "") -> Iterator[str]:
+    """The URL of a new PostgreSQL database, dropped on the way out: empty, or a copy of the database
+    named ``template`` (which nobody may be connected to meanwhile)."""
     name = f"duecourse_test_{secrets.token_hex(6)}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with _admin_connection() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        admin.execute(create)
     try:
         yield make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
     finally:
         with _admin_connection() as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+    with new_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Callable[..., AbstractContextManager[str]]:
+    """``new_postgres_database``, for a fixture that outlives one test (a template database)."""
+    return new_postgres_database
+
+
+@contextmanager
+def _copy_of_database(template_url: str, folder: Path) -> Iterator[str]:
+    """The URL of a database of its own holding what the database at ``template_url`` holds: a copy of
+    the SQLite file in ``folder``, or a PostgreSQL database made from it as a template (dropped on the way
+    out). Nothing may be connected to the template meanwhile."""
+    template = make_url(template_url)
+    if template.get_backend_name() != "sqlite":
+        with new_postgres_database(template=template.database or "") as url:
+            yield url
+        return
+    path = folder / "duecourse.db"
+    for suffix in ("", "-wal"):  # no connection is left: the file, and its log if one was kept
+        if Path(f"{template.database}{suffix}").exists():
+            shutil.copyfile(f"{template.database}{suffix}", f"{path}{suffix}")
+    yield f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def database_copy() -> Callable[[str, Path], AbstractContextManager[str]]:
+    """Copies a database (see ``_copy_of_database``): a module builds what its tests start from once (a
+    module-scoped template), and each test changes a copy of its own."""
+    return _copy_of_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -11,7 +11,8 @@ import datetime as dt
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import polars as pl
@@ -249,18 +250,52 @@ def test_an_empty_database_reads_as_one_empty_chunk(engine: Engine) -> None:
     assert chunk.dues.schema == pl.Schema(schema.DUES)
 
 
+def _import_bench_portfolio(url: str, folder: Path) -> None:
+    """A small benchmark portfolio imported through the importer, every frame through the bulk paths."""
+    init_db(url)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(frames, "BULK_MIN_ROWS", 0)
+        patch.setattr(frames, "BULK_MIN_ACCOUNTS", 0)
+        app = bootstrap(url, None)
+        try:
+            files = write_csvs(generate_bench_portfolio(accounts=50, seed=7, as_of=AS_OF), folder)
+            for kind in svc.KINDS:
+                svc.import_file(app, kind, files[kind])
+        finally:
+            app.engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def bench_template(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_databases: Callable[..., AbstractContextManager[str]],
+) -> Iterator[str]:
+    """A database of each kind holding the benchmark portfolio, imported once for the module (each
+    import costs the SQLite worker's start-ups); the tests change copies of it (``bench_app``)."""
+    folder = tmp_path_factory.mktemp("bench")
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder / 'template.db'}"
+        _import_bench_portfolio(url, folder / "in")
+        yield url
+        return
+    with postgres_databases() as url:
+        _import_bench_portfolio(url, folder / "in")
+        yield url
+
+
 @pytest.fixture
-def bench_app(db_url: str, tmp_path: Path) -> Iterator[App]:
-    """A database holding a small benchmark portfolio, imported through the importer."""
-    init_db(db_url)
-    app = bootstrap(db_url, None)
-    files = write_csvs(generate_bench_portfolio(accounts=50, seed=7, as_of=AS_OF), tmp_path / "in")
-    for kind in svc.KINDS:
-        svc.import_file(app, kind, files[kind])
-    try:
-        yield app
-    finally:
-        app.engine.dispose()
+def bench_app(
+    bench_template: str, tmp_path: Path, database_copy: Callable[[str, Path], AbstractContextManager[str]]
+) -> Iterator[App]:
+    """A database of its own holding a small benchmark portfolio, imported through the importer: a copy
+    of ``bench_template``."""
+    with database_copy(bench_template, tmp_path) as url:
+        app = bootstrap(url, None)
+        try:
+            yield app
+        finally:
+            app.engine.dispose()
 
 
 def _stored_day(app: App, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from textwrap import dedent
 
@@ -51,17 +53,40 @@ def cli(db_url: str, *args: str) -> int:
     return main(["--db", db_url, *args])
 
 
+FILES = (("customers", CUSTOMERS), ("accounts", ACCOUNTS), ("dues", DUES), ("payments", PAYMENTS))
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def loaded_template(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_databases: Callable[..., AbstractContextManager[str]],
+) -> Iterator[str]:
+    """A database of each kind made by ``init`` and holding the four files, imported by the command
+    once for the module; the tests change copies of it (``loaded``)."""
+    folder = tmp_path_factory.mktemp("loaded")
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{folder / 'template.db'}"
+        else:
+            url = stack.enter_context(postgres_databases())
+        assert cli(url, "init") == 0
+        for kind, text in FILES:
+            assert cli(url, "import", kind, str(write(folder, f"{kind}.csv", text))) == 0
+        yield url
+
+
 @pytest.fixture
-def loaded(db_url: str, tmp_path: Path) -> str:
-    assert cli(db_url, "init") == 0
-    for kind, text in (
-        ("customers", CUSTOMERS),
-        ("accounts", ACCOUNTS),
-        ("dues", DUES),
-        ("payments", PAYMENTS),
-    ):
-        assert cli(db_url, "import", kind, str(write(tmp_path, f"{kind}.csv", text))) == 0
-    return db_url
+def loaded(
+    loaded_template: str,
+    tmp_path: Path,
+    database_copy: Callable[[str, Path], AbstractContextManager[str]],
+) -> Iterator[str]:
+    """A database of its own made by ``init`` and holding the four files, which are in ``tmp_path``."""
+    for kind, text in FILES:
+        write(tmp_path, f"{kind}.csv", text)
+    with database_copy(loaded_template, tmp_path) as url:
+        yield url
 
 
 def read_state(path: Path) -> dict[str, dict[str, str]]:

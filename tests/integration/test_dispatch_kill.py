@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import email
 import email.policy
 import json
 import os
@@ -19,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,10 @@ class Collect:
         self.ids: list[str] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        message = email.message_from_bytes(bytes(envelope.original_content), policy=email.policy.compat32)
+        # The headers alone: a seventh of the CPU of parsing the whole message, 5,500 times over.
+        headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(bytes(envelope.original_content))
         with self.lock:
-            self.ids.append(str(message["Message-ID"]))
+            self.ids.append(str(headers["Message-ID"]))
         return "250 2.0.0 Ok: queued"
 
     def count(self) -> int:
@@ -67,50 +68,59 @@ def smtp() -> Iterator[tuple[Collect, int]]:
         controller.stop()
 
 
-def _rows(count: int = MESSAGES) -> Iterator[dict[str, Any]]:
-    for n in range(count):
-        account = f"A{n:05d}"
-        key = message_key(account, "M1", "0", NOW.date(), "email")
-        content = build_email(
-            key=key,
-            sender="Bank <collect@example.cn>",
-            recipient=f"c{n % 100}@example.cn",
-            subject="A message from your bank",
-            text=f"Message {n}",
-            html=f"<p>Message {n}</p>",
-            attachments=[],
-            unsubscribe_url="https://portal.example.cn/opt-out/x",
-            unsubscribe_mailto="mailto:collect@example.cn?subject=unsubscribe",
-            date=NOW,
-            domain="example.cn",
-        )
-        yield {
-            "key": key,
-            "account_id": account,
-            "customer_id": f"C{n % 100}",
-            "stage": "M1",
-            "action": "0",
-            "kind": "overdue_reminder",
-            "channel": "email",
-            "fallback": "",
-            "replaces_id": None,
-            "planned_on": NOW.date(),
-            "scheduled_at": NOW,
-            "state": "rendered",
-            "attempts": 0,
-            "next_attempt_at": None,
-            "claimed_by": None,
-            "recipient": f"c{n % 100}@example.cn",
-            "content": content,
-            "meta": "{}",
-            "provider_id": "",
-            "payments_seen": 0,
-            "paid_minor_seen": 0,
-            "reason": "rendered by the test",
-            "created_at": NOW,
-            "updated_at": NOW,
-            "sent_at": None,
-        }
+_BUILT: list[dict[str, Any]] = []  # the rows built so far, the same whichever test asks first
+
+
+def _rows(count: int = MESSAGES) -> list[dict[str, Any]]:
+    """The first ``count`` outbox rows, ready to send (building one takes 2 ms: each is built once)."""
+    while len(_BUILT) < count:
+        _BUILT.append(_row(len(_BUILT)))
+    return _BUILT[:count]
+
+
+def _row(n: int) -> dict[str, Any]:
+    account = f"A{n:05d}"
+    key = message_key(account, "M1", "0", NOW.date(), "email")
+    content = build_email(
+        key=key,
+        sender="Bank <collect@example.cn>",
+        recipient=f"c{n % 100}@example.cn",
+        subject="A message from your bank",
+        text=f"Message {n}",
+        html=f"<p>Message {n}</p>",
+        attachments=[],
+        unsubscribe_url="https://portal.example.cn/opt-out/x",
+        unsubscribe_mailto="mailto:collect@example.cn?subject=unsubscribe",
+        date=NOW,
+        domain="example.cn",
+    )
+    return {
+        "key": key,
+        "account_id": account,
+        "customer_id": f"C{n % 100}",
+        "stage": "M1",
+        "action": "0",
+        "kind": "overdue_reminder",
+        "channel": "email",
+        "fallback": "",
+        "replaces_id": None,
+        "planned_on": NOW.date(),
+        "scheduled_at": NOW,
+        "state": "rendered",
+        "attempts": 0,
+        "next_attempt_at": None,
+        "claimed_by": None,
+        "recipient": f"c{n % 100}@example.cn",
+        "content": content,
+        "meta": "{}",
+        "provider_id": "",
+        "payments_seen": 0,
+        "paid_minor_seen": 0,
+        "reason": "rendered by the test",
+        "created_at": NOW,
+        "updated_at": NOW,
+        "sent_at": None,
+    }
 
 
 def _dispatch(
@@ -168,7 +178,7 @@ def _load(engine: Engine, count: int = MESSAGES) -> None:
                 for n in range(100)
             ],
         )
-        rows = list(_rows(count))
+        rows = _rows(count)
         for start in range(0, len(rows), 1000):
             c.execute(insert(outbox), rows[start : start + 1000])
 

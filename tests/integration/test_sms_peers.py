@@ -168,12 +168,13 @@ def test_a_wrong_password_is_permanent(peer: SmppPeer) -> None:
 
 
 def test_no_smsc_listening_is_transient() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]  # free once closed: nothing listens there
-    transport = smpp(port)
-    with pytest.raises(TransientError, match="cannot bind to SMSC"):
-        transport.send(item("hello"))
-    transport.close()
+    with socket.socket() as taken:
+        # A port held (so no other process of a parallel run can take it) where nothing listens.
+        taken.bind(("127.0.0.1", 0))
+        transport = smpp(taken.getsockname()[1])
+        with pytest.raises(TransientError, match="cannot bind to SMSC"):
+            transport.send(item("hello"))
+        transport.close()
 
 
 def test_a_dropped_connection_is_transient_and_the_next_send_binds_again(peer: SmppPeer) -> None:
@@ -266,7 +267,9 @@ def test_a_sink_that_fails_leaves_the_reply_unacknowledged_and_gets_it_again(pee
                 transport.poll_receipts(0.1)
         assert _acked_deliveries(peer) == 0
         transport.poll_receipts(0.0)
-        time.sleep(0.1)  # the peer reads the acknowledgement in its own thread
+        deadline = time.monotonic() + 30
+        while _acked_deliveries(peer) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the peer reads the acknowledgement in its own thread
     finally:
         transport.close()
 
@@ -409,8 +412,8 @@ def test_a_gateway_that_does_not_answer_in_time_is_transient(gateway: Gateway) -
 
 
 def test_no_gateway_listening_is_transient() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
-
-    with pytest.raises(TransientError, match="Connection refused"):
-        HttpSmsTransport(http_settings(f"http://127.0.0.1:{port}/sms")).send(item("hello"))
+    with socket.socket() as taken:  # a port held where nothing listens (see above)
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(TransientError, match="Connection refused"):
+            HttpSmsTransport(http_settings(f"http://127.0.0.1:{port}/sms")).send(item("hello"))

@@ -299,9 +299,11 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error(
 
 
 def test_nobody_listening_is_transient() -> None:
-    port = free_port()
-    with SmtpTransport(settings(port)) as transport, pytest.raises(TransientError, match="Connection"):
-        transport.send(outgoing("k1", "jane@example.com", message("k1", "jane@example.com")))
+    with socket.socket() as taken:  # a port held (no other process of a parallel run takes it), unheard
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with SmtpTransport(settings(port)) as transport, pytest.raises(TransientError, match="Connection"):
+            transport.send(outgoing("k1", "jane@example.com", message("k1", "jane@example.com")))
 
 
 # ---------------------------------------------------------------- TLS and AUTH
