@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from textwrap import dedent
 
@@ -47,22 +49,45 @@ P2,A1,2025-04-20,300.00
 """
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def loaded_template(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_databases: Callable[..., AbstractContextManager[str]],
+) -> Iterator[str]:
+    """A database of each kind, imported and run by the command once for the module; the tests change
+    copies of it (``loaded``)."""
+    folder = tmp_path_factory.mktemp("loaded")
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            db_url = f"sqlite:///{folder / 'template.db'}"
+        else:
+            db_url = stack.enter_context(postgres_databases())
+        assert main(["--db", db_url, "init"]) == 0
+        for kind, text in (
+            ("customers", CUSTOMERS),
+            ("accounts", ACCOUNTS),
+            ("dues", DUES),
+            ("payments", PAYMENTS),
+        ):
+            path = folder / f"{kind}.csv"
+            path.write_text(dedent(text), encoding="utf-8")
+            assert main(["--db", db_url, "import", kind, str(path)]) == 0
+        # Every account enters stage M1 on 2025-04-11: the day after A1's and A2's missed instalment, and
+        # the day U1's card minimum (due 2025-03-25) ... differs, so run the days the batch is made for.
+        assert main(["--db", db_url, "run", "--as-of", "2025-04-11"]) == 0
+        yield db_url
+
+
 @pytest.fixture
-def loaded(db_url: str, tmp_path: Path) -> str:
-    assert main(["--db", db_url, "init"]) == 0
-    for kind, text in (
-        ("customers", CUSTOMERS),
-        ("accounts", ACCOUNTS),
-        ("dues", DUES),
-        ("payments", PAYMENTS),
-    ):
-        path = tmp_path / f"{kind}.csv"
-        path.write_text(dedent(text), encoding="utf-8")
-        assert main(["--db", db_url, "import", kind, str(path)]) == 0
-    # Every account enters stage M1 on 2025-04-11: the day after A1's and A2's missed instalment, and the
-    # day U1's card minimum (due 2025-03-25) ... differs, so run the days the batch is made for.
-    assert main(["--db", db_url, "run", "--as-of", "2025-04-11"]) == 0
-    return db_url
+def loaded(
+    loaded_template: str,
+    tmp_path: Path,
+    database_copy: Callable[[str, Path], AbstractContextManager[str]],
+) -> Iterator[str]:
+    """A database of its own, imported and run (a copy of ``loaded_template``)."""
+    with database_copy(loaded_template, tmp_path) as db_url:
+        yield db_url
 
 
 def stored_letters(db_url: str) -> int:
@@ -129,7 +154,22 @@ def test_the_print_batch_of_a_date_is_the_same_when_made_again(loaded: str, tmp_
     reader = PdfReader(first / pdf)
     assert len(reader.pages) == 1 + sum(int(r["pages"]) for r in rows)  # the cover sheet, then the letters
     assert "Print batch 2025-04-11" in reader.pages[0].extract_text()
+    assert (
+        "王芳" in reader.pages[1].extract_text()
+        and "李雷" in reader.pages[1 + int(rows[0]["pages"])].extract_text()
+    )
     assert stored_letters(loaded) == 2
+    # Each letter of the batch is stored as it is listed, and renders again from its data alone to the
+    # same bytes (the batch compiles its letters as one typst document and cuts them apart).
+    engine = make_engine(loaded)
+    try:
+        for row in rows:
+            stored = store.letter_by_sha(engine, row["sha256"])
+            assert stored is not None and hashlib.sha256(stored.pdf).hexdigest() == row["sha256"]
+            assert stored.account_id == row["account"] and stored.pages == int(row["pages"])
+            assert reproduce(stored) == stored.pdf
+    finally:
+        engine.dispose()
 
 
 def test_lint_passes_the_shipped_templates_and_fails_a_threat(

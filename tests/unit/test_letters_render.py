@@ -125,8 +125,14 @@ def test_a_hostile_customer_name_is_printed_as_written(locale: str) -> None:
 
 
 def test_the_escape_leaves_no_typst_markup_active() -> None:
-    assert typst_escape("#set page(width: 1mm)") == "\\#set page\\(width\\: 1mm\\)"
-    assert typst_escape("a\nb") == "a b"
+    # A value is one string literal in the markup: none of its characters is markup, and every letter
+    # of a template has the same syntax tree whatever its values (render.compile_letters relies on it).
+    assert typst_escape("#set page(width: 1mm)") == '#"#set page(width: 1mm)";'
+    assert typst_escape('say "hi" \\ [x]') == '#"say \\"hi\\" \\\\ [x]";'
+    # White space as markup reads it: runs made one space, at the ends left as markup spaces.
+    assert typst_escape("a\nb  c") == '#"a b c";'
+    assert typst_escape(" 王芳\t") == ' #"王芳"; '
+    assert typst_escape(None) == '#"";'
 
 
 def test_rendering_twice_gives_the_same_bytes() -> None:

@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -54,6 +55,16 @@ def _address(channel: str, customer: Any) -> str:
     return " / ".join(address_lines(customer))
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """A message whose letter data is built: what the channel's bytes are made from."""
+
+    message: store.Message
+    customer: Any
+    address: str
+    data: dict[str, Any]
+
+
 class LetterComposer:
     """The composer the dispatcher uses (``channels/dispatch.Composer``)."""
 
@@ -63,12 +74,15 @@ class LetterComposer:
     def compose(
         self, messages: Sequence[store.Message], now: dt.datetime, connection: Connection
     ) -> dict[int, Composed | NotComposed]:
+        """Compose a batch: the letter data of each message, then the PDFs of all its letters and
+        e-mails together (``services/letters.render_many``: many letters to a typst document), then the
+        bytes of each channel."""
         from duecourse.services import letters as letter_service
 
         records = letter_service.records_for(self.app, sorted({m.account_id for m in messages}))
         bad = store.bad_addresses(connection, [m.customer_id for m in messages])
         made: dict[int, Composed | NotComposed] = {}
-        stored: list[letter_store.StoredLetter] = []
+        ready: list[_Ready] = []
         for message in messages:
             found = records.get(message.account_id)
             if found is None:
@@ -77,7 +91,27 @@ class LetterComposer:
                 )
                 continue
             try:
-                made[message.id] = self._one(message, found, bad, now, stored)
+                prepared = self._prepare(message, found, bad)
+            except DuecourseError as error:
+                made[message.id] = NotComposed(
+                    f"cannot render {message.kind} for {message.channel}: {error}", False
+                )
+                continue
+            if isinstance(prepared, NotComposed):
+                made[message.id] = prepared
+            else:
+                ready.append(prepared)
+        letters = self._letters([r for r in ready if r.message.channel in {"letter", "email"}])
+        stored: dict[str, letter_store.StoredLetter] = {}
+        for item in ready:
+            message = item.message
+            try:
+                letter = letters.get(message.id)
+                if isinstance(letter, DuecourseError):
+                    raise letter
+                made[message.id] = self._finish(item, letter, now)
+                if letter is not None:
+                    stored[letter.sha256] = letter
             except words.ContentNotUsed as error:  # the kind goes by letter only: try the next channel
                 made[message.id] = NotComposed(f"no {message.channel} words for {message.kind}: {error}")
             except DuecourseError as error:
@@ -85,17 +119,13 @@ class LetterComposer:
                     f"cannot render {message.kind} for {message.channel}: {error}", False
                 )
         if stored:
-            letter_store.save_letters_in(connection, stored, now)
+            letter_store.save_letters_in(connection, list(stored.values()), now)
         return made
 
-    def _one(
-        self,
-        message: store.Message,
-        found: tuple[Any, Any, Any, Any],
-        bad: set[tuple[str, str, str]],
-        now: dt.datetime,
-        stored: list[letter_store.StoredLetter],
-    ) -> Composed | NotComposed:
+    def _prepare(
+        self, message: store.Message, found: tuple[Any, Any, Any, Any], bad: set[tuple[str, str, str]]
+    ) -> _Ready | NotComposed:
+        """The letter data of a message as of the day its action fell, or why it is not composed."""
         from duecourse.services import letters as letter_service
 
         account, customer, dues, payments = found
@@ -107,22 +137,44 @@ class LetterComposer:
             return NotComposed(f"{address} was found bad ({message.channel}); not used until it changes")
         day = message.planned_on
         data = letter_service.build_data(self.app, account, customer, dues, payments, message.kind, day)
+        return _Ready(message, customer, address, data)
+
+    def _letters(self, items: Sequence[_Ready]) -> dict[int, letter_store.StoredLetter | DuecourseError]:
+        """The letter PDF of each message that sends one, rendered together; when the batch fails (a
+        letter that cannot be rendered), each alone, so that only the bad one fails."""
+        from duecourse.services import letters as letter_service
+
+        jobs = [(i.data, i.message.planned_on, i.message.account_id, i.customer.customer_id) for i in items]
+        try:
+            rendered = letter_service.render_many(jobs, workers=1)
+            return {i.message.id: letter for i, letter in zip(items, rendered, strict=True)}
+        except DuecourseError:
+            pass
+        out: dict[int, letter_store.StoredLetter | DuecourseError] = {}
+        for item, job in zip(items, jobs, strict=True):
+            try:
+                out[item.message.id] = letter_service.render_many([job], workers=1)[0]
+            except DuecourseError as error:
+                out[item.message.id] = error
+        return out
+
+    def _finish(self, item: _Ready, letter: letter_store.StoredLetter | None, now: dt.datetime) -> Composed:
+        """The bytes a channel sends for a prepared message (its letter PDF rendered when it has one)."""
+        message, customer, address, data = item.message, item.customer, item.address, item.data
+        day = message.planned_on
         locale = str(data["locale"])
-        if message.channel in {"letter", "email"}:
-            letter = letter_service.render_data(
-                data, letter_service.shipped_templates(), day, account.account_id, customer.customer_id
-            )
-            stored.append(letter)
-            if message.channel == "letter":
-                meta = {
-                    "reference": letter.reference,
-                    "postal_code": customer.postal_code,
-                    "letter_sha256": letter.sha256,
-                    "pages": str(letter.pages),
-                }
-                return Composed(address, letter.pdf, meta)
+        if message.channel == "letter":
+            assert letter is not None
+            meta = {
+                "reference": letter.reference,
+                "postal_code": customer.postal_code,
+                "letter_sha256": letter.sha256,
+                "pages": str(letter.pages),
+            }
+            return Composed(address, letter.pdf, meta)
         links = self._links(data, customer.customer_id, message.channel, day)
         if message.channel == "email":
+            assert letter is not None
             return self._email(message, data, locale, links, address, letter, now)
         if message.channel == "sms":
             from duecourse.channels.sms import sms_encoding

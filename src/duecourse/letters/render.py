@@ -2,14 +2,17 @@
 
 Templates are Jinja2 files under ``letters/templates`` (or a directory a compliance officer is reviewing,
 in front of the shipped one): ``layout.typ.j2`` for the page, ``LOCALE/_*.typ.j2`` parts shared by the
-kinds of a locale, and ``LOCALE/KIND.typ.j2`` for each letter. Every ``{{ value }}`` is escaped for typst
-markup by the environment's ``finalize`` hook, so a customer called ``*#[x]`` prints as ``*#[x]``; the one
-value that is typst code (the QR code's SVG inside a string literal) goes through ``typst_str``. Undefined
-names raise (``StrictUndefined``), and ``TemplateSet`` checks every template against its kind's fields
-when it loads it, so a misspelt field fails before any letter is printed.
+kinds of a locale, and ``LOCALE/KIND.typ.j2`` for each letter. Every ``{{ value }}`` is placed in the
+markup as a typst string literal by the environment's ``finalize`` hook, so a customer called ``*#[x]``
+prints as ``*#[x]``; the one value that is typst code (the QR code's SVG inside a string literal) goes
+through ``typst_str``. Undefined names raise (``StrictUndefined``), and ``TemplateSet`` checks every
+template against its kind's fields when it loads it, so a misspelt field fails before any letter is
+printed.
 
 PDF: typst, with the Noto CJK fonts of the distribution (Debian ``fonts-noto-cjk``); the document date is
-the letter date, so the same data gives the same bytes.
+the letter date, so the same data gives the same bytes. A letter to store is made by ``compile_letters``:
+many letters compiled as one typst document and cut apart (``letters.pdfparts``), each the same bytes as
+when compiled alone.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import os
 import re
-import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +32,14 @@ import jinja2
 import typst
 from jinja2 import meta, nodes
 
-from duecourse.letters import TemplateError
+from duecourse.letters import TemplateError, pdfparts
 from duecourse.letters.kinds import COMMON_FIELDS, KINDS, LOCALE_OF, Schema, schema_for
 
 SHIPPED = Path(__file__).resolve().parent / "templates"
 LAYOUT = "layout.typ.j2"
 FONT_DIRS = ("/usr/share/fonts/opentype/noto", "/usr/share/fonts/truetype/noto")
-_PUNCTUATION = frozenset(string.punctuation)
+_SPACES = re.compile(r"[ \t\r\n\v\f]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Raw(str):
@@ -43,20 +47,19 @@ class Raw(str):
 
 
 def typst_escape(value: object) -> str:
-    """Text made safe for typst markup: every ASCII punctuation mark escaped, line breaks made spaces."""
+    """Text placed in typst markup as it is: a string literal (``#"...";``), so no character of it is
+    markup, control characters dropped, line breaks and runs of white space made one space (as markup
+    reads them). Being one expression whatever the text, every letter of a template has the same syntax
+    tree, so typst reuses one letter's layout for the next where their text is the same
+    (``compile_letters``); escaping each punctuation mark would make the tree differ from letter to
+    letter."""
     if isinstance(value, Raw):
         return value
-    if value is None:
-        return ""
-    out: list[str] = []
-    for char in str(value):
-        if char in _PUNCTUATION:
-            out.append("\\" + char)
-        elif char in "\r\n\t\v\f":
-            out.append(" ")
-        elif ord(char) >= 32:
-            out.append(char)
-    return "".join(out)
+    text = "" if value is None else _CONTROL.sub("", _SPACES.sub(" ", str(value)))
+    core = text.strip(" ")
+    # White space at either end stays markup, so that it merges with the template's as markup spaces do.
+    before, after = " " * (text[:1] == " " and bool(core)), " " * (text[-1:] == " ")
+    return before + '#"' + core.replace("\\", "\\\\").replace('"', '\\"') + '";' + after
 
 
 def typst_str(value: object) -> Raw:
@@ -301,7 +304,8 @@ def fonts_available() -> list[str]:
 
 
 def compile_pdf(markup: str, when: dt.date) -> bytes:
-    """The PDF of typst markup; the creation time is ``when`` at midnight UTC, so the bytes repeat."""
+    """The PDF of typst markup as typst writes it; the creation time is ``when`` at midnight UTC, so the
+    bytes repeat. A letter to store is made by :func:`compile_letters`."""
     stamp = dt.datetime(when.year, when.month, when.day, tzinfo=dt.UTC)
     try:
         pdf = compiler().compile(markup.encode("utf-8"), format="pdf", timestamp=stamp)
@@ -310,6 +314,45 @@ def compile_pdf(markup: str, when: dt.date) -> bytes:
     if not isinstance(pdf, bytes):
         raise TemplateError("typst returned no PDF")
     return pdf
+
+
+def single_threaded() -> None:
+    """Make typst run its work on this thread alone (for a worker process, before its first compile).
+
+    typst spreads a compile over a thread pool (rayon); where letters are rendered in one worker process
+    per core, those threads only compete with the other workers, and a batch took 11 % more CPU seconds
+    with them (docs/performance.md, "Letters")."""
+    os.environ["RAYON_NUM_THREADS"] = "1"
+
+
+def letters_markup(markups: Sequence[str]) -> str:
+    """One typst document of many letters: each in its own scope (set rules do not pile up, which would
+    make styling quadratic), each starting on a new page; ``layout.typ.j2`` numbers each letter's pages."""
+    return "".join(f"#[\n{markup}\n]\n#pagebreak(weak: true)\n" for markup in markups)
+
+
+def compile_letters(markups: Sequence[str], when: dt.date) -> list[bytes]:
+    """The PDF of each letter, compiled as one typst document and cut apart (``pdfparts``).
+
+    The letters must share the document's metadata (kind, locale, issuer) and date. Each letter comes out
+    the same bytes whatever it was compiled with, so ``compile_letters([m], when)[0]`` is the letter on its
+    own. A letter whose PDF cannot be cut apart (``pdfparts.Unsupported``) is compiled alone and kept as
+    typst writes it, and so is it when compiled alone.
+    """
+    if not markups:
+        return []
+    try:
+        document = compile_pdf(letters_markup(markups), when)
+    except TemplateError:
+        if len(markups) == 1:
+            raise
+        return [pdf for markup in markups for pdf in compile_letters([markup], when)]  # which one fails
+    try:
+        return pdfparts.split(document, len(markups))
+    except pdfparts.Unsupported:
+        if len(markups) == 1:
+            return [document]
+        return [pdf for markup in markups for pdf in compile_letters([markup], when)]
 
 
 _PAGES = re.compile(rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)|/Count\s+(\d+)[^>]*?/Type\s*/Pages\b")

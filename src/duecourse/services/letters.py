@@ -32,15 +32,17 @@ from duecourse.bootstrap import App
 from duecourse.domain import delinquency
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.model import Account, Customer, Due, Payment
-from duecourse.letters import LetterError
+from duecourse.letters import LetterError, pdfparts
 from duecourse.letters.data import LetterInputs, letter_data
 from duecourse.letters.kinds import kind_named
 from duecourse.letters.render import (
     TemplateSet,
+    compile_letters,
     compile_pdf,
     data_json,
     load_templates,
     page_count,
+    single_threaded,
     typst_escape,
 )
 from duecourse.letters.token import portal_secret
@@ -52,6 +54,9 @@ from duecourse.store.frames import read_frame
 BATCH_KIND = "overdue_reminder"
 # Below this many letters a batch renders in this process: starting worker processes costs more.
 PARALLEL_FROM = 200
+# Letters per typst document: the fonts are embedded once per document, and the layout of a letter is
+# remembered from the letter in the same place of the previous document (docs/letters.md).
+CHUNK = 50
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,18 @@ def render_data(
     data: dict[str, Any], templates: TemplateSet, letter_date: dt.date, account_id: str, customer_id: str
 ) -> store.StoredLetter:
     """Render letter data to a PDF (not stored)."""
-    pdf = compile_pdf(templates.markup(data), letter_date)
+    pdf = compile_letters([templates.markup(data)], letter_date)[0]
+    return _stored(data, templates, letter_date, account_id, customer_id, pdf)
+
+
+def _stored(
+    data: dict[str, Any],
+    templates: TemplateSet,
+    letter_date: dt.date,
+    account_id: str,
+    customer_id: str,
+    pdf: bytes,
+) -> store.StoredLetter:
     return store.StoredLetter(
         sha256=hashlib.sha256(pdf).hexdigest(),
         reference=str(data["reference"]),
@@ -199,7 +215,7 @@ def reproduce(stored: store.StoredLetter, templates: TemplateSet | None = None) 
             f"the {stored.kind} {stored.locale} templates are at version {version}, the letter was made with "
             f"{stored.template_version}; show the stored PDF instead"
         )
-    return compile_pdf(templates.markup(json.loads(stored.data_json)), stored.letter_date)
+    return compile_letters([templates.markup(json.loads(stored.data_json))], stored.letter_date)[0]
 
 
 # ---------------------------------------------------------------- print batches
@@ -218,22 +234,47 @@ class Batch:
     new: bool
 
 
-def _worker_render(job: tuple[dict[str, Any], dt.date, str, str]) -> store.StoredLetter:
-    data, letter_date, account_id, customer_id = job
-    return render_data(data, shipped_templates(), letter_date, account_id, customer_id)
+Job = tuple[dict[str, Any], dt.date, str, str]  # letter data, letter date, account, customer
 
 
-def render_many(
-    jobs: Sequence[tuple[dict[str, Any], dt.date, str, str]], workers: int | None = None
-) -> list[store.StoredLetter]:
-    """Render many letters, on every core when there are enough of them; in the order given."""
+def _chunks(jobs: Sequence[Job]) -> list[list[int]]:
+    """The jobs' positions in chunks of at most CHUNK letters that can share a typst document: the same
+    date, kind, locale and jurisdiction (the document's title, author, language and date)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for n, (data, letter_date, _, _) in enumerate(jobs):
+        key = (letter_date, data["kind"], data["locale"], data["jurisdiction"])
+        groups.setdefault(key, []).append(n)
+    return [group[i : i + CHUNK] for group in groups.values() for i in range(0, len(group), CHUNK)]
+
+
+def render_many(jobs: Sequence[Job], workers: int | None = None) -> list[store.StoredLetter]:
+    """Render many letters, in the order given: CHUNK at a time per typst document (``compile_letters``),
+    in worker processes when there are enough of them (PARALLEL_FROM)."""
     workers = workers or os.cpu_count() or 1
+    templates = shipped_templates()
+    markups = [templates.markup(data) for data, _, _, _ in jobs]
+    chunks = _chunks(jobs)
+    texts = [[markups[n] for n in chunk] for chunk in chunks]
+    dates = [jobs[chunk[0]][1] for chunk in chunks]
     if workers == 1 or len(jobs) < PARALLEL_FROM:
-        return [_worker_render(job) for job in jobs]
-    # spawn, not fork: the parent holds Polars' thread pool, which a forked child would inherit locked.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return list(pool.map(_worker_render, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+        compiled = [compile_letters(text, day) for text, day in zip(texts, dates, strict=True)]
+    else:
+        # spawn, not fork: the parent holds Polars' thread pool, which a forked child would inherit locked.
+        # A worker runs ``render.compile_letters`` only, so it imports ``letters.render`` and not the
+        # service layer (whose imports cost seconds of CPU per process).
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(texts)), mp_context=context, initializer=single_threaded
+        ) as pool:
+            compiled = list(pool.map(compile_letters, texts, dates))
+    pdfs: list[bytes] = [b""] * len(jobs)
+    for chunk, chunk_pdfs in zip(chunks, compiled, strict=True):
+        for n, pdf in zip(chunk, chunk_pdfs, strict=True):
+            pdfs[n] = pdf
+    return [
+        _stored(data, templates, letter_date, account_id, customer_id, pdf)
+        for (data, letter_date, account_id, customer_id), pdf in zip(jobs, pdfs, strict=True)
+    ]
 
 
 def _planned(app: App, batch_date: dt.date) -> list[str]:
@@ -310,11 +351,18 @@ def _postal_code(stored: store.StoredLetter) -> str:
 
 
 def merge_pdfs(parts: Sequence[bytes]) -> bytes:
-    """One PDF of the pages of ``parts`` in order, by poppler's pdfunite; the same parts, the same bytes.
+    """One PDF of the pages of ``parts`` in order (``pdfparts.merge``); the same parts, the same bytes."""
+    if len(parts) == 1:
+        return parts[0]
+    try:
+        return pdfparts.merge(parts)
+    except pdfparts.Unsupported as exc:
+        raise LetterError(f"cannot join the letters into one print file: {exc}") from exc
 
-    pdfunite writes a random document id into the trailer; the trailer follows the cross-reference table,
-    so taking the id out moves no object and leaves a valid file that repeats byte for byte.
-    """
+
+def _pdfunite(parts: Sequence[bytes]) -> bytes:
+    """The merged PDF of a batch made before ``pdfparts.merge`` (poppler's pdfunite, its random /ID
+    taken out), so that a re-run of such a batch writes the file it wrote then."""
     with tempfile.TemporaryDirectory(prefix="duecourse-batch-") as tmp:
         names = []
         for n, blob in enumerate(parts):
@@ -322,16 +370,7 @@ def merge_pdfs(parts: Sequence[bytes]) -> bytes:
             path.write_bytes(blob)
             names.append(str(path))
         target = Path(tmp) / "merged.pdf"
-        if len(names) == 1:
-            return parts[0]
-        try:
-            subprocess.run(["pdfunite", *names, str(target)], check=True, capture_output=True, timeout=3600)
-        except FileNotFoundError:
-            raise LetterError(
-                "pdfunite is not installed (Debian: poppler-utils; `make setup` installs it)"
-            ) from None
-        except subprocess.CalledProcessError as exc:
-            raise LetterError(f"pdfunite failed: {exc.stderr.decode(errors='replace').strip()}") from None
+        subprocess.run(["pdfunite", *names, str(target)], check=True, capture_output=True, timeout=3600)
         return _without_id(target.read_bytes())
 
 
@@ -363,13 +402,25 @@ def _without_id(pdf: bytes) -> bytes:
 
 
 def _write_batch(
-    batch_date: dt.date, letters: list[store.StoredLetter], out: Path
+    batch_date: dt.date,
+    letters: list[store.StoredLetter],
+    out: Path,
+    recorded: str | None = None,
 ) -> tuple[Path, Path, int, dict[str, int], str, str]:
+    """Write the batch files. ``recorded``: the merged PDF's sha256 as recorded by the first run of the
+    batch; a batch made before ``pdfparts.merge`` was merged by pdfunite, and is merged so again."""
     out.mkdir(parents=True, exist_ok=True)
     by_kind = dict(sorted(Counter(f"{s.kind} {s.locale}" for s in letters).items()))
     pages = sum(s.pages for s in letters)
     cover = compile_pdf(_cover_markup(batch_date, letters, by_kind, pages), batch_date)
     merged = merge_pdfs([cover, *(s.pdf for s in letters)])
+    if recorded is not None and hashlib.sha256(merged).hexdigest() != recorded:
+        try:
+            legacy = _pdfunite([cover, *(s.pdf for s in letters)])
+        except (OSError, subprocess.SubprocessError):
+            legacy = merged
+        if hashlib.sha256(legacy).hexdigest() == recorded:
+            merged = legacy
     pdf_path = out / f"batch-{batch_date}.pdf"
     pdf_path.write_bytes(merged)
     text = io.StringIO()
@@ -414,7 +465,8 @@ def letters_batch(app: App, batch_date: dt.date, out: Path, *, workers: int | No
     manifest CSV and a cover sheet. A re-run for the same date writes the same batch again."""
     existing = store.batch_on(app.engine, batch_date)
     if existing is not None:
-        pdf_path, manifest, pages, by_kind, _, _ = _write_batch(batch_date, existing, out)
+        recorded = store.batch_sha256(app.engine, batch_date)
+        pdf_path, manifest, pages, by_kind, _, _ = _write_batch(batch_date, existing, out, recorded)
         return Batch(batch_date, pdf_path, manifest, len(existing), pages, by_kind, False)
     account_ids = _planned(app, batch_date)
     records = records_for(app, account_ids)

@@ -119,6 +119,15 @@ def batch_on(engine: Engine, batch_date: dt.date) -> list[StoredLetter] | None:
     return [_letter(r) for r in rows]
 
 
+def batch_sha256(engine: Engine, batch_date: dt.date) -> str | None:
+    """The sha256 recorded for the merged PDF of the batch of a date; None when there is no batch."""
+    with engine.connect() as connection:
+        found = connection.execute(
+            select(letter_batches.c.sha256).where(letter_batches.c.batch_date == batch_date)
+        ).first()
+    return None if found is None else str(found[0])
+
+
 def save_batch(
     engine: Engine,
     batch_date: dt.date,
