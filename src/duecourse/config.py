@@ -67,7 +67,18 @@ KeyPath = tuple[str | int, ...]
 
 SECTIONS = ("bucket_sets", "products", "strategy", "issuer", "letters", "channels", "governor", "costs")
 COST_KEYS = ("currency", "email", "sms_segment", "push", "letter", "call")
-GOVERNOR_KEYS = ("daily_contacts_per_customer", "us_creditor_calls_capped", "third_party_products")
+GOVERNOR_KEYS = (
+    "daily_contacts_per_customer",
+    "us_creditor_calls_capped",
+    "third_party_products",
+    "limitation_years",
+    "limitation_restarts_on_payment",
+)
+# The regions of US customers a limitation period is set for: the states, DC and the territories (USPS).
+US_REGIONS = frozenset(
+    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC "
+    "ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR GU VI AS MP".split()
+)
 BUCKET_SET_KEYS = ("buckets", "current")
 BUCKET_KEYS = ("name", "min", "max")
 PRODUCT_KEYS = ("kind", "currency", "grace_days", "bucket_set", "calendar", "allocation_order", "charges")
@@ -119,11 +130,18 @@ class GovernorSettings:
             too, not only to accounts placed with a third-party collector.
         third_party_products: product codes whose accounts are collected as a third party (Reg F applies
             in full).
+        limitation_years: the statute of limitations for suing on a debt, in whole years, per US state
+            (the customer's ``region``), as the institution's counsel gives it: a ``legal_review`` task on
+            a debt older than that is suppressed (US-TBD-01); a state not listed opens none.
+        limitation_restarts_on_payment: the period runs again from the last payment (the law of many
+            states; false where a payment does not revive the debt's time to sue).
     """
 
     daily_contacts_per_customer: int = 1
     us_creditor_calls_capped: bool = True
     third_party_products: tuple[str, ...] = ()
+    limitation_years: Mapping[str, int] = field(default_factory=dict)
+    limitation_restarts_on_payment: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -1720,11 +1738,44 @@ def _governor(check: _Check, data: Mapping[str, Any], products: set[str]) -> Gov
                     path + ("third_party_products",),
                 )
         third = tuple(raw)
+    restarts = _bool(check, table, "limitation_restarts_on_payment", path)
     return GovernorSettings(
         daily_contacts_per_customer=daily if daily is not None else 1,
         us_creditor_calls_capped=capped if capped is not None else True,
         third_party_products=third,
+        limitation_years=_limitation_years(check, table, path),
+        limitation_restarts_on_payment=restarts if restarts is not None else True,
     )
+
+
+def _limitation_years(check: _Check, table: Mapping[str, Any], path: KeyPath) -> dict[str, int]:
+    """``limitation_years = { NY = 3, CA = 4 }``: whole years (1 to 30) per US state code."""
+    raw = table.get("limitation_years", {})
+    where = path + ("limitation_years",)
+    if not isinstance(raw, Mapping):
+        check.add(
+            "config.bad_type", f"limitation_years must be a table like {{ NY = 3 }}, not {_show(raw)}", where
+        )
+        return {}
+    years: dict[str, int] = {}
+    for state, value in raw.items():
+        if state not in US_REGIONS:
+            near = _suggest(str(state), sorted(US_REGIONS))
+            hint = f"; did you mean '{near}'?" if near else ""
+            check.add(
+                "config.bad_value",
+                f"limitation_years names {_show(state)}, which is not a US state code (USPS, as NY){hint}",
+                where + (str(state),),
+            )
+        elif isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 30:
+            check.add(
+                "config.bad_value",
+                f"limitation_years.{state} must be whole years from 1 to 30, not {_show(value)}",
+                where + (str(state),),
+            )
+        else:
+            years[str(state)] = value
+    return dict(sorted(years.items()))
 
 
 # ---------------------------------------------------------------- costs

@@ -10,7 +10,15 @@ import polars as pl
 
 from duecourse.letters.data import deadline_for
 from duecourse.letters.settings import DEFAULT_DEADLINES
-from duecourse.services.tasks import HOLDS_EVER, NOTICES, TaskInputs, decide_tasks
+from duecourse.services.tasks import (
+    AGES,
+    HOLDS_EVER,
+    NOTICES,
+    Limits,
+    TaskInputs,
+    add_years,
+    decide_tasks,
+)
 
 DAY = dt.date(2025, 6, 2)
 ROWS = pl.DataFrame(
@@ -39,8 +47,30 @@ def holds(*rows: tuple[str, str, str | None, str, dt.date, dt.date | None]) -> p
     return pl.DataFrame([dict(zip(HOLDS_EVER, row, strict=True)) for row in rows], schema=HOLDS_EVER)
 
 
-def decided(sent: pl.DataFrame, held: pl.DataFrame, day: dt.date = DAY) -> dict[str, dict[str, object]]:
-    out = decide_tasks(ROWS, TaskInputs(sent, held, DEFAULT_DEADLINES), day)
+# A3's debt for the US limitation (US-TBD-01): a New York customer, past due since 2024-03-01.
+AGES_A3 = pl.DataFrame(
+    [
+        {
+            "account_id": "A3",
+            "region": "NY",
+            "oldest_unpaid_due_date": dt.date(2024, 2, 29),
+            "last_paid_on": None,
+        }
+    ],
+    schema=AGES,
+)
+
+NEW_YORK = Limits({"NY": 3})
+
+
+def decided(
+    sent: pl.DataFrame,
+    held: pl.DataFrame,
+    day: dt.date = DAY,
+    ages: pl.DataFrame = AGES_A3,
+    limits: Limits = NEW_YORK,
+) -> dict[str, dict[str, object]]:
+    out = decide_tasks(ROWS, TaskInputs(sent, held, DEFAULT_DEADLINES, ages, limits), day)
     return {row["key"]: row for row in out.iter_rows(named=True)}
 
 
@@ -119,6 +149,39 @@ def test_an_identity_theft_report_bars_placement_for_good_and_vulnerability_whil
     # Once the vulnerability hold has ended, placement is allowed again.
     lifted = holds(("customer", "C4", None, "vulnerability", dt.date(2025, 5, 1), dt.date(2025, 5, 31)))
     assert decided(notices(), lifted)["uk-place"]["verdict"] == "planned"
+
+
+def test_a_legal_review_is_not_opened_on_a_time_barred_debt_and_fails_closed() -> None:
+    # Past due from 2024-03-01 (the day after the due of 2024-02-29): three years in New York.
+    assert decided(notices(), holds(), dt.date(2027, 2, 28))["us-legal"]["verdict"] == "planned"
+    barred = decided(notices(), holds(), dt.date(2027, 3, 1))["us-legal"]
+    assert (barred["verdict"], barred["rule_id"]) == ("suppressed", "US-TBD-01")
+    assert barred["reason"] == (
+        "legal_review is barred: the debt is time-barred since 2027-03-01 (3 years in NY from 2024-03-01, "
+        "when the oldest unpaid due fell past due; US-TBD-01)"
+    )
+    # A later payment starts the period again, unless the institution says it does not.
+    paid = AGES_A3.with_columns(pl.lit(dt.date(2025, 1, 15)).alias("last_paid_on"))
+    assert decided(notices(), holds(), dt.date(2027, 3, 1), paid)["us-legal"]["verdict"] == "planned"
+    assert decided(notices(), holds(), dt.date(2028, 1, 15), paid)["us-legal"]["verdict"] == "suppressed"
+    no_restart = Limits({"NY": 3}, restarts_on_payment=False)
+    assert decided(notices(), holds(), dt.date(2027, 3, 1), paid, no_restart)["us-legal"]["verdict"] == (
+        "suppressed"
+    )
+    # Fails closed: a state with no period set, an account whose age was not read.
+    other = decided(notices(), holds(), ages=AGES_A3.with_columns(pl.lit("TX").alias("region")))["us-legal"]
+    assert other["verdict"] == "suppressed"
+    assert "no statute of limitations is set for state TX" in str(other["reason"])
+    unread = decided(notices(), holds(), ages=pl.DataFrame(schema=AGES))["us-legal"]
+    assert unread["verdict"] == "suppressed" and "was not read" in str(unread["reason"])
+    # The other tasks are not concerned.
+    assert decided(notices(), holds(), ages=pl.DataFrame(schema=AGES))["us-place"]["verdict"] == "planned"
+
+
+def test_a_period_of_years_ends_on_the_same_day_and_29_february_on_the_28th() -> None:
+    assert add_years(dt.date(2024, 3, 1), 3) == dt.date(2027, 3, 1)
+    assert add_years(dt.date(2024, 2, 29), 3) == dt.date(2027, 2, 28)
+    assert add_years(dt.date(2024, 2, 29), 4) == dt.date(2028, 2, 29)
 
 
 def _config_text(actions: str) -> str:

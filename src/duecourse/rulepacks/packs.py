@@ -216,11 +216,24 @@ class Bar:
 
 
 @dataclass(frozen=True, slots=True)
+class Limitation:
+    """A task of kind ``task`` is not done on a time-barred debt: once the statute of limitations for
+    suing on it has run. The periods are the institution's (``[governor] limitation_years``, per state:
+    state law differs by state and contract, and the pack cannot give one number)."""
+
+    jurisdiction: str
+    task: str
+    rule: str
+    citation: str
+
+
+@dataclass(frozen=True, slots=True)
 class TaskRules:
     """What the tasks of one jurisdiction wait for and what bars them."""
 
     prerequisites: tuple[Prerequisite, ...]
     bars: tuple[Bar, ...]
+    limitations: tuple[Limitation, ...] = ()
 
 
 class _Reader:
@@ -359,8 +372,8 @@ def daily_cap(jurisdiction: str) -> DailyCap:
 
 @functools.cache
 def task_rules(jurisdiction: str) -> TaskRules:
-    """The ``[[prerequisites]]`` and ``[[bars]]`` of the jurisdiction's pack (none: tasks wait for
-    nothing but the holds)."""
+    """The ``[[prerequisites]]``, ``[[bars]]`` and ``[[limitations]]`` of the jurisdiction's pack (none:
+    tasks wait for nothing but the holds)."""
     from duecourse.domain.strategy import TASK_KINDS
 
     reader = _Reader(jurisdiction)
@@ -390,11 +403,25 @@ def task_rules(jurisdiction: str) -> TaskRules:
                 reader.text(table, "citation", where),
             )
         )
-    tasks = [p.task for p in prerequisites]
-    for task in sorted({t for t in tasks if tasks.count(t) > 1}):
-        reader.problem("[[prerequisites]]", f"task {task!r} is listed more than once")
+    limitations: list[Limitation] = []
+    for number, table in enumerate(reader.tables(pack, "limitations"), start=1):
+        where = f"[[limitations]] #{number}"
+        limitations.append(
+            Limitation(
+                jurisdiction,
+                reader.choice(table, "task", where, TASK_KINDS),
+                reader.text(table, "rule", where),
+                reader.text(table, "citation", where),
+            )
+        )
+    for key, named in (
+        ("prerequisites", [p.task for p in prerequisites]),
+        ("limitations", [x.task for x in limitations]),
+    ):
+        for task in sorted({t for t in named if named.count(t) > 1}):
+            reader.problem(f"[[{key}]]", f"task {task!r} is listed more than once")
     reader.done()
-    return TaskRules(tuple(prerequisites), tuple(bars))
+    return TaskRules(tuple(prerequisites), tuple(bars), tuple(limitations))
 
 
 @functools.cache

@@ -94,7 +94,11 @@ def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
     context = _context(app, as_of)
     with app.engine.connect() as connection:
         task_inputs = tasks.read_inputs(
-            connection, found.filter(tasks.is_task()), as_of, config.letters.deadlines
+            connection,
+            found.filter(tasks.is_task()),
+            as_of,
+            config.letters.deadlines,
+            tasks.limits_of(config.governor),
         )
     decided = decide(
         found,

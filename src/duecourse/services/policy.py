@@ -13,6 +13,8 @@ apply to every customer in that stage wherever they live:
   such message to the next allowed moment (a warning: the time is not what it says);
 - a collection stage without any action: its accounts are never contacted (a warning);
 - an escalation task whose jurisdiction wants a notice first that no action sends (a warning);
+- a legal review of US accounts with no statute of limitations set: none would ever be opened (US-TBD-01
+  fails closed; a warning);
 - the rule packs themselves: every rule carries an id and a citation (an error otherwise).
 """
 
@@ -48,6 +50,7 @@ def check_policy(config: Config) -> list[Finding]:
     findings += _actions(config)
     findings += _silent_stages(config)
     findings += _task_prerequisites(config)
+    findings += _task_limitations(config)
     return sorted(findings, key=lambda f: f.severity != "error")
 
 
@@ -142,6 +145,31 @@ def _task_prerequisites(config: Config) -> list[Finding]:
                             f"{jurisdiction} it waits for a {prerequisite.needs} ({prerequisite.rule}, "
                             f"{prerequisite.citation}), which no action of the strategy sends: it would "
                             "wait for ever",
+                        )
+                    )
+    return found
+
+
+def _task_limitations(config: Config) -> list[Finding]:
+    """A task that a limitation concerns (US: legal review, US-TBD-01) in a jurisdiction without any
+    period set would never be opened (it fails closed)."""
+    reach = _reach(config)
+    years = config.governor.limitation_years
+    found: list[Finding] = []
+    for action in config.actions:
+        if action.channel != TASK_CHANNEL:
+            continue
+        for jurisdiction in reach.get(action.stage, JURISDICTIONS):
+            for limitation in task_rules(jurisdiction).limitations:
+                if limitation.task == action.kind and not years:
+                    found.append(
+                        Finding(
+                            "warning",
+                            "policy.no_limitation",
+                            f"stage {action.stage}, action {action.name} (task {action.kind}): in "
+                            f"{jurisdiction} it is not opened on a time-barred debt ({limitation.rule}, "
+                            f"{limitation.citation}), and no statute of limitations is set ([governor] "
+                            "limitation_years): none would ever be opened",
                         )
                     )
     return found

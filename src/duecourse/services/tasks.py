@@ -31,20 +31,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, Select, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Select, and_, func, insert, or_, select, update
 
+from duecourse.config import GovernorSettings
 from duecourse.domain.strategy import TASK_CHANNEL
 from duecourse.engine import governor
 from duecourse.letters.data import deadline_for
 from duecourse.letters.settings import Deadline
-from duecourse.rulepacks.packs import Bar, Prerequisite, task_rules
+from duecourse.rulepacks.packs import Bar, Limitation, Prerequisite, task_rules
 from duecourse.store.frames import read_frame
-from duecourse.store.tables import customers, holds, outbox, tasks
+from duecourse.store.tables import accounts, customers, holds, outbox, payments, snapshots, tasks
 
 # What the tasks read of the outbox: the notices a prerequisite needs. ``day``: the day it was sent, or,
 # not sent yet, the day it is scheduled for; ``sent``: whether it was.
@@ -87,19 +88,51 @@ TASK_COLUMNS = (
 )
 
 
+# What a limitation reads of an account (``AGES``): the customer's region (US state), the oldest unpaid
+# due's date as of the day (the stored snapshot's), the last payment on or before the day.
+AGES: dict[str, pl.DataType] = {
+    "account_id": pl.String(),
+    "region": pl.String(),
+    "oldest_unpaid_due_date": pl.Date(),
+    "last_paid_on": pl.Date(),
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The institution's statutes of limitations (``[governor] limitation_years``) and whether a payment
+    starts the period again."""
+
+    years: Mapping[str, int] = field(default_factory=dict)
+    restarts_on_payment: bool = True
+
+
+def limits_of(settings: GovernorSettings) -> Limits:
+    return Limits(dict(settings.limitation_years), settings.limitation_restarts_on_payment)
+
+
 @dataclass(frozen=True)
 class TaskInputs:
     """What the tasks' rules read besides the day's rows: the notices sent or to go on their accounts
     (``NOTICES``), the holds ever recorded of the kinds a bar names (``HOLDS_EVER``), the letters'
-    deadline rules."""
+    deadline rules, the accounts' ages for a limitation (``AGES``) and the periods (``Limits``)."""
 
     notices: pl.DataFrame
     holds_ever: pl.DataFrame
     deadlines: Mapping[str, Deadline]
+    ages: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=AGES))
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
-    def empty(cls, deadlines: Mapping[str, Deadline] | None = None) -> TaskInputs:
-        return cls(pl.DataFrame(schema=NOTICES), pl.DataFrame(schema=HOLDS_EVER), deadlines or {})
+    def empty(
+        cls, deadlines: Mapping[str, Deadline] | None = None, limits: Limits | None = None
+    ) -> TaskInputs:
+        return cls(
+            pl.DataFrame(schema=NOTICES),
+            pl.DataFrame(schema=HOLDS_EVER),
+            deadlines or {},
+            limits=limits or Limits(),
+        )
 
 
 def is_task(channel: pl.Expr | None = None) -> pl.Expr:
@@ -159,19 +192,23 @@ def decide_tasks(rows: pl.DataFrame, inputs: TaskInputs, as_of: dt.date) -> pl.D
     """The decisions (``governor.DECISIONS``) on the day's task rows (``key, account_id, customer_id,
     jurisdiction, kind``) the holds let through: barred → suppressed; waiting for a notice or its deadline
     → deferred (to the ready day, or null while no notice was sent); else planned."""
-    out = [
-        _decision(row, inputs.notices, inputs.holds_ever, as_of, inputs.deadlines)
-        for row in rows.iter_rows(named=True)
-    ]
+    ages = {row["account_id"]: row for row in inputs.ages.iter_rows(named=True)}
+    out = [_decision(row, inputs, ages.get(row["account_id"]), as_of) for row in rows.iter_rows(named=True)]
     return pl.DataFrame(out, schema=governor.DECISIONS)
 
 
 def read_inputs(
-    connection: Connection, rows: pl.DataFrame, as_of: dt.date, deadlines: Mapping[str, Deadline]
+    connection: Connection,
+    rows: pl.DataFrame,
+    as_of: dt.date,
+    deadlines: Mapping[str, Deadline],
+    limits: Limits | None = None,
 ) -> TaskInputs:
-    """``TaskInputs`` for the task rows of a day (their accounts' notices, the holds the bars name)."""
+    """``TaskInputs`` for the task rows of a day (their accounts' notices, the holds the bars name, the
+    ages of the accounts whose task a limitation concerns)."""
+    limits = limits or Limits()
     if rows.is_empty():
-        return TaskInputs.empty(deadlines)
+        return TaskInputs.empty(deadlines, limits)
     jurisdictions = rows.get_column("jurisdiction").unique().to_list()
     read = connection.execute(
         notices_query(needed_kinds(jurisdictions), rows.get_column("account_id").unique().to_list())
@@ -179,29 +216,133 @@ def read_inputs(
     notices = notice_frame(pl.DataFrame([dict(r._mapping) for r in read], schema=_NOTICE_READ))
     held = connection.execute(holds_ever_query(as_of, bar_kinds(jurisdictions))).all()
     holds_ever = hold_ever_frame(pl.DataFrame([dict(r._mapping) for r in held], schema=HOLDS_EVER))
-    return TaskInputs(notices, holds_ever, deadlines)
+    limited = {(x.jurisdiction, x.task) for j in jurisdictions for x in task_rules(j).limitations}
+    concerned = rows.filter(
+        pl.concat_str("jurisdiction", "kind", separator="|").is_in([f"{j}|{t}" for j, t in limited])
+    )
+    ages = read_ages(connection, concerned.get_column("account_id").unique().sort().to_list(), as_of)
+    return TaskInputs(notices, holds_ever, deadlines, ages, limits)
+
+
+def read_ages(connection: Connection, account_ids: list[str], as_of: dt.date) -> pl.DataFrame:
+    """``AGES`` of the accounts as of a day (the day's stored snapshots; payments on or before it)."""
+    if not account_ids:
+        return pl.DataFrame(schema=AGES)
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(account_ids), 5_000):
+        some = account_ids[start : start + 5_000]
+        paid = (
+            select(payments.c.account_id, func.max(payments.c.paid_on).label("last_paid_on"))
+            .where(payments.c.account_id.in_(some), payments.c.paid_on <= as_of)
+            .group_by(payments.c.account_id)
+            .subquery()
+        )
+        query = (
+            select(
+                accounts.c.account_id,
+                customers.c.region,
+                snapshots.c.oldest_unpaid_due_date,
+                paid.c.last_paid_on,
+            )
+            .join(customers, customers.c.customer_id == accounts.c.customer_id)
+            .outerjoin(
+                snapshots,
+                and_(snapshots.c.account_id == accounts.c.account_id, snapshots.c.as_of == as_of),
+            )
+            .outerjoin(paid, paid.c.account_id == accounts.c.account_id)
+            .where(accounts.c.account_id.in_(some))
+        )
+        out.extend(dict(r._mapping) for r in connection.execute(query))
+    return pl.DataFrame(out, schema=AGES)
 
 
 def _decision(
-    row: Mapping[str, Any],
-    notices: pl.DataFrame,
-    holds_ever: pl.DataFrame,
-    as_of: dt.date,
-    deadlines: Mapping[str, Deadline],
+    row: Mapping[str, Any], inputs: TaskInputs, age: Mapping[str, Any] | None, as_of: dt.date
 ) -> dict[str, Any]:
     rules = task_rules(row["jurisdiction"])
     for bar in rules.bars:
         if bar.task == row["kind"]:
-            found = _barred(bar, row, holds_ever, as_of)
+            found = _barred(bar, row, inputs.holds_ever, as_of)
             if found is not None:
                 return _row(row["key"], "suppressed", None, bar.rule, bar.citation, found[0], found[1])
+    limit: tuple[str, dict[str, Any]] | None = None
+    limitation = next((x for x in rules.limitations if x.task == row["kind"]), None)
+    if limitation is not None:
+        barred, why, seen = time_barred(limitation, row["kind"], age, inputs.limits, as_of)
+        if barred:
+            return _row(row["key"], "suppressed", None, limitation.rule, limitation.citation, why, seen)
+        limit = why, seen
     prerequisite = next((p for p in rules.prerequisites if p.task == row["kind"]), None)
     if prerequisite is None:
         reason = f"no notice is required before {row['kind']} in {row['jurisdiction']}"
-        return _row(row["key"], "planned", _midnight(as_of), "COMMON-TASK", "institution policy", reason, {})
-    verdict, ready, reason, seen = waiting_for(prerequisite, row["account_id"], notices, as_of, deadlines)
+        seen = {}
+        if limit is not None:
+            reason, seen = f"{reason}; {limit[0]}", limit[1]
+        return _row(
+            row["key"], "planned", _midnight(as_of), "COMMON-TASK", "institution policy", reason, seen
+        )
+    verdict, ready, reason, seen = waiting_for(
+        prerequisite, row["account_id"], inputs.notices, as_of, inputs.deadlines
+    )
+    if limit is not None:
+        reason, seen = f"{reason}; {limit[0]}", {**seen, **limit[1]}
     at = None if ready is None else _midnight(max(ready, as_of))
     return _row(row["key"], verdict, at, prerequisite.rule, prerequisite.citation, reason, seen)
+
+
+def add_years(day: dt.date, years: int) -> dt.date:
+    """The same day ``years`` later; 29 February becomes 28 February (the earlier day: a period is never
+    taken as longer than it is)."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
+def time_barred(
+    limitation: Limitation, kind: str, age: Mapping[str, Any] | None, limits: Limits, as_of: dt.date
+) -> tuple[bool, str, dict[str, Any]]:
+    """(barred, why, seen): whether the account's debt is time-barred on ``as_of``.
+
+    The period runs from the day the oldest unpaid due fell past due (the day after its due date), or,
+    where a payment starts it again (``limits.restarts_on_payment``), from the last payment if later. The
+    debt is time-barred from the same day ``years`` later. It fails closed: a state with no period set,
+    or an account whose oldest unpaid due is not known for the day, is treated as barred, saying why."""
+    rule = limitation.rule
+    if age is None:
+        why = f"{kind} is not opened: the account's age for the limitation was not read ({rule})"
+        return True, why, {}
+    region = "" if age["region"] is None else str(age["region"]).strip().upper()
+    years = limits.years.get(region)
+    if years is None:
+        where = f"state {region}" if region else "a customer without a state (region)"
+        why = (
+            f"{kind} is not opened: no statute of limitations is set for {where} "
+            f"([governor] limitation_years), so the debt may be time-barred ({rule})"
+        )
+        return True, why, {"region": region, "limitation_years": None}
+    oldest = age["oldest_unpaid_due_date"]
+    if oldest is None:
+        why = f"{kind} is not opened: nothing is known past due on the account as of {as_of} ({rule})"
+        return True, why, {"region": region, "limitation_years": years}
+    start, since = oldest + dt.timedelta(days=1), "the oldest unpaid due fell past due"
+    last = age["last_paid_on"]
+    if limits.restarts_on_payment and last is not None and last > start:
+        start, since = last, "the last payment"
+    barred_on = add_years(start, years)
+    seen = {
+        "region": region,
+        "limitation_years": years,
+        "period_from": start.isoformat(),
+        "time_barred_on": barred_on.isoformat(),
+    }
+    if as_of >= barred_on:
+        why = (
+            f"{kind} is barred: the debt is time-barred since {barred_on} ({years} years in {region} from "
+            f"{start}, when {since}; {rule})"
+        )
+        return True, why, seen
+    return False, f"time-barred from {barred_on} ({years} years in {region} from {start}; {rule})", seen
 
 
 def waiting_for(
