@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from duecourse.bootstrap import App
 
-COMMANDS = ("dispatch", "outbox", "feedback")
+COMMANDS = ("dispatch", "outbox", "feedback", "serve")
 
 
 def _instant(text: str) -> dt.datetime:
@@ -86,6 +86,12 @@ def add_parsers(sub: Any) -> None:
     for parser in (bounces, returns, receipts):
         parser.add_argument("--now", type=_instant, metavar="ISO-TIMESTAMP")
 
+    serve = sub.add_parser(
+        "serve", help="the HTTP service: opt-out links, an HTTP SMS gateway's receipts and replies"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=_count, default=8080, help="port (default 8080)")
+
 
 def _now(args: argparse.Namespace) -> dt.datetime:
     given: dt.datetime | None = getattr(args, "now", None)
@@ -115,7 +121,24 @@ def handle(args: argparse.Namespace, app: App, config_path: Path | None) -> int:
         return 0
     if args.command == "outbox":
         return _outbox(args, app)
+    if args.command == "serve":
+        return _serve(args, app)
     return _feedback(args, app)
+
+
+def _serve(args: argparse.Namespace, app: App) -> int:
+    import uvicorn
+
+    from duecourse.api import create_app
+    from duecourse.letters.token import SECRET_ENV, portal_secret
+
+    if portal_secret()[1]:
+        print(
+            f"warning: {SECRET_ENV} is not set: opt-out links are checked against the development secret",
+            file=sys.stderr,
+        )
+    uvicorn.run(create_app(app), host=args.host, port=args.port, log_level="info", access_log=True)
+    return 0
 
 
 def _outbox(args: argparse.Namespace, app: App) -> int:

@@ -1612,6 +1612,12 @@ CHANNEL_KEYS: dict[str, tuple[str, ...]] = {
         "token_env",
         "dir",
         "timeout_seconds",
+        "callback_token_env",
+        "receipt_id_field",
+        "receipt_status_field",
+        "reply_from_field",
+        "reply_to_field",
+        "reply_text_field",
     ),
     "push": ("transport", "url", "secret_env", "timeout_seconds"),
     "post": ("dir",),
@@ -1694,7 +1700,7 @@ def _channels(check: _Check, data: Mapping[str, Any]) -> dict[str, ChannelSettin
             check.add("config.bad_value", message, path + ("starttls",))
         for flag in ("starttls", "ssl"):
             _bool(check, table, flag, path)
-        for env_key in ("password_env", "secret_env", "token_env"):
+        for env_key in ("password_env", "secret_env", "token_env", "callback_token_env"):
             value = table.get(env_key)
             if value is not None and (
                 not isinstance(value, str) or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value)

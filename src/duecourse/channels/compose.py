@@ -21,11 +21,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from duecourse.bootstrap import App
 from duecourse.channels import content as words
@@ -36,6 +38,7 @@ from duecourse.letters.data import address_lines
 from duecourse.letters.token import make_token, portal_secret
 from duecourse.store import letters as letter_store
 from duecourse.store import outbox as store
+from duecourse.store.tables import opt_out_links
 
 OPT_OUT_DAYS = 366  # an opt-out link keeps working for a year
 
@@ -65,11 +68,33 @@ class _Ready:
     data: dict[str, Any]
 
 
+def opt_out_subject(customer_id: str, channel: str) -> str:
+    """What an opt-out link's token signs: an opaque hash of the customer and the channel (the URL holds
+    no personal data); ``opt_out_links`` says whom it stands for."""
+    return "oo-" + hashlib.sha256(f"{customer_id}|{channel}".encode()).hexdigest()[:24]
+
+
+def save_opt_out_links(
+    connection: Connection, subjects: Mapping[str, tuple[str, str]], now: dt.datetime
+) -> None:
+    """Record whom the batch's opt-out links stand for (a link already recorded is kept as it is)."""
+    rows = [
+        {"subject": subject, "customer_id": customer_id, "channel": channel, "created_at": now}
+        for subject, (customer_id, channel) in sorted(subjects.items())
+    ]
+    if connection.dialect.name == "postgresql":
+        connection.execute(pg_insert(opt_out_links).on_conflict_do_nothing(), rows)
+    else:
+        connection.execute(sqlite_insert(opt_out_links).on_conflict_do_nothing(), rows)
+
+
 class LetterComposer:
     """The composer the dispatcher uses (``channels/dispatch.Composer``)."""
 
     def __init__(self, app: App) -> None:
         self.app = app
+        # The opt-out links of the batch being composed: subject -> (customer, channel).
+        self._subjects: dict[str, tuple[str, str]] = {}
 
     def compose(
         self, messages: Sequence[store.Message], now: dt.datetime, connection: Connection
@@ -79,6 +104,7 @@ class LetterComposer:
         bytes of each channel."""
         from duecourse.services import letters as letter_service
 
+        self._subjects = {}
         records = letter_service.records_for(self.app, sorted({m.account_id for m in messages}))
         bad = store.bad_addresses(connection, [m.customer_id for m in messages])
         made: dict[int, Composed | NotComposed] = {}
@@ -120,6 +146,9 @@ class LetterComposer:
                 )
         if stored:
             letter_store.save_letters_in(connection, list(stored.values()), now)
+        if self._subjects:
+            save_opt_out_links(connection, self._subjects, now)
+            self._subjects = {}
         return made
 
     def _prepare(
@@ -198,7 +227,8 @@ class LetterComposer:
         portal = str(data.get("portal", {}).get("url") or issuer.get("website", ""))
         base = self.app.config.issuers[str(data["jurisdiction"])].portal_url.rstrip("/")
         secret, _ = portal_secret()
-        subject = "oo-" + hashlib.sha256(f"{customer_id}|{channel}".encode()).hexdigest()[:24]
+        subject = opt_out_subject(customer_id, channel)
+        self._subjects[subject] = (customer_id, channel)
         token = make_token(subject, day + dt.timedelta(days=OPT_OUT_DAYS), secret)
         keyword = words.OPT_OUT_KEYWORDS[str(data["locale"])]
         return words.Links(portal, f"{base}/opt-out/{channel}/{token}", keyword)

@@ -10,11 +10,14 @@ What an SMSC delivers on the dispatcher's session (customers' replies, delivery 
 ``inbound`` by :func:`store_inbound` before the SMSC is told it arrived, then acted on by
 :func:`handle_inbound`, which marks each row handled in the transaction that acted on it: an opt-out
 reply becomes a hold, a receipt is applied as above. A row stored by a dispatcher that died before
-handling it is handled by the next one.
+handling it is handled by the next one. The HTTP receiver (``api/``) stores what an HTTP gateway posts
+(its delivery callbacks and the customers' replies) the same way, and honours the opt-out links that
+e-mails and texts carry (:func:`opt_out_by_link`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -26,8 +29,9 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from duecourse.bootstrap import App
 from duecourse.channels.base import DeliveryEvent
+from duecourse.domain.errors import DuecourseError, Problem, ProblemsError
 from duecourse.store import outbox as store
-from duecourse.store.tables import customers, holds, inbound
+from duecourse.store.tables import customers, holds, inbound, opt_out_links
 
 if TYPE_CHECKING:
     from duecourse.channels.sms import InboundSms
@@ -125,33 +129,121 @@ def _opt_outs(
             select(customers.c.customer_id, customers.c.timezone).where(column == sender)
         ).all()
         for customer_id, timezone in found:
-            existing = connection.execute(
-                select(holds.c.id).where(
-                    holds.c.customer_id == customer_id,
-                    holds.c.scope == "channel",
-                    holds.c.channel == channel,
-                    holds.c.kind == "opt_out",
-                    holds.c.ends_on.is_(None),
-                )
-            ).first()
-            if existing is not None:
-                continue
-            connection.execute(
-                insert(holds).values(
-                    scope="channel",
-                    customer_id=customer_id,
-                    account_id=None,
-                    channel=channel,
-                    kind="opt_out",
-                    # The customer's own date (holds are read on it): in force from now, in every zone.
-                    starts_on=now.astimezone(ZoneInfo(timezone)).date(),
-                    ends_on=None,
-                    reason=f"opted out of {channel}: {how}",
-                    created_at=now,
-                )
-            )
-            added += 1
+            added += _add_opt_out(connection, customer_id, timezone, channel, now, how)
     return added
+
+
+def _opted_out(connection: Connection, customer_id: str, channel: str) -> bool:
+    """Whether an opt-out of ``channel`` without end is on record for the customer."""
+    existing = connection.execute(
+        select(holds.c.id).where(
+            holds.c.customer_id == customer_id,
+            holds.c.scope == "channel",
+            holds.c.channel == channel,
+            holds.c.kind == "opt_out",
+            holds.c.ends_on.is_(None),
+        )
+    ).first()
+    return existing is not None
+
+
+def _add_opt_out(
+    connection: Connection, customer_id: str, timezone: str, channel: str, now: dt.datetime, how: str
+) -> bool:
+    """A channel hold without end for the customer, unless one is there; whether it was added."""
+    if _opted_out(connection, customer_id, channel):
+        return False
+    connection.execute(
+        insert(holds).values(
+            scope="channel",
+            customer_id=customer_id,
+            account_id=None,
+            channel=channel,
+            kind="opt_out",
+            # The customer's own date (holds are read on it): in force from now, in every zone.
+            starts_on=now.astimezone(ZoneInfo(timezone)).date(),
+            ends_on=None,
+            reason=f"opted out of {channel}: {how}",
+            created_at=now,
+        )
+    )
+    return True
+
+
+# ------------------------------------------------------------------------------------ opt-out links
+
+
+class OptOutLinkError(DuecourseError):
+    """An opt-out link that cannot be honoured as it is: tampered with, or not one of ours."""
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutLink:
+    """Whom an opt-out link is for, and what it is about.
+
+    Attributes:
+        customer_id: the customer the link was sent to.
+        channel: the medium it opts out of (``email``, ``sms``, ``push``).
+        locale: the customer's language, for the page that answers.
+        issuer: the legal name of the sender, as the customer knows it.
+        opted_out: whether the customer has opted out of the channel (before or by this request).
+    """
+
+    customer_id: str
+    channel: str
+    locale: str
+    issuer: str
+    opted_out: bool
+
+
+def read_opt_out_link(app: App, channel: str, token: str) -> OptOutLink:
+    """What an opt-out link is for (a GET of the link: nothing changes). ``OptOutLinkError`` names why a
+    link is refused."""
+    with app.engine.connect() as connection:
+        return _link(app, connection, channel, token)
+
+
+def opt_out_by_link(
+    app: App, channel: str, token: str, now: dt.datetime, how: str
+) -> tuple[OptOutLink, bool]:
+    """Honour an opt-out link (RFC 8058 one-click POST, or the button of its page): the customer's
+    opt-out of the channel, once (12 CFR 1006.6(e), 1006.14(h); US-ELEC-01). The link is honoured
+    however old it is: its expiry is not checked, since a missed opt-out is a breach while an extra one
+    only moves the account to another channel. Returns the link and whether a hold was added."""
+    with store.write_transaction(app.engine) as connection:
+        link = _link(app, connection, channel, token)
+        timezone = connection.execute(
+            select(customers.c.timezone).where(customers.c.customer_id == link.customer_id)
+        ).scalar_one()
+        added = _add_opt_out(connection, link.customer_id, timezone, channel, now, how)
+    return dataclasses.replace(link, opted_out=True), added
+
+
+def _link(app: App, connection: Connection, channel: str, token: str) -> OptOutLink:
+    from duecourse.letters.token import BadToken, portal_secret, verify_token
+
+    secret, _ = portal_secret()
+    try:
+        subject = verify_token(token, dt.date.min, secret)  # never expired: see opt_out_by_link
+    except BadToken as error:
+        raise OptOutLinkError(f"this opt-out link is not valid: {error}") from None
+    found = connection.execute(
+        select(opt_out_links.c.customer_id, opt_out_links.c.channel).where(opt_out_links.c.subject == subject)
+    ).first()
+    if found is None:
+        raise OptOutLinkError("this opt-out link was not sent by us (no message carried it)")
+    customer_id, linked = str(found[0]), str(found[1])
+    if linked != channel:
+        raise OptOutLinkError(f"this opt-out link is for {linked}, not {channel}")
+    person = connection.execute(
+        select(customers.c.locale, customers.c.jurisdiction).where(customers.c.customer_id == customer_id)
+    ).first()
+    if person is None:
+        raise OptOutLinkError("the customer this link was sent to is no longer on record")
+    locale, jurisdiction = str(person[0]), str(person[1])
+    issuer = app.config.issuers.get(jurisdiction)
+    name = issuer.legal_name if issuer is not None else ""
+    return OptOutLink(customer_id, channel, locale, name, _opted_out(connection, customer_id, channel))
 
 
 # --------------------------------------------------------------------------------------------- inbound
@@ -268,3 +360,103 @@ def _handle_one(
             f"opt-out: {added} hold(s) added" if added else "opt-out: already opted out or no such customer"
         )
     return "reply without an opt-out keyword: nothing to do"
+
+
+# ------------------------------------------------------------------------- an HTTP gateway's posts
+
+# Where an HTTP gateway's posts hold what we read (dotted paths; ``[channels.sms]`` may name others).
+GATEWAY_FIELDS: dict[str, str] = {
+    "receipt_id_field": "id",
+    "receipt_status_field": "status",
+    "reply_from_field": "from",
+    "reply_to_field": "to",
+    "reply_text_field": "text",
+}
+GATEWAY_POSTS = ("receipts", "replies")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPosts:
+    """What :func:`receive_gateway_posts` did: rows stored, then what handling them did."""
+
+    stored: int
+    handled: InboundResult
+
+
+def gateway_field(app: App, name: str) -> str:
+    """The dotted path ``[channels.sms]`` gives for ``name`` (``GATEWAY_FIELDS``), else the default."""
+    settings = app.config.channels.get("sms")
+    value = settings.values.get(name) if settings is not None else None
+    return str(value) if value else GATEWAY_FIELDS[name]
+
+
+def gateway_items(app: App, what: str, payloads: Sequence[Any], where: str = "body") -> list[InboundSms]:
+    """An HTTP gateway's delivery callbacks (``receipts``) or customers' texts (``replies``) as inbound
+    items; every bad one reported at once as ``body[N].FIELD: reason`` (``ProblemsError``)."""
+    from duecourse.channels.sms import InboundSms, is_opt_out, parse_http_receipt
+
+    items: list[InboundSms] = []
+    problems: list[Problem] = []
+    for number, payload in enumerate(payloads):
+        at = f"{where}[{number}]"
+        if not isinstance(payload, dict):
+            problems.append(
+                Problem("gateway.bad_item", f"must be a JSON object, not {type(payload).__name__}", at)
+            )
+            continue
+        if what == "receipts":
+            id_field, status_field = (
+                gateway_field(app, "receipt_id_field"),
+                gateway_field(app, "receipt_status_field"),
+            )
+            try:
+                event = parse_http_receipt(payload, id_field=id_field, status_field=status_field)
+            except ValueError as error:
+                problems.append(Problem("gateway.bad_receipt", str(error), at))
+                continue
+            text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+            items.append(InboundSms(sender="", text=text, opt_out=False, receipt=event))
+            continue
+        values: dict[str, str] = {}
+        for name in ("reply_from_field", "reply_to_field", "reply_text_field"):
+            path = gateway_field(app, name)
+            value = _dotted_value(payload, path)
+            if value is None and name != "reply_to_field":
+                problems.append(Problem("gateway.missing_field", f"no {path!r} in the reply", f"{at}.{path}"))
+            values[name] = "" if value is None else str(value)
+        if len(values["reply_from_field"]) > 64:
+            problems.append(Problem("gateway.bad_field", "the sender is longer than 64 characters", at))
+        if not problems:
+            text = values["reply_text_field"]
+            items.append(
+                InboundSms(
+                    sender=values["reply_from_field"].strip(),
+                    text=text,
+                    opt_out=is_opt_out(text),
+                    recipient=values["reply_to_field"].strip(),
+                )
+            )
+    if problems:
+        raise ProblemsError(problems)
+    return items
+
+
+def _dotted_value(payload: Any, path: str) -> Any:
+    value = payload
+    for part in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def receive_gateway_posts(app: App, what: str, payloads: Sequence[Any], now: dt.datetime) -> GatewayPosts:
+    """Store what an HTTP gateway posted (all of it or, when any item is bad, none), durably, then act
+    on it as on what an SMSC delivers: a receipt moves its message to delivered or bounced, an opt-out
+    reply becomes a hold."""
+    items = gateway_items(app, what, payloads)
+    store_inbound(app.engine, items, now)
+    return GatewayPosts(len(items), handle_inbound(app, now))

@@ -434,3 +434,16 @@ inbound = Table(
     Column("detail", Text, nullable=False),  # JSON: kind (reply/receipt), opt_out, outcome, what handling did
     Index(None, "handled_at"),
 )
+
+# The opt-out links messages carry (migration 0009): the link's token signs ``subject``, an opaque hash of
+# the customer and the channel (no personal data in the URL), and this table is how the receiver of a
+# click or an RFC 8058 one-click POST finds whom it is for. Written when a message is composed.
+opt_out_links = Table(
+    "opt_out_links",
+    metadata,
+    _text("subject"),
+    _text("customer_id"),
+    _text("channel"),
+    Column("created_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("subject"),
+)

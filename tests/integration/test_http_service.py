@@ -1,0 +1,250 @@
+"""The HTTP service over real HTTP (uvicorn on a local port), on SQLite and PostgreSQL: the opt-out link
+of an e-mail the dispatcher sent opens a page that changes nothing, and its one-click POST (RFC 8058)
+holds the customer's e-mail for good, once; an HTTP SMS gateway's replies and receipts are stored and
+acted on, and a bad post is refused whole, naming each bad item."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import json
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from sqlalchemy import select
+from test_cli import ACCOUNTS, CUSTOMERS, DUES, PAYMENTS, write
+
+from duecourse.api import create_app
+from duecourse.bootstrap import bootstrap
+from duecourse.cli import main
+from duecourse.config import default_config_text
+from duecourse.store.db import make_engine
+from duecourse.store.tables import holds, inbound, outbox
+
+TOKEN = "gateway-callback-token-1234"
+NOW = dt.datetime(2025, 5, 5, 2, tzinfo=dt.UTC)  # 10:00 in Shanghai
+ACTION = """
+  [[strategy.stages.actions]]
+  channel = "email"
+  kind = "overdue_reminder"
+  repeat_every_days = 1
+  max_times = 30
+  at = "10:00"
+
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def service(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path, str]]:
+    """A database with an e-mail sent to C1 (through the dispatcher, to files), and the HTTP service on
+    it: (base URL, the e-mail folder, the database URL)."""
+    monkeypatch.setenv("DUECOURSE_PORTAL_SECRET", "s" * 32)
+    monkeypatch.setenv("DUECOURSE_TEST_CALLBACK_TOKEN", TOKEN)
+    text = default_config_text()
+    marker = '[[strategy.stages]]\nname = "M2"'
+    text = text.replace(marker, ACTION + marker)
+    text += (
+        f'\n[channels.email]\ntransport = "files"\ndir = "{tmp_path / "email"}"\n'
+        'from = "示例消费金融 <collect@example.cn>"\n'
+        '\n[channels.sms]\ngateway = "http"\nurl = "http://127.0.0.1:9/send"\nsource_addr = "10690000"\n'
+        'body = { to = "{to}", text = "{text}" }\ncallback_token_env = "DUECOURSE_TEST_CALLBACK_TOKEN"\n'
+        'receipt_id_field = "msg.id"\nreceipt_status_field = "msg.state"\n'
+    )
+    config = tmp_path / "duecourse.toml"
+    config.write_text(text, encoding="utf-8")
+
+    def cli(*args: str) -> int:
+        return main(["--db", db_url, "--config", str(config), *args])
+
+    assert cli("init") == 0
+    for kind, body in (
+        ("customers", CUSTOMERS),
+        ("accounts", ACCOUNTS),
+        ("dues", DUES),
+        ("payments", PAYMENTS),
+    ):
+        assert cli("import", kind, str(write(tmp_path, f"{kind}.csv", body))) == 0
+    assert cli("run", "--as-of", "2025-05-05") == 0
+    assert cli("dispatch", "--once", "--now", NOW.isoformat(), "--quiet") == 0
+
+    app = bootstrap(db_url, config)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(app, clock=lambda: NOW), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the HTTP service did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", tmp_path / "email", db_url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        app.engine.dispose()
+
+
+def _call(
+    url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, str, dict[str, str]]:
+    request = urllib.request.Request(
+        url, data=body, headers=headers or {}, method="POST" if body is not None else "GET"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            return answer.status, answer.read().decode(), dict(answer.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(), dict(error.headers)
+
+
+def _rows(db_url: str, table: Any) -> list[dict[str, Any]]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            return [dict(r._mapping) for r in connection.execute(select(table))]
+    finally:
+        engine.dispose()
+
+
+def _opt_outs(db_url: str) -> list[tuple[str, str, str]]:
+    return sorted(
+        (r["customer_id"], r["channel"], r["reason"])
+        for r in _rows(db_url, holds)
+        if r["kind"] == "opt_out" and r["scope"] == "channel"
+    )
+
+
+def test_the_one_click_unsubscribe_of_a_sent_email_holds_the_customers_email_once(
+    service: tuple[str, Path, str],
+) -> None:
+    base, folder, db_url = service
+    (sent,) = sorted(folder.glob("*.eml"))
+    message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    links = re.findall(r"<(https?://[^>]+)>", str(message["List-Unsubscribe"]))
+    assert len(links) == 1
+    path = re.sub(r"^https?://[^/]+", "", links[0])
+    assert path.startswith("/opt-out/email/")
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None and links[0] in body.get_content()  # the same link in the text
+
+    # Opening the link (a person, a scanner, a preview) changes nothing.
+    status, page, headers = _call(base + path)
+    assert status == 200 and "no-store" in headers["cache-control"]
+    assert "退订" in page and '<form method="post">' in page and "示例消费金融" in page
+    assert _opt_outs(db_url) == []
+
+    # The mail client's one-click POST (RFC 8058).
+    status, page, _ = _call(
+        base + path, b"List-Unsubscribe=One-Click", {"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert status == 200 and "退订成功" in page
+    assert _opt_outs(db_url) == [("C1", "email", "opted out of email: the opt-out link")]
+    status, page, _ = _call(base + path, b"List-Unsubscribe=One-Click")
+    assert status == 200 and "您已退订" in page
+    assert len(_opt_outs(db_url)) == 1
+    status, page, _ = _call(base + path)
+    assert status == 200 and "您已退订" in page and "<form" not in page
+
+    # A changed token, a link for another channel, a channel that does not exist: refused, saying why.
+    tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
+    status, page, _ = _call(base + tampered, b"List-Unsubscribe=One-Click")
+    assert status == 400 and "signature does not match" in page
+    status, page, _ = _call(base + path.replace("/email/", "/sms/"), b"List-Unsubscribe=One-Click")
+    assert status == 400 and "this opt-out link is for email, not sms" in page
+    status, _, _ = _call(base + path.replace("/email/", "/fax/"))
+    assert status == 404
+    assert len(_opt_outs(db_url)) == 1
+
+
+def test_an_sms_gateways_replies_and_receipts_are_stored_and_acted_on(service: tuple[str, Path, str]) -> None:
+    base, _, db_url = service
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    url = base + "/callbacks/sms/replies"
+
+    status, answer, _ = _call(url, json.dumps({"from": "+8613800138000", "text": "TD"}).encode())
+    assert status == 401 and "token" in answer  # no token, nothing stored
+    status, _, _ = _call(url + "?token=wrong", json.dumps({"from": "+8613800138000", "text": "TD"}).encode())
+    assert status == 401
+    assert _rows(db_url, inbound) == []
+
+    # One bad item refuses the whole post, naming each bad one.
+    bad = [{"from": "+12125550100", "text": "hello"}, {"text": "STOP"}, "x"]
+    status, answer, _ = _call(url, json.dumps(bad).encode(), auth)
+    assert status == 400
+    problems = json.loads(answer)["problems"]
+    assert [p["source"] for p in problems] == ["body[1].from", "body[2]"]
+    status, answer, _ = _call(url, b"{not json", auth)
+    assert status == 400 and "not JSON" in answer
+    assert _rows(db_url, inbound) == []
+
+    replies = [
+        {"from": "+8613800138000", "to": "10690000", "text": "TD"},
+        {"from": "+12125550100", "text": "ok"},
+    ]
+    status, answer, _ = _call(url, json.dumps(replies).encode(), auth)
+    assert status == 200, answer
+    assert json.loads(answer) | {} == {
+        "stored": 2,
+        "handled": 2,
+        "opt_out_holds": 1,
+        "delivered": 0,
+        "bounced": 0,
+        "waiting": 0,
+    }
+    assert [c for c, channel, _ in _opt_outs(db_url) if channel == "sms"] == ["C1"]
+
+    # A receipt for the e-mail's provider id would match nothing here (no SMS was sent): it waits for its
+    # message (the receipt may overtake the "sent" record), stored and not lost. The token may also come
+    # in the query, for gateways that can only set a URL.
+    receipt = {"msg": {"id": "gw-77", "state": "delivered"}}
+    status, answer, _ = _call(
+        base + f"/callbacks/sms/receipts?token={TOKEN}",
+        json.dumps(receipt).encode(),
+        {"Content-Type": "application/json"},
+    )
+    assert status == 200, answer
+    assert json.loads(answer)["stored"] == 1 and json.loads(answer)["waiting"] == 1
+    status, answer, _ = _call(
+        base + "/callbacks/sms/receipts", json.dumps({"msg": {"id": "x"}}).encode(), auth
+    )
+    assert status == 400 and "msg.state" in answer
+    stored = [r for r in _rows(db_url, inbound) if r["provider_id"] == "gw-77"]
+    assert len(stored) == 1 and stored[0]["handled_at"] is None
+
+
+def test_a_receipt_from_the_gateway_marks_its_sms_delivered(service: tuple[str, Path, str]) -> None:
+    base, _, db_url = service
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:  # the e-mail stands in for a text the gateway took as gw-1
+            (row,) = connection.execute(select(outbox.c.id).where(outbox.c.state == "sent")).all()
+            connection.execute(
+                outbox.update().where(outbox.c.id == row.id).values(channel="sms", provider_id="gw-1")
+            )
+    finally:
+        engine.dispose()
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    receipt = {"msg": {"id": "gw-1", "state": "delivered"}}
+    status, answer, _ = _call(base + "/callbacks/sms/receipts", json.dumps(receipt).encode(), auth)
+    assert status == 200, answer
+    assert json.loads(answer)["delivered"] == 1
+    assert [r["state"] for r in _rows(db_url, outbox) if r["provider_id"] == "gw-1"] == ["delivered"]
