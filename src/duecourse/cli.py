@@ -54,8 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("init", help="create or migrate the database")
 
-    imp = sub.add_parser("import", help="import customers, accounts, dues or payments (.csv or .parquet)")
-    imp.add_argument("kind", choices=["customers", "accounts", "dues", "payments"])
+    imp = sub.add_parser(
+        "import",
+        help="import customers, accounts, dues, payments or account attributes (.csv or .parquet)",
+    )
+    imp.add_argument("kind", choices=["customers", "accounts", "dues", "payments", "attributes"])
     imp.add_argument("file", type=Path)
     imp.add_argument("--json", action="store_true", help="print the result or the problems as JSON")
 
@@ -318,6 +321,25 @@ def _with_app(app: App, args: argparse.Namespace) -> int:
         print(f"database ready at revision {revision}")
         return 0
     portfolio.init_database(app)
+    if args.command == "import" and args.kind == "attributes":
+        from duecourse.services.attributes import import_attributes
+
+        done = import_attributes(app, args.file, dt.datetime.now(dt.UTC))
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "ok": True,
+                        "kind": "attributes",
+                        "file": done.file,
+                        "rows_added": done.added,
+                        "rows_unchanged": done.unchanged,
+                    }
+                )
+            )
+        else:
+            print(f"{done.file}: {done.added} attribute values added, {done.unchanged} already there")
+        return 0
     if args.command == "import":
         result = portfolio.import_file(app, args.kind, args.file)
         if args.json:

@@ -34,11 +34,15 @@ from duecourse.domain.model import COMPONENTS, JURISDICTIONS
 from duecourse.domain.money import CURRENCIES, MoneyError, quantum, to_decimal
 from duecourse.domain.strategy import ACTION_CHANNELS, TASK_CHANNEL, TASK_KINDS, Action, Experiment, Variant
 from duecourse.domain.terms import (
+    ATTRIBUTE_KINDS,
+    ATTRIBUTE_LIMIT,
+    ATTRIBUTE_SCALE,
     CARD_INTEREST_MODES,
     CURRENT_STAGE,
     DEFAULT_SEGMENT,
     LATE_FEE_MODES,
     PRODUCT_KINDS,
+    AttributeCondition,
     Bucket,
     BucketSet,
     Charges,
@@ -65,7 +69,21 @@ SHIPPED_BUCKET_SETS_SOURCE = "<shipped bucket_sets.toml>"
 
 KeyPath = tuple[str | int, ...]
 
-SECTIONS = ("bucket_sets", "products", "strategy", "issuer", "letters", "channels", "governor", "costs")
+SECTIONS = (
+    "bucket_sets",
+    "products",
+    "strategy",
+    "issuer",
+    "letters",
+    "channels",
+    "governor",
+    "costs",
+    "attributes",
+)
+# An account attribute's name (``[attributes]``): a column of ``duecourse import attributes`` files.
+ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+# Columns of an attributes file that are not attributes.
+ATTRIBUTE_RESERVED = ("account_id", "valid_from")
 COST_KEYS = ("currency", "email", "sms_segment", "push", "letter", "call")
 GOVERNOR_KEYS = (
     "daily_contacts_per_customer",
@@ -113,7 +131,7 @@ LETTERS_KEYS = ("deadlines", "max_sentence_words", "max_grade", "max_sentence_ch
 DEADLINE_KEYS = ("days", "unit", "minimum", "service_days")
 STAGE_CONDITIONS = ("min_days_past_due", "min_delinquency_days", "min_amount_past_due", "min_missed_dues")
 SEGMENT_KEYS = ("name", "when", "stages")
-WHEN_KEYS = ("products", "jurisdictions", "min_amount_past_due", "min_balance")
+WHEN_KEYS = ("products", "jurisdictions", "min_amount_past_due", "min_balance", "attributes")
 
 _RATE_EXAMPLE = '"0.0005"'
 _AMOUNT_EXAMPLE = '"10.00"'
@@ -174,6 +192,8 @@ class Config:
             their variants by a stable hash.
         pre_due: the ``[[strategy.pre_due]]`` actions: reminders ``-offset_days`` days before a due date
             to accounts that are not in collection (CN-COL-01).
+        attributes: the ``[attributes]`` an account may carry (name → ``number`` or ``text``), imported
+            with ``duecourse import attributes`` and chosen by in a segment's ``when``.
     """
 
     source: str
@@ -187,6 +207,7 @@ class Config:
     costs: Costs = field(default_factory=Costs)
     experiments: tuple[Experiment, ...] = ()
     pre_due: tuple[Action, ...] = ()
+    attributes: dict[str, str] = field(default_factory=dict)
 
     def actions_of(self, stage: str) -> tuple[Action, ...]:
         return tuple(action for action in self.actions if action.stage == stage)
@@ -272,7 +293,8 @@ def _check_text(text: str, source: str) -> tuple[Config | None, list[Problem]]:
     product_codes = set(named) if isinstance(named, dict) else set()
     stage_names: set[str] = set()
     stages = _stages(check, data, stage_names)
-    segments = _segments(check, data, stage_names, product_codes)
+    attributes = _attributes(check, data)
+    segments = _segments(check, data, stage_names, product_codes, attributes)
     issuers = _issuers(check, data)
     letters = _letters(check, data)
     channels = _channels(check, data)
@@ -289,7 +311,18 @@ def _check_text(text: str, source: str) -> tuple[Config | None, list[Problem]]:
     valid_sets = {name: b for name, b in bucket_sets.items() if b is not None}
     terms = Terms(products, valid_sets, stages, segments)
     return Config(
-        source, terms, data, issuers, letters, actions, channels, governor, costs, experiments, pre_due
+        source,
+        terms,
+        data,
+        issuers,
+        letters,
+        actions,
+        channels,
+        governor,
+        costs,
+        experiments,
+        pre_due,
+        attributes,
     ), []
 
 
@@ -834,8 +867,111 @@ def _stage_tables(data: Mapping[str, Any]) -> list[tuple[KeyPath, dict[str, Any]
     return found
 
 
+def _attributes(check: _Check, data: Mapping[str, Any]) -> dict[str, str]:
+    """``[attributes]``: ``name = "number"`` or ``"text"`` for each account attribute a segment may use."""
+    if "attributes" not in data:
+        return {}
+    path: KeyPath = ("attributes",)
+    table = _table(check, data["attributes"], path)
+    if table is None:
+        return {}
+    found: dict[str, str] = {}
+    for name, kind in table.items():
+        where = path + (name,)
+        if not ATTRIBUTE_NAME.fullmatch(name) or name in ATTRIBUTE_RESERVED:
+            why = (
+                f"is a column of the attributes file itself ({', '.join(ATTRIBUTE_RESERVED)})"
+                if name in ATTRIBUTE_RESERVED
+                else "must start with a small letter and hold only small letters, digits and '_' (40 at most)"
+            )
+            check.add("config.bad_value", f"attribute name {_show(name)} {why}", where)
+        elif kind not in ATTRIBUTE_KINDS:
+            message = (
+                f"attribute {name} must be {' or '.join(repr(k) for k in ATTRIBUTE_KINDS)}, not {_show(kind)}"
+            )
+            check.add("config.bad_value", message, where)
+        else:
+            found[name] = str(kind)
+    return found
+
+
+def _attribute_conditions(
+    check: _Check, raw: object, path: KeyPath, declared: Mapping[str, str]
+) -> tuple[AttributeCondition, ...]:
+    """A ``when``'s ``attributes = { risk_score = { min = "600" }, branch = ["north"] }``."""
+    table = _table(check, raw, path)
+    if table is None:
+        return ()
+    found: list[AttributeCondition] = []
+    for name, value in table.items():
+        where = path + (name,)
+        kind = declared.get(name)
+        if kind is None:
+            known = ", ".join(sorted(declared)) or "none is declared"
+            check.add(
+                "config.unknown_attribute",
+                f"attribute '{name}' is not declared in [attributes] (declared: {known})",
+                where,
+            )
+            continue
+        if kind == "text":
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+                message = (
+                    f'{name} is a text attribute: give the values it may have, like ["north"], '
+                    f"not {_show(value)}"
+                )
+                check.add("config.bad_type", message, where)
+                continue
+            found.append(AttributeCondition(name, kind, tuple(value)))
+            continue
+        bounds = _table(check, value, where)
+        if bounds is None:
+            continue
+        _keys(check, bounds, where, ("min", "max"), ())
+        low = _attribute_number(check, bounds, "min", where)
+        high = _attribute_number(check, bounds, "max", where)
+        if "min" not in bounds and "max" not in bounds:
+            check.add("config.bad_value", f'{name} needs min, max or both, like {{ min = "600" }}', where)
+        elif low is not None and high is not None and low > high:
+            check.add("config.bad_value", f"{name}: min {low} is more than max {high}", where)
+        elif (low is not None or "min" not in bounds) and (high is not None or "max" not in bounds):
+            found.append(AttributeCondition(name, kind, (), low, high))
+    return tuple(found)
+
+
+def _attribute_number(check: _Check, table: Mapping[str, Any], key: str, path: KeyPath) -> Decimal | None:
+    """A bound of a number attribute: exact (a string or an integer), at most ATTRIBUTE_SCALE decimals."""
+    if key not in table:
+        return None
+    value = table[key]
+    where = path + (key,)
+    number: Decimal | None = None
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        try:
+            number = Decimal(str(value).strip())
+        except ArithmeticError:
+            number = None
+    if number is None or not number.is_finite():
+        check.add(
+            "config.bad_type", f'{key} must be a number like "600" or "0.25", not {_show(value)}', where
+        )
+        return None
+    if abs(number) >= ATTRIBUTE_LIMIT or number != number.quantize(Decimal(1).scaleb(-ATTRIBUTE_SCALE)):
+        message = (
+            f"{key} must be less than {ATTRIBUTE_LIMIT:,} with at most {ATTRIBUTE_SCALE} decimals, "
+            f"not {value}"
+        )
+        check.add("config.bad_value", message, where)
+        return None
+    return number
+
+
 def _segments(
-    check: _Check, data: Mapping[str, Any], names: set[str], products: set[str]
+    check: _Check,
+    data: Mapping[str, Any],
+    names: set[str],
+    products: set[str],
+    attributes: Mapping[str, str],
 ) -> tuple[Segment, ...]:
     """``[[strategy.segments]]``: each a ``when`` and its own stages, the first that matches wins."""
     items = _strategy_tables(check, data, "segments")
@@ -862,7 +998,11 @@ def _segments(
                 else "is used twice"
             )
             check.add("config.segment_duplicate", f"segment name '{name}' {why}", path + ("name",))
-        when = _when(check, table.get("when"), path + ("when",), products) if "when" in table else None
+        when = (
+            _when(check, table.get("when"), path + ("when",), products, attributes)
+            if "when" in table
+            else None
+        )
         named = len(check.problems) == before and name is not None
         stages = _ladder(check, table["stages"], path + ("stages",), names) if "stages" in table else ()
         if "stages" in table and isinstance(table["stages"], list) and not table["stages"]:
@@ -875,7 +1015,9 @@ def _segments(
     return tuple(segment for _, segment in found)
 
 
-def _when(check: _Check, raw: object, path: KeyPath, products: set[str]) -> SegmentWhen | None:
+def _when(
+    check: _Check, raw: object, path: KeyPath, products: set[str], attributes: Mapping[str, str]
+) -> SegmentWhen | None:
     table = _table(check, raw, path)
     if table is None:
         return None
@@ -910,6 +1052,11 @@ def _when(check: _Check, raw: object, path: KeyPath, products: set[str]) -> Segm
     for key, value in (("min_amount_past_due", amount), ("min_balance", balance)):
         if value is not None and value <= 0:
             check.add("config.bad_value", f"{key} must be more than 0 (0 always holds)", path + (key,))
+    conditions = (
+        _attribute_conditions(check, table["attributes"], path + ("attributes",), attributes)
+        if "attributes" in table
+        else ()
+    )
     if not table:
         message = (
             "when has no condition, so every account would match; put these stages in [[strategy.stages]]"
@@ -917,7 +1064,7 @@ def _when(check: _Check, raw: object, path: KeyPath, products: set[str]) -> Segm
         check.add("config.segment_no_condition", message, path)
     if len(check.problems) > before:
         return None
-    return SegmentWhen(chosen["products"], chosen["jurisdictions"], amount, balance)
+    return SegmentWhen(chosen["products"], chosen["jurisdictions"], amount, balance, conditions)
 
 
 def _names(check: _Check, table: Mapping[str, Any], key: str, path: KeyPath) -> tuple[str, ...]:
@@ -956,6 +1103,16 @@ def _covers(a: SegmentWhen, b: SegmentWhen) -> bool:
     for key in ("min_amount_past_due", "min_balance"):
         mine, theirs = getattr(a, key), getattr(b, key)
         if mine is not None and (theirs is None or theirs < mine):
+            return False
+    for condition in a.attributes:
+        other = next((c for c in b.attributes if c.name == condition.name), None)
+        if other is None:
+            return False
+        if condition.kind == "text" and not set(other.values) <= set(condition.values):
+            return False
+        if condition.min is not None and (other.min is None or other.min < condition.min):
+            return False
+        if condition.max is not None and (other.max is None or other.max > condition.max):
             return False
     return True
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -365,8 +365,10 @@ def choose_segment(
     jurisdiction: str | None,
     amount_past_due: Decimal,
     balance: Decimal,
+    attributes: Mapping[str, Decimal | str] | None = None,
 ) -> tuple[Segment | None, str]:
-    """The first segment whose conditions all hold (thresholds inclusive), else None (the default one)."""
+    """The first segment whose conditions all hold (thresholds inclusive), else None (the default one).
+    ``attributes``: the account's attribute values as of the day (a missing one meets no condition)."""
     for segment in segments:
         when = segment.when
         checks: list[tuple[bool, str]] = []
@@ -392,6 +394,10 @@ def choose_segment(
             )
         if when.min_balance is not None:
             checks.append((balance >= when.min_balance, f"balance {balance} ≥ {when.min_balance}"))
+        for condition in when.attributes:
+            value = (attributes or {}).get(condition.name)
+            shown = "none" if value is None else str(value)
+            checks.append((condition.holds(value), f"{condition.name} {shown}: {condition.describe()}"))
         if all(ok for ok, _ in checks):
             return segment, " and ".join(words for _, words in checks)
     return None, "no segment's conditions hold" if segments else ""
@@ -409,11 +415,13 @@ def snapshot(
     on_hold: bool = False,
     segments: Sequence[Segment] = (),
     jurisdiction: str | None = None,
+    attributes: Mapping[str, Decimal | str] | None = None,
 ) -> AccountSnapshot:
     """The account's state as of ``as_of`` (docs/semantics.md).
 
     ``stages`` are the default stages; with ``segments``, an account one of them takes is on that
-    segment's stages instead (``jurisdiction``: the customer's, needed when a segment chooses by it).
+    segment's stages instead (``jurisdiction``: the customer's, needed when a segment chooses by it;
+    ``attributes``: the account's attribute values in force, when a segment chooses by one).
     """
     currency = product.currency
     order = ordered_dues(dues, product)
@@ -496,6 +504,7 @@ def snapshot(
         jurisdiction=jurisdiction,
         amount_past_due=amount_past_due,
         balance=outstanding,
+        attributes=attributes,
     )
     stage, why = choose_stage(
         stages if segment is None else segment.stages,

@@ -113,6 +113,47 @@ CURRENT_STAGE = "current"
 DEFAULT_SEGMENT = "default"
 
 
+ATTRIBUTE_KINDS = ("number", "text")
+# Decimal places a number attribute keeps: the engine compares integers of 10**-ATTRIBUTE_SCALE, exactly.
+ATTRIBUTE_SCALE = 6
+# The largest number attribute (so that the scaled integer fits 64 bits with room to spare).
+ATTRIBUTE_LIMIT = Decimal(10) ** 12
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeCondition:
+    """A segment's condition on an account attribute (``[attributes]``, imported with ``duecourse import
+    attributes``): a number between ``min`` and ``max`` (inclusive, either may be open), or a text among
+    ``values``. An account without a value for it does not match.
+
+    The value is the one in force on the run's date, the same for every day the stage search looks at, so
+    the condition cannot come and go between two days and an upper bound is allowed (unlike the amounts).
+    """
+
+    name: str
+    kind: str  # number | text
+    values: tuple[str, ...] = ()
+    min: Decimal | None = None
+    max: Decimal | None = None
+
+    def holds(self, value: Decimal | str | None) -> bool:
+        if value is None:
+            return False
+        if self.kind == "text":
+            return value in self.values
+        number = Decimal(value)
+        return (self.min is None or number >= self.min) and (self.max is None or number <= self.max)
+
+    def describe(self) -> str:
+        if self.kind == "text":
+            return f"{self.name} in {', '.join(self.values)}"
+        if self.min is not None and self.max is not None:
+            return f"{self.min} ≤ {self.name} ≤ {self.max}"
+        if self.min is not None:
+            return f"{self.name} ≥ {self.min}"
+        return f"{self.name} ≤ {self.max}"
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentWhen:
     """Which accounts a segment takes: all conditions set here hold (an empty tuple or None: any).
@@ -129,12 +170,14 @@ class SegmentWhen:
         min_amount_past_due: the amount past due is at least this.
         min_balance: the outstanding balance (every due, payable or not, and every charge, less what was
             paid) is at least this.
+        attributes: conditions on the account's attributes as of the run's date (a risk score, a branch).
     """
 
     products: tuple[str, ...] = ()
     jurisdictions: tuple[str, ...] = ()
     min_amount_past_due: Decimal | None = None
     min_balance: Decimal | None = None
+    attributes: tuple[AttributeCondition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +239,9 @@ class Terms:
     def needs_jurisdiction(self) -> bool:
         """Whether a segment chooses by the customer's jurisdiction (the run then reads it)."""
         return any(segment.when.jurisdictions for segment in self.segments)
+
+    @property
+    def needed_attributes(self) -> dict[str, str]:
+        """The account attributes segments choose by, name → kind (``number``, ``text``): the run reads
+        them as of its date."""
+        return {c.name: c.kind for segment in self.segments for c in segment.when.attributes}

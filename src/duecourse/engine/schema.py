@@ -27,6 +27,14 @@ CUSTOMERS: dict[str, pl.DataType] = {
 # An optional column of the accounts frame given to the engine: the customer's jurisdiction, read with the
 # accounts when a strategy segment chooses by it (``Terms.needs_jurisdiction``).
 JURISDICTION = "jurisdiction"
+# An account attribute a segment chooses by (``Terms.needed_attributes``), one column each: a number as an
+# Int64 of 10**-ATTRIBUTE_SCALE units (exact), a text as a String; null when the account has no value.
+ATTRIBUTE_PREFIX = "attribute:"
+
+
+def attribute_column(name: str) -> str:
+    return ATTRIBUTE_PREFIX + name
+
 
 ACCOUNTS: dict[str, pl.DataType] = {
     "account_id": pl.String(),

@@ -60,8 +60,15 @@ import polars as pl
 
 from duecourse.domain.model import COMPONENTS, Component
 from duecourse.domain.money import HALF_EVEN, HALF_UP, currency_spec, to_minor
-from duecourse.domain.terms import CARD_INTEREST_MODES, CURRENT_STAGE, LATE_FEE_MODES, Terms
-from duecourse.engine.schema import JURISDICTION, SNAPSHOTS
+from duecourse.domain.terms import (
+    ATTRIBUTE_SCALE,
+    CARD_INTEREST_MODES,
+    CURRENT_STAGE,
+    LATE_FEE_MODES,
+    AttributeCondition,
+    Terms,
+)
+from duecourse.engine.schema import JURISDICTION, SNAPSHOTS, attribute_column
 
 __all__ = ["compute_snapshots"]
 
@@ -214,6 +221,15 @@ def _index_accounts(accounts: pl.DataFrame, terms: Terms) -> tuple[pl.DataFrame,
             "a strategy segment chooses by jurisdiction: the accounts need a 'jurisdiction' column "
             "(the customer's)"
         )
+    for name, kind in terms.needed_attributes.items():
+        column = attribute_column(name)
+        wanted = pl.Int64() if kind == "number" else pl.String()
+        if column not in accounts.columns or accounts.schema[column] != wanted:
+            raise ValueError(
+                f"a strategy segment chooses by the attribute {name}: the accounts need a {column!r} column "
+                f"of {wanted} (services/attributes.with_attributes)"
+            )
+        columns.append(column)
     accts = accounts.select(columns)
     if not accts["account_id"].is_sorted():  # the run reads them in order
         accts = accts.sort("account_id")
@@ -1258,7 +1274,7 @@ def _assemble(  # noqa: PLR0914 - one row per account, each figure named once
             params,
             pidx,
             _Figures(days_past_due, delinquency_days, amount_past_due, sums.missed, outstanding),
-            accts[JURISDICTION] if terms.needs_jurisdiction else None,
+            accts,
         ),
         "on_hold": on_hold,
         "outstanding_minor": outstanding,
@@ -1318,19 +1334,20 @@ class _Figures:
     balance: I64
 
 
-def _segments(
-    terms: Terms, params: pl.DataFrame, pidx: I64, figures: _Figures, jurisdiction: pl.Series | None
-) -> I64:
+def _segments(terms: Terms, params: pl.DataFrame, pidx: I64, figures: _Figures, accts: pl.DataFrame) -> I64:
     """Per account, 0 for the default segment or k + 1 for ``terms.segments[k]``: the first that matches
-    (``delinquency.choose_segment``)."""
+    (``delinquency.choose_segment``). ``accts``: the indexed accounts, with the jurisdiction and the
+    attributes the segments need (``_index_accounts`` checks that they are there)."""
     chosen = np.zeros(len(pidx), dtype=np.int64)
     # From last to first: an earlier segment that matches replaces a later one.
     for k in reversed(range(len(terms.segments))):
         when = terms.segments[k].when
         conditions: list[Bools] = [_param(params, f"seg_product_{k}").astype(bool)[pidx]]
         if when.jurisdictions:
-            assert jurisdiction is not None  # _index_accounts refuses accounts without it
+            jurisdiction = accts[JURISDICTION]
             conditions.append(jurisdiction.is_in(list(when.jurisdictions)).fill_null(False).to_numpy())
+        for condition in when.attributes:
+            conditions.append(_attribute_holds(accts[attribute_column(condition.name)], condition))
         if when.min_amount_past_due is not None:
             conditions.append(
                 figures.amount_past_due >= _param(params, f"seg_apd_{k}").astype(np.int64)[pidx]
@@ -1341,15 +1358,33 @@ def _segments(
     return chosen
 
 
+def _attribute_holds(values: pl.Series, condition: AttributeCondition) -> Bools:
+    """Whether each account's attribute meets ``condition`` (no value: no)."""
+    if condition.kind == "text":
+        found = values.is_in(list(condition.values))
+    else:
+        found = pl.Series(np.ones(len(values), dtype=bool))
+        if condition.min is not None:
+            found = found & (values >= scaled_attribute(condition.min))
+        if condition.max is not None:
+            found = found & (values <= scaled_attribute(condition.max))
+    return found.fill_null(False).to_numpy().astype(bool)
+
+
+def scaled_attribute(value: Decimal) -> int:
+    """A number attribute in the engine's exact integer units (10**-ATTRIBUTE_SCALE)."""
+    return int(value.scaleb(ATTRIBUTE_SCALE).to_integral_value())
+
+
 def _stages(
-    terms: Terms, params: pl.DataFrame, pidx: I64, figures: _Figures, jurisdiction: pl.Series | None
+    terms: Terms, params: pl.DataFrame, pidx: I64, figures: _Figures, accts: pl.DataFrame
 ) -> pl.Series:
     """The most severe stage of the account's segment whose set conditions all hold (thresholds
     inclusive), else ``current``.
 
     A stage with no condition set never matches (the reading of ``delinquency.choose_stage``).
     """
-    segment = _segments(terms, params, pidx, figures, jurisdiction) if terms.segments else None
+    segment = _segments(terms, params, pidx, figures, accts) if terms.segments else None
     chosen = np.zeros(len(pidx), dtype=np.int64)  # 0: current; i + 1: terms.all_stages()[i]
     i = 0
     for k, (_, ladder) in enumerate(terms.ladders()):

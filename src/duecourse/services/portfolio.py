@@ -26,8 +26,8 @@ from duecourse.domain.money import currency_spec, from_minor
 from duecourse.engine import schema
 from duecourse.engine.snapshot import compute_snapshots
 from duecourse.io.readers import ROW, Refs, open_table
+from duecourse.services import attributes, stages
 from duecourse.services import explain as explain_words
-from duecourse.services import stages
 from duecourse.services.contacts import explain_contacts
 from duecourse.store import repo
 from duecourse.store.db import init_db
@@ -280,22 +280,45 @@ def _as_portfolio(chunk: repo.PortfolioChunk) -> repo.Portfolio:
 
 
 def _chunks(
-    app: App, portfolio: repo.Portfolio | None, accounts_per_chunk: int, previous_day: dt.date | None
+    app: App,
+    portfolio: repo.Portfolio | None,
+    accounts_per_chunk: int,
+    previous_day: dt.date | None,
+    as_of: dt.date,
 ) -> Generator[repo.Portfolio | repo.PortfolioChunk, None, None]:
+    """The portfolio to compute, in chunks, with what the strategy's segments choose by: the customer's
+    jurisdiction (read with the accounts) and the accounts' attributes in force on ``as_of`` (read once,
+    joined onto each chunk: ``services/attributes.py``)."""
     jurisdiction = app.config.terms.needs_jurisdiction
-    if portfolio is not None and jurisdiction:
-        accounts = repo.with_jurisdiction(portfolio.accounts, portfolio.customers)
-        yield replace(portfolio, accounts=accounts)
-    elif portfolio is not None:
-        yield portfolio
-    else:
-        yield from repo.portfolio_chunks(
-            app.engine,
-            accounts_per_chunk,
-            previous_day=previous_day,
-            for_run=True,
-            with_jurisdiction=jurisdiction,
-        )
+    needed = app.config.terms.needed_attributes
+    values = attributes.values_as_of(app.engine, as_of, needed) if needed else None
+
+    def with_values(accounts: pl.DataFrame) -> pl.DataFrame:
+        return accounts if values is None else attributes.with_attributes(accounts, values)
+
+    if portfolio is not None:
+        accounts = portfolio.accounts
+        if jurisdiction:
+            accounts = repo.with_jurisdiction(accounts, portfolio.customers)
+        yield replace(portfolio, accounts=with_values(accounts))
+        return
+    chunks = repo.portfolio_chunks(
+        app.engine,
+        accounts_per_chunk,
+        previous_day=previous_day,
+        for_run=True,
+        with_jurisdiction=jurisdiction,
+    )
+    if values is None:
+        yield from chunks
+        return
+    try:
+        for chunk in chunks:
+            yield replace(chunk, accounts=with_values(chunk.accounts))
+    finally:
+        stop = getattr(chunks, "close", None)  # the readers stop when the run stops early
+        if stop is not None:
+            stop()
 
 
 def _merged(parts: list[stages.StageChanges]) -> stages.StageChanges:
@@ -341,7 +364,7 @@ def run_day(
     with writing(engine, expected, f"storing the run of {as_of}", staged=True) as writer:
         on_hold = _holds_active(app, as_of)
         repo.clear_day_in(writer, as_of)
-        chunks = _chunks(app, portfolio, accounts_per_chunk, previous_day)
+        chunks = _chunks(app, portfolio, accounts_per_chunk, previous_day, as_of)
         with closing(chunks):  # stops the reader on an error
             for chunk in chunks:
                 t1 = time.perf_counter()
@@ -522,6 +545,7 @@ def explain_account(app: App, account_id: str, as_of: dt.date) -> Explanation:
         on_hold=on_hold,
         segments=terms.segments,
         jurisdiction=None if customer is None else customer.jurisdiction,
+        attributes=attributes.values_of(app.engine, account_id, as_of, terms.needed_attributes),
     )
     entered = repo.stage_entered_on(app.engine, account_id, as_of, snap.stage)
     ordered = delinquency.ordered_dues(dues, product)

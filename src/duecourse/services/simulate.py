@@ -51,6 +51,7 @@ from duecourse.engine.snapshot import compute_snapshots
 from duecourse.engine.stage_path import stage_path
 from duecourse.letters import LetterError
 from duecourse.letters.kinds import JURISDICTION_OF, LOCALE_OF
+from duecourse.services import attributes
 from duecourse.services.contacts import (
     arms_for,
     contact_frame,
@@ -247,6 +248,10 @@ def _read(app: App, first: dt.date, last: dt.date) -> _Stored:
     portfolio = repo.load_portfolio(app.engine)
     # A proposed strategy's segments may choose by jurisdiction: the accounts carry it whatever the strategy.
     portfolio = replace(portfolio, accounts=repo.with_jurisdiction(portfolio.accounts, portfolio.customers))
+    needed = app.config.terms.needed_attributes
+    if needed:  # the values in force on the last day, for every day (as a run of that day would use them)
+        values = attributes.values_as_of(app.engine, last, needed)
+        portfolio = replace(portfolio, accounts=attributes.with_attributes(portfolio.accounts, values))
     start = dt.datetime.combine(first - dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC)
     end = dt.datetime.combine(last + dt.timedelta(days=_OUTBOX_REACH_DAYS), dt.time(), tzinfo=dt.UTC)
     read = read_frames(

@@ -307,6 +307,14 @@ def _run(
         if name == HOLDS_DIR and "on_hold" not in read.columns:
             read = read.withColumn("on_hold", sf.lit(True))
         schema = HOLDS if name == HOLDS_DIR else INPUTS[name]
+        if name == "accounts" and config.terms.needed_attributes:
+            message = (
+                "the strategy's segments choose by account attributes "
+                f"({', '.join(config.terms.needed_attributes)}), which the Spark run does not read yet: "
+                "run this strategy with `duecourse run`"
+            )
+            problems.append(Problem("spark.attributes", message, location))
+            continue
         if name == "accounts" and JURISDICTION in read.columns:
             schema = {**schema, JURISDICTION: pl.String()}
         elif name == "accounts" and config.terms.needs_jurisdiction:

@@ -447,3 +447,17 @@ opt_out_links = Table(
     Column("created_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("subject"),
 )
+
+# Account attributes (migration 0010): values a strategy segment may choose by (``[attributes]``: a risk
+# score, a branch), each in force from ``valid_from`` until the next value of the same attribute. A
+# number is kept as its exact decimal text; "" means the account has no value from that day on.
+account_attributes = Table(
+    "account_attributes",
+    metadata,
+    _text("account_id"),
+    _text("name"),
+    Column("valid_from", Date, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("imported_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("account_id", "name", "valid_from"),
+)
