@@ -500,3 +500,120 @@ def test_spark_chooses_segments_by_jurisdiction_and_balance_as_one_machine_does(
     )
     assert_frame_equal(collected(got), expected)
     assert {"L1", "L2", "US1"} <= set(expected.get_column("stage"))
+
+
+def test_spark_chooses_segments_by_account_attributes_as_one_machine_does(
+    spark: SparkSession, terms: Terms, synthetic: SynthPortfolio
+) -> None:
+    """The accounts' attribute columns (a number in exact units, a text) travel through the shuffle."""
+    from decimal import Decimal
+
+    from duecourse.domain.terms import AttributeCondition, Segment, SegmentWhen, Stage
+    from duecourse.engine.schema import attribute_column
+    from duecourse.engine.snapshot import scaled_attribute
+
+    scored = Terms(
+        terms.products,
+        terms.bucket_sets,
+        terms.stages,
+        (
+            Segment(
+                "risky-north",
+                SegmentWhen(
+                    attributes=(
+                        AttributeCondition("risk_score", "number", min=Decimal("700.5")),
+                        AttributeCondition("branch", "text", values=("north",)),
+                    )
+                ),
+                (Stage("RN1", min_days_past_due=1),),
+            ),
+        ),
+    )
+    ids = synthetic.accounts.get_column("account_id")
+    scores = [
+        None if i % 7 == 0 else scaled_attribute(Decimal(600 + (i * 37) % 300) + Decimal("0.5"))
+        for i in range(len(ids))
+    ]
+    branches = [None if i % 5 == 0 else ("north", "south")[i % 2] for i in range(len(ids))]
+    accounts = synthetic.accounts.with_columns(
+        pl.Series(attribute_column("risk_score"), scores, dtype=pl.Int64),
+        pl.Series(attribute_column("branch"), branches, dtype=pl.String),
+    )
+    schema = dict(ACCOUNTS) | {
+        attribute_column("risk_score"): pl.Int64(),
+        attribute_column("branch"): pl.String(),
+    }
+    as_of = START + dt.timedelta(days=45)
+    expected = compute_snapshots(accounts, synthetic.dues, synthetic.payments, scored, as_of)
+    got = spark_snapshots(
+        spark,
+        to_spark(spark, accounts, schema),
+        to_spark(spark, synthetic.dues, DUES),
+        to_spark(spark, synthetic.payments, PAYMENTS),
+        scored,
+        as_of,
+        partitions=3,
+    )
+    assert_frame_equal(collected(got), expected)
+    assert "RN1" in set(expected.get_column("stage"))
+
+
+def test_a_strategy_by_attributes_runs_on_spark_from_the_exported_values(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``export portfolio --as-of D`` writes the attribute values in force on D beside the accounts (and
+    refuses without a date); spark-run then gives the stored run's rows."""
+    from test_attributes_run import SCORES, SEGMENT
+    from test_cli import ACCOUNTS as ACCOUNTS_CSV
+    from test_cli import CUSTOMERS as CUSTOMERS_CSV
+    from test_cli import DUES as DUES_CSV
+    from test_cli import PAYMENTS as PAYMENTS_CSV
+
+    from duecourse.config import default_config_text
+
+    db = f"sqlite:///{tmp_path / 'duecourse.db'}"
+    config = tmp_path / "duecourse.toml"
+    config.write_text(
+        default_config_text().replace("[[strategy.stages]]", SEGMENT + "[[strategy.stages]]", 1),
+        encoding="utf-8",
+    )
+
+    def cli(*args: str) -> int:
+        return main(["--db", db, "--config", str(config), *args])
+
+    assert cli("init") == 0
+    for kind, text in (
+        ("customers", CUSTOMERS_CSV),
+        ("accounts", ACCOUNTS_CSV),
+        ("dues", DUES_CSV),
+        ("payments", PAYMENTS_CSV),
+        ("attributes", SCORES),
+    ):
+        path = tmp_path / f"{kind}.csv"
+        path.write_text(dedent(text), encoding="utf-8")
+        assert cli("import", kind, str(path)) == 0
+    as_of = "2025-05-05"
+    assert cli("run", "--as-of", as_of) == 0
+    engine = make_engine(db)
+    try:
+        stored = repo.snapshot_for(engine, dt.date.fromisoformat(as_of))
+    finally:
+        engine.dispose()
+    assert "HR-1" in stored.get_column("stage").to_list()
+    exported, out = tmp_path / "portfolio", tmp_path / "snapshots"
+    capsys.readouterr()
+    assert cli("export", "portfolio", "--out", str(exported)) == 1
+    assert "give --as-of D to export the values in force on D" in capsys.readouterr().err
+    assert cli("export", "portfolio", "--out", str(exported), "--as-of", as_of) == 0
+    accounts = pl.read_parquet(exported / "accounts")
+    assert dict(accounts.select("account_id", "attribute:risk_score").iter_rows()) == {
+        "A1": 720_000_000,
+        "A2": 310_500_000,
+        "A3": None,
+    }
+    assert (
+        cli("spark-run", "--as-of", as_of, "--input", str(exported), "--out", str(out), "--partitions", "2")
+        == 0
+    )
+    stored = stored.select([pl.col(c).cast(t) for c, t in SNAPSHOTS.items()]).sort("account_id")
+    assert_frame_equal(written_snapshots(out / f"as_of={as_of}"), stored)

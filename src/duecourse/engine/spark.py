@@ -59,7 +59,7 @@ from pyspark.sql.types import (
 
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.terms import Terms
-from duecourse.engine.schema import ACCOUNTS, DUES, JURISDICTION, PAYMENTS, SNAPSHOTS
+from duecourse.engine.schema import ACCOUNTS, ATTRIBUTE_PREFIX, DUES, JURISDICTION, PAYMENTS, SNAPSHOTS
 from duecourse.engine.snapshot import compute_snapshots
 
 __all__ = ["HOLDS", "conform", "quiet_pandas_check", "schema_problems", "spark_schema", "spark_snapshots"]
@@ -79,6 +79,16 @@ _INPUTS: tuple[tuple[int, Mapping[str, pl.DataType], tuple[str, ...]], ...] = (
 
 # The optional columns of the accounts input (``compute_snapshots``).
 _ACCOUNT_EXTRAS: dict[str, pl.DataType] = {"as_of": pl.Date(), JURISDICTION: pl.String()}
+
+
+def _attribute_columns(accounts: DataFrame) -> dict[str, pl.DataType]:
+    """The accounts' attribute columns (``engine/schema.attribute_column``): a number as a long, a text
+    as a string."""
+    return {
+        field.name: pl.Int64() if isinstance(field.dataType, LongType | IntegerType) else pl.String()
+        for field in accounts.schema.fields
+        if field.name.startswith(ATTRIBUTE_PREFIX)
+    }
 
 
 def _layout(schema: Mapping[str, pl.DataType]) -> dict[str, str]:
@@ -232,16 +242,18 @@ def spark_snapshots(
     The inputs are Spark DataFrames with the columns of ``ACCOUNTS``, ``DUES``, ``PAYMENTS`` (and ``HOLDS``:
     ``account_id`` with an optional ``on_hold``, true when absent). As for ``compute_snapshots``, an
     optional Date column ``as_of`` in ``accounts`` takes each account as of its own date (null: ``as_of``),
-    and an optional ``jurisdiction`` (the customer's) is what strategy segments may choose by.
-    ``partitions`` (N) defaults to the session's default parallelism. Nothing runs until the result is
-    written or collected.
+    and an optional ``jurisdiction`` (the customer's) and attribute columns (``attribute_column``) are what
+    strategy segments may choose by. ``partitions`` (N) defaults to the session's default parallelism.
+    Nothing runs until the result is written or collected.
     """
     n = partitions if partitions is not None else spark.sparkContext.defaultParallelism
     if n < 1:
         raise ValueError(f"partitions must be at least 1, got {n}")
-    accounts_schema = dict(ACCOUNTS) | {
-        name: dtype for name, dtype in _ACCOUNT_EXTRAS.items() if name in accounts.columns
-    }
+    accounts_schema = (
+        dict(ACCOUNTS)
+        | {name: dtype for name, dtype in _ACCOUNT_EXTRAS.items() if name in accounts.columns}
+        | _attribute_columns(accounts)
+    )
     inputs = [(accounts, accounts_schema, "accounts"), (dues, DUES, "dues"), (payments, PAYMENTS, "payments")]
     if on_hold is not None and "on_hold" not in on_hold.columns:
         on_hold = on_hold.withColumn("on_hold", sf.lit(True))

@@ -26,7 +26,8 @@ import polars as pl
 from duecourse.bootstrap import App
 from duecourse.config import Config
 from duecourse.domain.errors import DuecourseError, Problem, ProblemsError
-from duecourse.engine.schema import ACCOUNTS, DUES, JURISDICTION, PAYMENTS
+from duecourse.engine.schema import ACCOUNTS, ATTRIBUTE_PREFIX, DUES, JURISDICTION, PAYMENTS, attribute_column
+from duecourse.services import attributes
 from duecourse.store import repo
 
 if TYPE_CHECKING:
@@ -84,16 +85,34 @@ def write_portfolio(
         columns = dict(schema)
         if name == "accounts" and JURISDICTION in frame.columns:
             columns[JURISDICTION] = pl.String()
+        if name == "accounts":
+            columns |= {c: frame.schema[c] for c in frame.columns if c.startswith(ATTRIBUTE_PREFIX)}
         frame.select([pl.col(c).cast(t) for c, t in columns.items()]).write_parquet(folder / _PART)
         written[name] = frame.height
     return written
 
 
 def export_portfolio(app: App, out_dir: Path, as_of: dt.date | None = None) -> dict[str, int]:
-    """The stored accounts, dues and payments as Parquet datasets (and the holds of ``as_of`` when given)."""
+    """The stored accounts, dues and payments as Parquet datasets (and the holds of ``as_of`` when given);
+    the accounts carry the customer's jurisdiction and, when the strategy's segments choose by account
+    attributes, their values in force on ``as_of`` (which is then required)."""
+    needed = app.config.terms.needed_attributes
+    if needed and as_of is None:
+        raise ProblemsError(
+            [
+                Problem(
+                    "export.as_of_needed",
+                    f"the strategy's segments choose by the attributes {', '.join(needed)}: give --as-of D "
+                    "to export the values in force on D",
+                    str(out_dir),
+                )
+            ]
+        )
     portfolio = repo.load_portfolio(app.engine)
     on_hold = repo.accounts_on_hold(app.engine, as_of) if as_of is not None else None
     accounts = repo.with_jurisdiction(portfolio.accounts, portfolio.customers)
+    if needed and as_of is not None:
+        accounts = attributes.with_attributes(accounts, attributes.values_as_of(app.engine, as_of, needed))
     return write_portfolio(out_dir, accounts, portfolio.dues, portfolio.payments, on_hold)
 
 
@@ -308,13 +327,23 @@ def _run(
             read = read.withColumn("on_hold", sf.lit(True))
         schema = HOLDS if name == HOLDS_DIR else INPUTS[name]
         if name == "accounts" and config.terms.needed_attributes:
-            message = (
-                "the strategy's segments choose by account attributes "
-                f"({', '.join(config.terms.needed_attributes)}), which the Spark run does not read yet: "
-                "run this strategy with `duecourse run`"
-            )
-            problems.append(Problem("spark.attributes", message, location))
-            continue
+            columns = {f.name for f in read.schema.fields}
+            missing = [n for n in config.terms.needed_attributes if attribute_column(n) not in columns]
+            if missing:
+                message = (
+                    f"the accounts have no value columns for the attributes {', '.join(missing)}, which the "
+                    "strategy's segments choose by; export them again with `duecourse export portfolio "
+                    "--as-of D` (the values in force on D)"
+                )
+                problems.append(Problem("spark.missing_column", message, location))
+                continue
+            schema = {
+                **schema,
+                **{
+                    attribute_column(n): pl.Int64() if kind == "number" else pl.String()
+                    for n, kind in config.terms.needed_attributes.items()
+                },
+            }
         if name == "accounts" and JURISDICTION in read.columns:
             schema = {**schema, JURISDICTION: pl.String()}
         elif name == "accounts" and config.terms.needs_jurisdiction:
