@@ -15,6 +15,8 @@ apply to every customer in that stage wherever they live:
 - an escalation task whose jurisdiction wants a notice first that no action sends (a warning);
 - a legal review of US accounts with no statute of limitations set: none would ever be opened (US-TBD-01
   fails closed; a warning);
+- an action sending the UK notice of sums in arrears, which the law plans anyway: extra letters on the
+  days it falls apart from the law's (a warning);
 - the rule packs themselves: every rule carries an id and a citation (an error otherwise).
 """
 
@@ -51,6 +53,7 @@ def check_policy(config: Config) -> list[Finding]:
     findings += _silent_stages(config)
     findings += _task_prerequisites(config)
     findings += _task_limitations(config)
+    findings += _statutory_kinds(config)
     return sorted(findings, key=lambda f: f.severity != "error")
 
 
@@ -173,6 +176,28 @@ def _task_limitations(config: Config) -> list[Finding]:
                         )
                     )
     return found
+
+
+def _statutory_kinds(config: Config) -> list[Finding]:
+    """An action sending the UK notice of sums in arrears, which the law plans anyway
+    (``services/statutory.py``): on the day both fall, the strategy's takes the place of the law's, but on
+    other days it sends one more notice than the law asks for. (The US validation notice is not reported:
+    the law plans it only for accounts of ``[governor] third_party_products``; for the institution's own
+    accounts the strategy's action is the only one.)"""
+    from duecourse.services.statutory import NOSIA_KIND
+
+    return [
+        Finding(
+            "warning",
+            "policy.statutory_kind",
+            f"stage {action.stage}, action {action.name} ({action.channel} {action.kind}): the UK notice "
+            "of sums in arrears is planned by law when the arrears trigger it and every six months after "
+            "(UK-NOSIA-01/02); this action sends one more whenever it falls on another day (a letter "
+            "the law does not ask for, and its cost); leave it out unless an extra notice is meant",
+        )
+        for action in config.actions
+        if action.kind == NOSIA_KIND
+    ]
 
 
 def _reach(config: Config) -> dict[str, tuple[str, ...]]:
