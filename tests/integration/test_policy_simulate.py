@@ -384,3 +384,42 @@ def test_an_empty_database_has_nothing_to_simulate(
     capsys.readouterr()
     assert main(["--db", db_url, "policy", "simulate", "--from", FIRST, "--to", LAST]) == 1
     assert "no accounts are imported: there is nothing to simulate" in capsys.readouterr().err
+
+
+PRE_DUE = """
+[[strategy.pre_due]]
+name = "soon"
+channel = "sms"
+kind = "pre_due"
+offset_days = -1
+at = "10:00"
+"""
+
+
+def test_reminders_before_the_due_date_are_simulated_as_the_runs_plan_them(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A3's statement minimum of 25.00 falls due on 05-06 and its credit does not cover it: the reminder
+    one day before, on 05-05, is simulated, and the runs of those days plan the very same one."""
+    cli, config = _setup(db_url, tmp_path)
+    proposed = _file(tmp_path, "proposed.toml", _config_text(tmp_path, MAIL) + PRE_DUE)
+    data = _simulated(cli, capsys, "--strategy", str(proposed))
+    reminders = [r for r in data["messages"] if r["channel"] == "sms"]
+    assert [(r["day"], r["count"]) for r in reminders if r["verdict"] == "planned"] == [("2025-05-05", 1)]
+
+    config.write_text(proposed.read_text(encoding="utf-8"), encoding="utf-8")
+    day = dt.date.fromisoformat(FIRST)
+    while day <= dt.date.fromisoformat(LAST):
+        assert cli("run", "--as-of", day.isoformat()) == 0
+        day += dt.timedelta(days=1)
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            planned = connection.execute(
+                select(decisions.c.day, decisions.c.account_id, decisions.c.verdict).where(
+                    decisions.c.action == "soon"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert [(str(d), a, v) for d, a, v in planned] == [("2025-05-05", "A3", "planned")]

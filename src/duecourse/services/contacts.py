@@ -469,31 +469,35 @@ def _pre_due_parts(app: App, as_of: dt.date, previous: dt.date | None, stages: i
         )
         if rows.is_empty():
             continue
-        found.append(
-            rows.with_columns(
-                (pl.col("due_date") - pl.duration(days=ahead)).alias("planned_on"),
-                pl.lit(None, pl.Date()).alias("entered_on"),
-                pl.lit(None, pl.String()).alias("holdout"),
-                pl.lit(action.name).alias("action"),
-                pl.lit(action.channel).alias("channel"),
-                pl.lit(action.kind).alias("kind"),
-                pl.lit(action.at.isoformat(timespec="minutes") if action.at else None, pl.String()).alias(
-                    "at"
-                ),
-                # after every stage's actions: an account in collection comes first
-                pl.lit(stages * 1_000 + 500 + position, pl.Int32()).alias("priority"),
-                pl.lit(list(action.fallback), pl.List(pl.String())).alias("fallback"),
-                pl.format(
-                    "a due on {} not covered by credit; action {} ({} {}) falls {} days before it",
-                    "due_date",
-                    pl.lit(action.name),
-                    pl.lit(action.channel),
-                    pl.lit(action.kind),
-                    pl.lit(str(ahead)),
-                ).alias("why"),
-            ).drop("due_date", "needed_minor", "credit_minor")
-        )
+        found.append(pre_due_rows(rows, action, position, stages))
     return found
+
+
+def pre_due_rows(rows: pl.DataFrame, action: Action, position: int, stages: int) -> pl.DataFrame:
+    """The reminders of ``[[strategy.pre_due]]`` action ``position`` for ``rows`` (the accounts' base
+    columns and the ``due_date`` reminded of, one row per account; any other columns kept): shaped like
+    the stage actions' rows for ``plan_frame``'s ``more`` (the run's and ``policy simulate``'s)."""
+    ahead = -action.offset_days
+    return rows.with_columns(
+        (pl.col("due_date") - pl.duration(days=ahead)).alias("planned_on"),
+        pl.lit(None, pl.Date()).alias("entered_on"),
+        pl.lit(None, pl.String()).alias("holdout"),
+        pl.lit(action.name).alias("action"),
+        pl.lit(action.channel).alias("channel"),
+        pl.lit(action.kind).alias("kind"),
+        pl.lit(action.at.isoformat(timespec="minutes") if action.at else None, pl.String()).alias("at"),
+        # after every stage's actions: an account in collection comes first
+        pl.lit(stages * 1_000 + 500 + position, pl.Int32()).alias("priority"),
+        pl.lit(list(action.fallback), pl.List(pl.String())).alias("fallback"),
+        pl.format(
+            "a due on {} not covered by credit; action {} ({} {}) falls {} days before it",
+            "due_date",
+            pl.lit(action.name),
+            pl.lit(action.channel),
+            pl.lit(action.kind),
+            pl.lit(str(ahead)),
+        ).alias("why"),
+    ).drop("due_date", "needed_minor", "credit_minor", strict=False)
 
 
 def _falls(

@@ -44,7 +44,7 @@ import polars as pl
 from sqlalchemy import inspect
 
 from duecourse.bootstrap import App
-from duecourse.config import Config
+from duecourse.config import PRE_DUE_STAGE, Config
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.engine import governor
 from duecourse.engine.snapshot import compute_snapshots
@@ -62,6 +62,7 @@ from duecourse.services.contacts import (
     local_days,
     plan_frame,
     policy_of,
+    pre_due_rows,
     with_resumed,
 )
 from duecourse.services.stages import FIRST_RUN_LOOKBACK_DAYS
@@ -297,7 +298,9 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
     suppressed)."""
     config = app.config
     portfolio = stored.portfolio
-    staged = sorted({action.stage for action in config.actions})
+    staged = sorted(
+        {action.stage for action in config.actions} | ({PRE_DUE_STAGE} if config.pre_due else set())
+    )
     info = _account_info(portfolio)
     policy = policy_of(config)
     calls = pl.DataFrame(schema=governor.CALLS)
@@ -315,7 +318,8 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
             .join(info, on="account_id", how="inner")
         )
         rows = with_resumed(rows, stored.holds, day, None)
-        found = plan_frame(config, rows, day, None, arms=arms, extra=("locale",))
+        more = _pre_due(config, portfolio, rows.filter(pl.col("stage") == PRE_DUE_STAGE), day)
+        found = plan_frame(config, rows, day, None, arms=arms, extra=("locale",), more=more)
         if found.height:
             decided = decide(
                 found,
@@ -344,6 +348,46 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
     if not days:
         return pl.DataFrame(schema=_DECIDED)
     return pl.concat(days).select(list(_DECIDED))
+
+
+def _pre_due(
+    config: Config, portfolio: repo.Portfolio, current: pl.DataFrame, day: dt.date
+) -> list[pl.DataFrame]:
+    """The ``[[strategy.pre_due]]`` reminders that fall on ``day``, as the run finds them
+    (``contacts._pre_due_parts``): ``-offset_days`` before a due date, to the accounts current that day
+    (``current``: their planning rows) whose credit as of the day does not cover that due (a card's
+    minimum, else the amount). The credit is the engine's, computed for those accounts only."""
+    found: list[pl.DataFrame] = []
+    if current.is_empty():
+        return found
+    for position, action in enumerate(config.pre_due):
+        due_day = day + dt.timedelta(days=-action.offset_days)
+        needed = (
+            portfolio.dues.filter(pl.col("due_date") == due_day)
+            .join(current.select("account_id"), on="account_id", how="semi")
+            .group_by("account_id")
+            .agg(pl.coalesce("minimum_minor", "amount_minor").sum().alias("needed_minor"))
+        )
+        if needed.is_empty():
+            continue
+        ids = needed.select("account_id")
+        credit = compute_snapshots(
+            portfolio.accounts.join(ids, on="account_id", how="semi"),
+            portfolio.dues.join(ids, on="account_id", how="semi"),
+            portfolio.payments.join(ids, on="account_id", how="semi"),
+            config.terms,
+            day,
+        ).select("account_id", "credit_minor")
+        rows = (
+            current.join(needed, on="account_id")
+            .join(credit, on="account_id")
+            .filter(pl.col("credit_minor") < pl.col("needed_minor"))
+            .with_columns(pl.lit(due_day, pl.Date()).alias("due_date"))
+            .drop("entered_on", "since", strict=False)
+        )
+        if rows.height:
+            found.append(pre_due_rows(rows, action, position, config.terms.deepest()))
+    return found
 
 
 _DECIDED: dict[str, pl.DataType] = {
@@ -406,7 +450,10 @@ def _stage_periods(
         .alias("end"),
     )
     periods = periods.filter(pl.col("stage").is_in(list(staged)))
-    entered = _first_entries(app, portfolio, periods.filter(pl.col("start") == first), first)
+    # The day of entry matters only to the stages' actions (the pre-due reminders of ``current`` do not
+    # count from it): the first-run search is not run for accounts current on the first day.
+    searched = periods.filter((pl.col("start") == first) & (pl.col("stage") != PRE_DUE_STAGE))
+    entered = _first_entries(app, portfolio, searched, first)
     return periods.join(entered, on="account_id", how="left").with_columns(
         pl.when(pl.col("start") == first)
         .then(pl.col("entered_on"))
