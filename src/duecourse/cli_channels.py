@@ -137,7 +137,8 @@ def _serve(args: argparse.Namespace, app: App) -> int:
             f"warning: {SECRET_ENV} is not set: opt-out links are checked against the development secret",
             file=sys.stderr,
         )
-    uvicorn.run(create_app(app), host=args.host, port=args.port, log_level="info", access_log=True)
+    # No access log: its lines hold each request's query, and a gateway may send its token there.
+    uvicorn.run(create_app(app), host=args.host, port=args.port, log_level="info", access_log=False)
     return 0
 
 

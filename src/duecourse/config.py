@@ -151,15 +151,17 @@ class GovernorSettings:
         limitation_years: the statute of limitations for suing on a debt, in whole years, per US state
             (the customer's ``region``), as the institution's counsel gives it: a ``legal_review`` task on
             a debt older than that is suppressed (US-TBD-01); a state not listed opens none.
-        limitation_restarts_on_payment: the period runs again from the last payment (the law of many
-            states; false where a payment does not revive the debt's time to sue).
+        limitation_restarts_on_payment: the states where a payment starts the period again (as the
+            institution's counsel says; none by default: where a payment does not revive the debt's time to
+            sue, as in New York for consumer credit, counting from the payment would open a legal review of
+            a debt already time-barred).
     """
 
     daily_contacts_per_customer: int = 1
     us_creditor_calls_capped: bool = True
     third_party_products: tuple[str, ...] = ()
     limitation_years: Mapping[str, int] = field(default_factory=dict)
-    limitation_restarts_on_payment: bool = True
+    limitation_restarts_on_payment: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -1775,6 +1777,7 @@ CHANNEL_KEYS: dict[str, tuple[str, ...]] = {
         "reply_from_field",
         "reply_to_field",
         "reply_text_field",
+        "receipt_statuses",
     ),
     "push": ("transport", "url", "secret_env", "timeout_seconds"),
     "post": ("dir",),
@@ -1857,6 +1860,16 @@ def _channels(check: _Check, data: Mapping[str, Any]) -> dict[str, ChannelSettin
             check.add("config.bad_value", message, path + ("starttls",))
         for flag in ("starttls", "ssl"):
             _bool(check, table, flag, path)
+        statuses = table.get("receipt_statuses")
+        outcomes = ("delivered", "bounced", "failed", "pending")
+        if statuses is not None and (
+            not isinstance(statuses, dict) or not all(v in outcomes for v in statuses.values())
+        ):
+            message = (
+                "receipt_statuses maps the gateway's status words to one of "
+                f'{", ".join(outcomes)}, like {{ DELIVRD = "delivered" }}, not {_show(statuses)}'
+            )
+            check.add("config.bad_value", message, path + ("receipt_statuses",))
         for env_key in ("password_env", "secret_env", "token_env", "callback_token_env"):
             value = table.get(env_key)
             if value is not None and (
@@ -1901,14 +1914,33 @@ def _governor(check: _Check, data: Mapping[str, Any], products: set[str]) -> Gov
                     path + ("third_party_products",),
                 )
         third = tuple(raw)
-    restarts = _bool(check, table, "limitation_restarts_on_payment", path)
+    restarts = _states(check, table, "limitation_restarts_on_payment", path)
     return GovernorSettings(
         daily_contacts_per_customer=daily if daily is not None else 1,
         us_creditor_calls_capped=capped if capped is not None else True,
         third_party_products=third,
         limitation_years=_limitation_years(check, table, path),
-        limitation_restarts_on_payment=restarts if restarts is not None else True,
+        limitation_restarts_on_payment=restarts,
     )
+
+
+def _states(check: _Check, table: Mapping[str, Any], key: str, path: KeyPath) -> tuple[str, ...]:
+    """A list of US state codes (``["TX", "CA"]``); absent: none."""
+    raw = table.get(key, [])
+    where = path + (key,)
+    if not isinstance(raw, list) or not all(isinstance(code, str) for code in raw):
+        check.add(
+            "config.bad_type", f'{key} must be a list of US state codes like ["TX"], not {_show(raw)}', where
+        )
+        return ()
+    for code in raw:
+        if code not in US_REGIONS:
+            near = _suggest(code, sorted(US_REGIONS))
+            hint = f"; did you mean '{near}'?" if near else ""
+            check.add(
+                "config.bad_value", f"{key} names {_show(code)}, which is not a US state code{hint}", where
+            )
+    return tuple(sorted({code for code in raw if code in US_REGIONS}))
 
 
 def _limitation_years(check: _Check, table: Mapping[str, Any], path: KeyPath) -> dict[str, int]:

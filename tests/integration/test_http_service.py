@@ -243,8 +243,67 @@ def test_a_receipt_from_the_gateway_marks_its_sms_delivered(service: tuple[str, 
     finally:
         engine.dispose()
     auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    # On its way, then a word nobody configured: noted in the message's history, the post not refused
+    # (the gateway would send it again for ever), the message still "sent".
+    on_the_way = [{"msg": {"id": "gw-1", "state": "Queued"}}, {"msg": {"id": "gw-1", "state": "ESME_X"}}]
+    status, answer, _ = _call(base + "/callbacks/sms/receipts", json.dumps(on_the_way).encode(), auth)
+    assert status == 200, answer
+    assert json.loads(answer)["stored"] == 2 and json.loads(answer)["delivered"] == 0
+    assert [r["state"] for r in _rows(db_url, outbox) if r["provider_id"] == "gw-1"] == ["sent"]
     receipt = {"msg": {"id": "gw-1", "state": "delivered"}}
     status, answer, _ = _call(base + "/callbacks/sms/receipts", json.dumps(receipt).encode(), auth)
     assert status == 200, answer
     assert json.loads(answer)["delivered"] == 1
     assert [r["state"] for r in _rows(db_url, outbox) if r["provider_id"] == "gw-1"] == ["delivered"]
+    from duecourse.store.tables import outbox_events
+
+    notes = [str(e["reason"]) for e in _rows(db_url, outbox_events)]
+    assert any("feedback pending: status:Queued" in n for n in notes)
+    assert any("feedback unrecognised: status:ESME_X" in n for n in notes)
+
+
+def test_links_sent_before_the_table_existed_keep_working_after_the_upgrade(db_url: str) -> None:
+    """Migration 0009 writes every existing customer's links (their subject is a hash of the customer and
+    the channel), so an opt-out link in a mailbox from before the upgrade is still honoured."""
+    from alembic import command
+    from sqlalchemy import insert
+
+    from duecourse.channels.compose import opt_out_subject
+    from duecourse.store.db import _alembic_config, init_db
+    from duecourse.store.tables import customers, opt_out_links
+
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            config = _alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0008")
+        with engine.begin() as connection:
+            connection.execute(
+                insert(customers),
+                [
+                    {
+                        "customer_id": customer,
+                        "name": "x",
+                        "locale": "en-US",
+                        "timezone": "America/New_York",
+                        "jurisdiction": "US",
+                        "phone": "",
+                        "email": "",
+                        "address_line1": "",
+                        "address_line2": "",
+                        "city": "",
+                        "region": "",
+                        "postal_code": "",
+                        "country": "US",
+                    }
+                    for customer in ("C1", "C2")
+                ],
+            )
+    finally:
+        engine.dispose()
+    init_db(db_url)
+    rows = _rows(db_url, opt_out_links)
+    assert sorted((r["subject"], r["customer_id"], r["channel"]) for r in rows) == sorted(
+        (opt_out_subject(c, ch), c, ch) for c in ("C1", "C2") for ch in ("email", "sms", "push")
+    )

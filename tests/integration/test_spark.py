@@ -611,6 +611,9 @@ def test_a_strategy_by_attributes_runs_on_spark_from_the_exported_values(
         "A2": 310_500_000,
         "A3": None,
     }
+    capsys.readouterr()
+    assert cli("spark-run", "--as-of", "2025-05-06", "--input", str(exported), "--out", str(out)) == 1
+    assert "attribute values in force on 2025-05-05, not on 2025-05-06" in capsys.readouterr().err
     assert (
         cli("spark-run", "--as-of", as_of, "--input", str(exported), "--out", str(out), "--partitions", "2")
         == 0

@@ -160,12 +160,12 @@ def test_a_legal_review_is_not_opened_on_a_time_barred_debt_and_fails_closed() -
         "legal_review is barred: the debt is time-barred since 2027-03-01 (3 years in NY from 2024-03-01, "
         "when the oldest unpaid due fell past due; US-TBD-01)"
     )
-    # A later payment starts the period again, unless the institution says it does not.
+    # A later payment does not start the period again unless the institution names the state.
     paid = AGES_A3.with_columns(pl.lit(dt.date(2025, 1, 15)).alias("last_paid_on"))
-    assert decided(notices(), holds(), dt.date(2027, 3, 1), paid)["us-legal"]["verdict"] == "planned"
-    assert decided(notices(), holds(), dt.date(2028, 1, 15), paid)["us-legal"]["verdict"] == "suppressed"
-    no_restart = Limits({"NY": 3}, restarts_on_payment=False)
-    assert decided(notices(), holds(), dt.date(2027, 3, 1), paid, no_restart)["us-legal"]["verdict"] == (
+    assert decided(notices(), holds(), dt.date(2027, 3, 1), paid)["us-legal"]["verdict"] == "suppressed"
+    restart = Limits({"NY": 3}, restarts_on_payment=frozenset({"NY"}))
+    assert decided(notices(), holds(), dt.date(2027, 3, 1), paid, restart)["us-legal"]["verdict"] == "planned"
+    assert decided(notices(), holds(), dt.date(2028, 1, 15), paid, restart)["us-legal"]["verdict"] == (
         "suppressed"
     )
     # Fails closed: a state with no period set, an account whose age was not read.

@@ -760,8 +760,8 @@ def _replace_decisions(
     deadlines: Mapping[str, Deadline],
 ) -> store.PlanResult:
     """Replace ``as_of``'s decisions, record the new experiment arms, add the allowed messages to the
-    outbox and the allowed tasks to the tasks, and open the waiting tasks now ready, in one
-    transaction."""
+    outbox and the allowed tasks to the tasks, open the waiting tasks now ready and cancel those a
+    limitation now bars, in one transaction."""
     rows = (
         found.select(
             "key", "account_id", "customer_id", "stage", "action", "channel", "kind", planned_because="why"
@@ -791,6 +791,7 @@ def _replace_decisions(
         )
         tasks.store_tasks(connection, task_rows, now)
         tasks.open_ready(connection, as_of, now, deadlines)
+        tasks.cancel_time_barred(connection, as_of, now, tasks.limits_of(app.config.governor))
         if not items:
             return store.PlanResult(0, 0)
         return store.plan_in(connection, items, now, f"planned by the run of {as_of}")

@@ -150,7 +150,14 @@ def _opted_out(connection: Connection, customer_id: str, channel: str) -> bool:
 def _add_opt_out(
     connection: Connection, customer_id: str, timezone: str, channel: str, now: dt.datetime, how: str
 ) -> bool:
-    """A channel hold without end for the customer, unless one is there; whether it was added."""
+    """A channel hold without end for the customer, unless one is there; whether it was added.
+
+    On PostgreSQL the customer's row is locked first, so that two opt-outs at once (the mail client's
+    one-click and the customer's own click) add one hold, not two; SQLite's writer holds the whole file."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            select(customers.c.customer_id).where(customers.c.customer_id == customer_id).with_for_update()
+        )
     if _opted_out(connection, customer_id, channel):
         return False
     connection.execute(
@@ -393,7 +400,7 @@ def gateway_field(app: App, name: str) -> str:
 def gateway_items(app: App, what: str, payloads: Sequence[Any], where: str = "body") -> list[InboundSms]:
     """An HTTP gateway's delivery callbacks (``receipts``) or customers' texts (``replies``) as inbound
     items; every bad one reported at once as ``body[N].FIELD: reason`` (``ProblemsError``)."""
-    from duecourse.channels.sms import InboundSms, is_opt_out, parse_http_receipt
+    from duecourse.channels.sms import InboundSms, is_opt_out
 
     items: list[InboundSms] = []
     problems: list[Problem] = []
@@ -405,17 +412,10 @@ def gateway_items(app: App, what: str, payloads: Sequence[Any], where: str = "bo
             )
             continue
         if what == "receipts":
-            id_field, status_field = (
-                gateway_field(app, "receipt_id_field"),
-                gateway_field(app, "receipt_status_field"),
-            )
-            try:
-                event = parse_http_receipt(payload, id_field=id_field, status_field=status_field)
-            except ValueError as error:
-                problems.append(Problem("gateway.bad_receipt", str(error), at))
-                continue
-            text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
-            items.append(InboundSms(sender="", text=text, opt_out=False, receipt=event))
+            event = _gateway_receipt(app, payload, at, problems)
+            if event is not None:
+                text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+                items.append(InboundSms(sender="", text=text, opt_out=False, receipt=event))
             continue
         values: dict[str, str] = {}
         for name in ("reply_from_field", "reply_to_field", "reply_text_field"):
@@ -439,6 +439,44 @@ def gateway_items(app: App, what: str, payloads: Sequence[Any], where: str = "bo
     if problems:
         raise ProblemsError(problems)
     return items
+
+
+# A gateway's words for a message on its way: noted in the message's history, nothing changes.
+PENDING_STATUSES = ("accepted", "buffered", "enroute", "pending", "queued", "scheduled", "sent", "submitted")
+
+
+def receipt_statuses(app: App) -> dict[str, str]:
+    """Status word (folded to lower case) → outcome: the defaults, the words of a message on its way,
+    and ``[channels.sms] receipt_statuses`` over them."""
+    from duecourse.channels.sms import DEFAULT_HTTP_STATUSES
+
+    found = dict.fromkeys(PENDING_STATUSES, "pending") | dict(DEFAULT_HTTP_STATUSES)
+    settings = app.config.channels.get("sms")
+    configured = settings.values.get("receipt_statuses", {}) if settings is not None else {}
+    return found | {str(word).lower(): str(outcome) for word, outcome in dict(configured).items()}
+
+
+def _gateway_receipt(app: App, payload: Any, at: str, problems: list[Problem]) -> DeliveryEvent | None:
+    """One delivery callback as an event. A status the mapping does not know is kept (outcome
+    ``unrecognised``: noted in the message's history, never lost, never acted on) rather than refusing the
+    gateway's whole post, which it would send again for ever."""
+    id_field, status_field = (
+        gateway_field(app, "receipt_id_field"),
+        gateway_field(app, "receipt_status_field"),
+    )
+    provider_id, status = _dotted_value(payload, id_field), _dotted_value(payload, status_field)
+    missing = [f for f, v in ((id_field, provider_id), (status_field, status)) if v in (None, "")]
+    if missing or not isinstance(status, str | int):
+        for name in missing or [status_field]:
+            problems.append(
+                Problem("gateway.missing_field", f"no {name!r} in the delivery callback", f"{at}.{name}")
+            )
+        return None
+    word = str(status)
+    outcome = receipt_statuses(app).get(word.lower(), "unrecognised")
+    return DeliveryEvent(
+        channel="sms", outcome=outcome, provider_id=str(provider_id), reason=f"status:{word}"
+    )
 
 
 def _dotted_value(payload: Any, path: str) -> Any:

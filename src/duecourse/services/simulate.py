@@ -51,7 +51,8 @@ from duecourse.engine.snapshot import compute_snapshots
 from duecourse.engine.stage_path import stage_path
 from duecourse.letters import LetterError
 from duecourse.letters.kinds import JURISDICTION_OF, LOCALE_OF
-from duecourse.services import attributes
+from duecourse.rulepacks.packs import task_rules
+from duecourse.services import attributes, tasks
 from duecourse.services.contacts import (
     arms_for,
     contact_frame,
@@ -328,6 +329,7 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
                 calls=calls,
                 as_of=day,
                 policy=policy,
+                task_inputs=_task_inputs(config, portfolio, found, day, stored.holds),
             )
             result = found.select(
                 "key",
@@ -348,6 +350,61 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
     if not days:
         return pl.DataFrame(schema=_DECIDED)
     return pl.concat(days).select(list(_DECIDED))
+
+
+def _task_inputs(
+    config: Config, portfolio: repo.Portfolio, found: pl.DataFrame, day: dt.date, holds: pl.DataFrame
+) -> tasks.TaskInputs:
+    """What the tasks' rules read, as far as the simulation knows it: the stored holds (for the bars),
+    the institution's statutes of limitations and, for the tasks a limitation concerns (a US legal
+    review), the accounts' ages as of the day (the engine's oldest unpaid due for those accounts only,
+    their last payment). The notices a task waits for are not simulated: such tasks wait, as they would
+    with no notice sent."""
+    limits = tasks.limits_of(config.governor)
+    held = (
+        holds.filter(pl.col("starts_on") <= day)
+        .select(list(tasks.HOLDS_EVER))
+        .cast(pl.Schema(tasks.HOLDS_EVER))
+    )
+    rows = found.filter(tasks.is_task())
+    limited = {
+        f"{x.jurisdiction}|{x.task}"
+        for j in rows.get_column("jurisdiction").unique().to_list()
+        for x in task_rules(j).limitations
+    }
+    ids = (
+        rows.filter(pl.concat_str("jurisdiction", "kind", separator="|").is_in(sorted(limited)))
+        .select("account_id")
+        .unique()
+    )
+    empty = tasks.TaskInputs.empty(config.letters.deadlines, limits)
+    if ids.is_empty():
+        return tasks.TaskInputs(empty.notices, held, empty.deadlines, empty.ages, limits)
+    oldest = compute_snapshots(
+        portfolio.accounts.join(ids, on="account_id", how="semi"),
+        portfolio.dues.join(ids, on="account_id", how="semi"),
+        portfolio.payments.join(ids, on="account_id", how="semi"),
+        config.terms,
+        day,
+    ).select("account_id", "oldest_unpaid_due_date")
+    paid = (
+        portfolio.payments.join(ids, on="account_id", how="semi")
+        .filter(pl.col("paid_on") <= day)
+        .group_by("account_id")
+        .agg(pl.col("paid_on").max().alias("last_paid_on"))
+    )
+    region = (
+        portfolio.accounts.join(ids, on="account_id", how="semi")
+        .select("account_id", "customer_id")
+        .join(portfolio.customers.select("customer_id", "region"), on="customer_id", how="left")
+    )
+    ages = (
+        region.join(oldest, on="account_id", how="left")
+        .join(paid, on="account_id", how="left")
+        .select(list(tasks.AGES))
+        .cast(pl.Schema(tasks.AGES))
+    )
+    return tasks.TaskInputs(empty.notices, held, empty.deadlines, ages, limits)
 
 
 def _pre_due(

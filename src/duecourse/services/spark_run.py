@@ -87,9 +87,15 @@ def write_portfolio(
             columns[JURISDICTION] = pl.String()
         if name == "accounts":
             columns |= {c: frame.schema[c] for c in frame.columns if c.startswith(ATTRIBUTE_PREFIX)}
+            if ATTRIBUTES_AS_OF in frame.columns:
+                columns[ATTRIBUTES_AS_OF] = pl.Date()
         frame.select([pl.col(c).cast(t) for c, t in columns.items()]).write_parquet(folder / _PART)
         written[name] = frame.height
     return written
+
+
+# The day whose attribute values an exported accounts dataset carries (a column of its own).
+ATTRIBUTES_AS_OF = "attributes_as_of"
 
 
 def export_portfolio(app: App, out_dir: Path, as_of: dt.date | None = None) -> dict[str, int]:
@@ -112,7 +118,9 @@ def export_portfolio(app: App, out_dir: Path, as_of: dt.date | None = None) -> d
     on_hold = repo.accounts_on_hold(app.engine, as_of) if as_of is not None else None
     accounts = repo.with_jurisdiction(portfolio.accounts, portfolio.customers)
     if needed and as_of is not None:
-        accounts = attributes.with_attributes(accounts, attributes.values_as_of(app.engine, as_of, needed))
+        accounts = attributes.with_attributes(
+            accounts, attributes.values_as_of(app.engine, as_of, needed)
+        ).with_columns(pl.lit(as_of, pl.Date()).alias(ATTRIBUTES_AS_OF))
     return write_portfolio(out_dir, accounts, portfolio.dues, portfolio.payments, on_hold)
 
 
@@ -336,6 +344,20 @@ def _run(
                     "--as-of D` (the values in force on D)"
                 )
                 problems.append(Problem("spark.missing_column", message, location))
+                continue
+            dated = (
+                [r[0] for r in read.select(ATTRIBUTES_AS_OF).distinct().collect()]
+                if ATTRIBUTES_AS_OF in columns
+                else []
+            )
+            if dated != [as_of]:
+                shown = ", ".join(str(d) for d in dated) or "no date"
+                message = (
+                    f"the accounts carry the attribute values in force on {shown}, not on {as_of}: the "
+                    f"segments would be chosen by values of another day; export them again with `duecourse "
+                    f"export portfolio --as-of {as_of}`"
+                )
+                problems.append(Problem("spark.stale_attributes", message, location))
                 continue
             schema = {
                 **schema,

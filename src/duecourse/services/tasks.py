@@ -100,15 +100,16 @@ AGES: dict[str, pl.DataType] = {
 
 @dataclass(frozen=True)
 class Limits:
-    """The institution's statutes of limitations (``[governor] limitation_years``) and whether a payment
-    starts the period again."""
+    """The institution's statutes of limitations (``[governor] limitation_years``) and the states where a
+    payment starts the period again (none unless said: counting from a payment where it does not would
+    open a review of a debt already time-barred)."""
 
     years: Mapping[str, int] = field(default_factory=dict)
-    restarts_on_payment: bool = True
+    restarts_on_payment: frozenset[str] = frozenset()  # the states where a payment starts it again
 
 
 def limits_of(settings: GovernorSettings) -> Limits:
-    return Limits(dict(settings.limitation_years), settings.limitation_restarts_on_payment)
+    return Limits(dict(settings.limitation_years), frozenset(settings.limitation_restarts_on_payment))
 
 
 @dataclass(frozen=True)
@@ -304,8 +305,9 @@ def time_barred(
 ) -> tuple[bool, str, dict[str, Any]]:
     """(barred, why, seen): whether the account's debt is time-barred on ``as_of``.
 
-    The period runs from the day the oldest unpaid due fell past due (the day after its due date), or,
-    where a payment starts it again (``limits.restarts_on_payment``), from the last payment if later. The
+    The period runs from the day the oldest unpaid due fell past due (the day after its due date), or, in
+    a state where a payment starts it again (``limits.restarts_on_payment``), from the last payment if
+    later. The
     debt is time-barred from the same day ``years`` later. It fails closed: a state with no period set,
     or an account whose oldest unpaid due is not known for the day, is treated as barred, saying why."""
     rule = limitation.rule
@@ -327,7 +329,7 @@ def time_barred(
         return True, why, {"region": region, "limitation_years": years}
     start, since = oldest + dt.timedelta(days=1), "the oldest unpaid due fell past due"
     last = age["last_paid_on"]
-    if limits.restarts_on_payment and last is not None and last > start:
+    if region in limits.restarts_on_payment and last is not None and last > start:
         start, since = last, "the last payment"
     barred_on = add_years(start, years)
     seen = {
@@ -502,6 +504,41 @@ def open_ready(
             opened += 1
         connection.execute(update(tasks).where(tasks.c.key == row.key).values(**values))
     return opened
+
+
+def cancel_time_barred(connection: Connection, as_of: dt.date, now: dt.datetime, limits: Limits) -> int:
+    """Look at every open or waiting task a limitation concerns (US: legal review, US-TBD-01) again: one
+    whose debt is time-barred by ``as_of`` (or can no longer be shown not to be: the rule fails closed) is
+    cancelled, with the reason and the rule. A task is decided when it is planned, but a debt goes on
+    ageing: a review opened in time must not lead to a suit after the bar date. Returns how many."""
+    rows = connection.execute(
+        select(tasks.c.key, tasks.c.account_id, tasks.c.kind, customers.c.jurisdiction)
+        .join(customers, customers.c.customer_id == tasks.c.customer_id)
+        .where(tasks.c.state.in_(("open", "waiting")))
+    ).all()
+    concerned = [
+        (row, limitation)
+        for row in rows
+        for limitation in task_rules(row.jurisdiction).limitations
+        if limitation.task == row.kind
+    ]
+    if not concerned:
+        return 0
+    ages = read_ages(connection, sorted({row.account_id for row, _ in concerned}), as_of)
+    by_account = {age["account_id"]: age for age in ages.iter_rows(named=True)}
+    cancelled = 0
+    for row, limitation in concerned:
+        barred, why, _ = time_barred(limitation, row.kind, by_account.get(row.account_id), limits, as_of)
+        if barred:
+            connection.execute(
+                update(tasks)
+                .where(tasks.c.key == row.key)
+                .values(
+                    state="cancelled", rule_id=limitation.rule, reason=f"cancelled: {why}", updated_at=now
+                )
+            )
+            cancelled += 1
+    return cancelled
 
 
 def export_tasks(engine: Engine, first: dt.date, last: dt.date, out: Path) -> int:
