@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, select, update
+import pytest
+from sqlalchemy import Engine, and_, func, select, update
 from test_cli import write
 
 from duecourse.cli import main
@@ -362,3 +364,45 @@ def test_the_law_s_notices_are_planned_whatever_the_strategy_says(db_url: str, t
     # Why the law wanted each one is kept with the decision, as in the outbox row's reason.
     assert all(row["planned_because"] for row in shown)
     assert "2025-07-10" in u1["planned_because"]
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "day", "letters"),
+    [
+        ("2025-02-27", "2025-03-02", "2025-03-01", 5),  # K1, L1, L2, W1 by law; S1 by its own strategy
+        ("2025-07-01", "2025-07-04", "2025-07-03", 2),  # U1, U3: validation notices after the first e-mail
+    ],
+)
+def test_policy_simulate_plans_the_law_s_notices_as_the_runs_do(  # noqa: PLR0917 - the cases' columns
+    db_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    first: str,
+    last: str,
+    day: str,
+    letters: int,
+) -> None:
+    """Simulated first (it writes nothing), then run day by day: the letters (the law's notices, S1's own
+    notice taking the place of the law's) are the same by day and verdict."""
+    cli = _setup(db_url, tmp_path)
+    capsys.readouterr()
+    assert cli("policy", "simulate", "--from", first, "--to", last, "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    simulated = {(r["day"], r["verdict"]): r["count"] for r in data["messages"] if r["channel"] == "letter"}
+    run = D.fromisoformat(first)
+    while run <= D.fromisoformat(last):
+        assert cli("run", "--as-of", run.isoformat()) == 0
+        run += dt.timedelta(days=1)
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(decisions.c.day, decisions.c.verdict, func.count())
+                .where(decisions.c.channel == "letter")
+                .group_by(decisions.c.day, decisions.c.verdict)
+            ).all()
+    finally:
+        engine.dispose()
+    ran = {(str(d), v): n for d, v, n in rows}
+    assert simulated == ran
+    assert ran[(day, "planned")] == letters

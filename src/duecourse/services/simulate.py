@@ -52,7 +52,7 @@ from duecourse.engine.stage_path import stage_path
 from duecourse.letters import LetterError
 from duecourse.letters.kinds import JURISDICTION_OF, LOCALE_OF
 from duecourse.rulepacks.packs import task_rules
-from duecourse.services import attributes, tasks
+from duecourse.services import attributes, simulate_statutory, tasks
 from duecourse.services.contacts import (
     arms_for,
     contact_frame,
@@ -310,6 +310,9 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
     # Each account's arm in the strategy's experiments: the recorded one, else its hash's (nothing is
     # recorded here).
     arms = arms_for(app, first, periods.get_column("account_id"))
+    law = simulate_statutory.applies(config)
+    law_state = simulate_statutory.read_state(app.engine, first, config) if law else None
+    law_inputs = simulate_statutory.inputs(config, portfolio, info) if law else None
     days: list[pl.DataFrame] = []
     day = first
     while day <= last:
@@ -320,7 +323,12 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
         )
         rows = with_resumed(rows, stored.holds, day, None)
         more = _pre_due(config, portfolio, rows.filter(pl.col("stage") == PRE_DUE_STAGE), day)
+        if law_state is not None and law_inputs is not None:
+            more += simulate_statutory.parts(
+                config, portfolio, law_inputs, law_state, rows.select("account_id", "stage"), day
+            )
         found = plan_frame(config, rows, day, None, arms=arms, extra=("locale",), more=more)
+        found = _one_notice(found)
         if found.height:
             decided = decide(
                 found,
@@ -345,11 +353,24 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
             )
             allowed = result.filter(pl.col("verdict") != "suppressed")
             contacts = pl.concat([contacts, allowed.select(list(governor.CONTACTS))])
+            if law_state is not None and law_inputs is not None:
+                simulate_statutory.record(law_state, allowed, law_inputs, day)
             days.append(result.drop("timezone", "scheduled_at"))
         day += dt.timedelta(days=1)
     if not days:
         return pl.DataFrame(schema=_DECIDED)
     return pl.concat(days).select(list(_DECIDED))
+
+
+def _one_notice(found: pl.DataFrame) -> pl.DataFrame:
+    """A notice of a kind the law requires that the strategy itself plans for the account that day takes
+    the place of the law's (one letter), as in the run (``services/statutory.py``)."""
+    law = found.filter(pl.col("action").str.starts_with("statutory-"))
+    if law.is_empty():
+        return found
+    own = found.filter(~pl.col("action").str.starts_with("statutory-")).select("account_id", "kind").unique()
+    dropped = law.join(own, on=["account_id", "kind"], how="semi").select("key")
+    return found.join(dropped, on="key", how="anti")
 
 
 def _task_inputs(
