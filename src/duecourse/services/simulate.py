@@ -727,8 +727,10 @@ def _notes(
         f"{first - dt.timedelta(days=2)} on count against the daily cap; {stored.replaced:,} planned from "
         f"{first} on are left out (the simulation stands in for those runs)"
     )
-    if not config.actions:
-        notes.append(f"the strategy ({config.source}) has no actions: nothing would be sent")
+    if not config.actions and not config.pre_due:
+        notes.append(
+            f"the strategy ({config.source}) has no actions: only the notices the law requires would be sent"
+        )
     if not costs_config.costs.currency:
         notes.append("costs: no [costs] table in the strategy or the configuration; every message costs 0")
     elif costs_from != config.source:
