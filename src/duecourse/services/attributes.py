@@ -42,7 +42,7 @@ from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.terms import ATTRIBUTE_LIMIT, ATTRIBUTE_SCALE
 from duecourse.engine.schema import attribute_column
 from duecourse.store import outbox as store
-from duecourse.store.frames import append_in, read_frame
+from duecourse.store.frames import append_in, many_accounts, read_frame
 from duecourse.store.tables import account_attributes, accounts
 
 MAX_PROBLEMS = 1000
@@ -303,6 +303,7 @@ def values_as_of(engine: Engine, as_of: dt.date, needed: Mapping[str, str]) -> p
             account_attributes.c.value,
         ).where(account_attributes.c.name.in_(sorted(needed)), account_attributes.c.valid_from <= as_of),
         schema=STORED,
+        bulk=many_accounts(engine),  # a value or more per account: the run's bulk reader on a portfolio
     )
     latest = rows.sort("valid_from").group_by("account_id", "name").agg(pl.col("value").last())
     if latest.is_empty():
