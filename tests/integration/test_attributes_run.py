@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_cli import ACCOUNTS, CUSTOMERS, DUES, PAYMENTS, write
+from cli_support import cli_with
+from test_cli import write
 
-from duecourse.cli import main
 from duecourse.config import default_config_text
 
 SEGMENT = """
@@ -41,23 +41,8 @@ A1,2025-06-01,650,north
 
 
 def _setup(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    text = default_config_text()
-    marker = "[[strategy.stages]]"
-    config = tmp_path / "duecourse.toml"
-    config.write_text(text.replace(marker, SEGMENT + marker, 1), encoding="utf-8")
-
-    def cli(*args: str) -> int:
-        return main(["--db", db_url, "--config", str(config), *args])
-
-    assert cli("init") == 0
-    for kind, body in (
-        ("customers", CUSTOMERS),
-        ("accounts", ACCOUNTS),
-        ("dues", DUES),
-        ("payments", PAYMENTS),
-    ):
-        assert cli("import", kind, str(write(tmp_path, f"{kind}.csv", body))) == 0
-    return cli
+    text = default_config_text().replace("[[strategy.stages]]", SEGMENT + "[[strategy.stages]]", 1)
+    return cli_with(db_url, tmp_path, text)[0]
 
 
 def _stages(cli, day: str, folder: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -7,12 +7,11 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from test_cli import ACCOUNTS, CUSTOMERS, DUES, PAYMENTS, write
+from cli_support import cli_with
 
 from duecourse.bootstrap import bootstrap
 from duecourse.channels.compose import LetterComposer
 from duecourse.channels.dispatch import Composed, NotComposed
-from duecourse.cli import main
 from duecourse.config import default_config_text
 from duecourse.letters import TemplateError
 from duecourse.letters import render as render_module
@@ -49,21 +48,8 @@ def planned(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tup
         'from = "示例消费金融 <collect@example.cn>"\n'
         f'\n[channels.post]\ndir = "{tmp_path / "print"}"\n'
     )
-    config = tmp_path / "duecourse.toml"
-    config.write_text(text, encoding="utf-8")
     monkeypatch.setenv("DUECOURSE_PORTAL_SECRET", "x" * 32)
-
-    def cli(*args: str) -> int:
-        return main(["--db", db_url, "--config", str(config), *args])
-
-    assert cli("init") == 0
-    for kind, body in (
-        ("customers", CUSTOMERS),
-        ("accounts", ACCOUNTS),
-        ("dues", DUES),
-        ("payments", PAYMENTS),
-    ):
-        assert cli("import", kind, str(write(tmp_path, f"{kind}.csv", body))) == 0
+    cli, config = cli_with(db_url, tmp_path, text)
     assert cli("run", "--as-of", "2025-05-05") == 0
     return db_url, config
 

@@ -21,12 +21,11 @@ from typing import Any
 
 import pytest
 import uvicorn
+from cli_support import cli_with
 from sqlalchemy import select
-from test_cli import ACCOUNTS, CUSTOMERS, DUES, PAYMENTS, write
 
 from duecourse.api import create_app
 from duecourse.bootstrap import bootstrap
-from duecourse.cli import main
 from duecourse.config import default_config_text
 from duecourse.store.db import make_engine
 from duecourse.store.tables import holds, inbound, outbox
@@ -66,20 +65,7 @@ def service(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
         'body = { to = "{to}", text = "{text}" }\ncallback_token_env = "DUECOURSE_TEST_CALLBACK_TOKEN"\n'
         'receipt_id_field = "msg.id"\nreceipt_status_field = "msg.state"\n'
     )
-    config = tmp_path / "duecourse.toml"
-    config.write_text(text, encoding="utf-8")
-
-    def cli(*args: str) -> int:
-        return main(["--db", db_url, "--config", str(config), *args])
-
-    assert cli("init") == 0
-    for kind, body in (
-        ("customers", CUSTOMERS),
-        ("accounts", ACCOUNTS),
-        ("dues", DUES),
-        ("payments", PAYMENTS),
-    ):
-        assert cli("import", kind, str(write(tmp_path, f"{kind}.csv", body))) == 0
+    cli, config = cli_with(db_url, tmp_path, text)
     assert cli("run", "--as-of", "2025-05-05") == 0
     assert cli("dispatch", "--once", "--now", NOW.isoformat(), "--quiet") == 0
 

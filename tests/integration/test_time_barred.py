@@ -17,10 +17,9 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_support import cli_with
 from sqlalchemy import select
-from test_cli import write
 
-from duecourse.cli import main
 from duecourse.config import default_config_text, load_config
 from duecourse.domain.errors import ProblemsError
 from duecourse.services.policy import check_policy
@@ -69,21 +68,8 @@ def _setup(db_url: str, tmp_path: Path, governor: str):  # type: ignore[no-untyp
     marker = 'min_amount_past_due = "100.00"\n'
     assert text.count(marker) == 1
     text = text.replace(marker, marker + REVIEW) + f"\n[governor]\n{governor}\n"
-    config = tmp_path / "duecourse.toml"
-    config.write_text(text, encoding="utf-8")
-
-    def cli(*args: str) -> int:
-        return main(["--db", db_url, "--config", str(config), *args])
-
-    assert cli("init") == 0
-    for kind, body in (
-        ("customers", CUSTOMERS),
-        ("accounts", ACCOUNTS),
-        ("dues", DUES),
-        ("payments", PAYMENTS),
-    ):
-        assert cli("import", kind, str(write(tmp_path, f"{kind}.csv", body))) == 0
-    return cli, config
+    files = (("customers", CUSTOMERS), ("accounts", ACCOUNTS), ("dues", DUES), ("payments", PAYMENTS))
+    return cli_with(db_url, tmp_path, text, files)
 
 
 def _decided(db_url: str, day: dt.date) -> dict[str, dict[str, object]]:
