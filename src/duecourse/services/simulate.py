@@ -362,6 +362,17 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
     return pl.concat(days).select(list(_DECIDED))
 
 
+def snapshots_of(config: Config, portfolio: repo.Portfolio, ids: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+    """The engine's snapshots of the accounts ``ids`` (an ``account_id`` column) alone, as of ``day``."""
+    return compute_snapshots(
+        portfolio.accounts.join(ids, on="account_id", how="semi"),
+        portfolio.dues.join(ids, on="account_id", how="semi"),
+        portfolio.payments.join(ids, on="account_id", how="semi"),
+        config.terms,
+        day,
+    )
+
+
 def _one_notice(found: pl.DataFrame) -> pl.DataFrame:
     """A notice of a kind the law requires that the strategy itself plans for the account that day takes
     the place of the law's (one letter), as in the run (``services/statutory.py``)."""
@@ -401,13 +412,7 @@ def _task_inputs(
     empty = tasks.TaskInputs.empty(config.letters.deadlines, limits)
     if ids.is_empty():
         return tasks.TaskInputs(empty.notices, held, empty.deadlines, empty.ages, limits)
-    oldest = compute_snapshots(
-        portfolio.accounts.join(ids, on="account_id", how="semi"),
-        portfolio.dues.join(ids, on="account_id", how="semi"),
-        portfolio.payments.join(ids, on="account_id", how="semi"),
-        config.terms,
-        day,
-    ).select("account_id", "oldest_unpaid_due_date")
+    oldest = snapshots_of(config, portfolio, ids, day).select("account_id", "oldest_unpaid_due_date")
     paid = (
         portfolio.payments.join(ids, on="account_id", how="semi")
         .filter(pl.col("paid_on") <= day)
@@ -449,13 +454,7 @@ def _pre_due(
         if needed.is_empty():
             continue
         ids = needed.select("account_id")
-        credit = compute_snapshots(
-            portfolio.accounts.join(ids, on="account_id", how="semi"),
-            portfolio.dues.join(ids, on="account_id", how="semi"),
-            portfolio.payments.join(ids, on="account_id", how="semi"),
-            config.terms,
-            day,
-        ).select("account_id", "credit_minor")
+        credit = snapshots_of(config, portfolio, ids, day).select("account_id", "credit_minor")
         rows = (
             current.join(needed, on="account_id")
             .join(credit, on="account_id")

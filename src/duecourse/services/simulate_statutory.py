@@ -26,7 +26,6 @@ from sqlalchemy import Engine, and_, func, select
 
 from duecourse.config import PRE_DUE_STAGE, Config
 from duecourse.domain.money import CURRENCIES
-from duecourse.engine.snapshot import compute_snapshots
 from duecourse.services import statutory as law
 from duecourse.services.contacts import local_days
 from duecourse.store import repo
@@ -179,6 +178,8 @@ def parts(
 ) -> list[pl.DataFrame]:
     """The law's notices due to plan on ``day``, shaped for ``plan_frame``'s ``more`` (with ``locale``);
     ``stages``: ``account_id, stage`` of the accounts the simulation follows that day."""
+    from duecourse.services.simulate import snapshots_of  # the module that calls this one
+
     why: list[tuple[str, str, int, pl.DataFrame]] = []
     if found.uk_loans.height:
         arrears = law.loan_arrears(
@@ -192,13 +193,7 @@ def parts(
     if found.uk_cards.height:
         ids = found.uk_cards
         oldest = (
-            compute_snapshots(
-                portfolio.accounts.join(ids, on="account_id", how="semi"),
-                portfolio.dues.join(ids, on="account_id", how="semi"),
-                portfolio.payments.join(ids, on="account_id", how="semi"),
-                config.terms,
-                day,
-            )
+            snapshots_of(config, portfolio, ids, day)
             .filter(pl.col("oldest_unpaid_due_date").is_not_null() & (pl.col("amount_past_due_minor") > 0))
             .select("account_id", oldest="oldest_unpaid_due_date")
         )
