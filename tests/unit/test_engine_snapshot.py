@@ -475,6 +475,33 @@ def test_dues_on_the_same_date_and_component_are_ordered_by_due_id() -> None:
     assert yuan(row, "card_interest_minor") == Decimal("17.50")
 
 
+def test_dues_without_due_ids_on_the_same_date_and_component_are_taken_in_the_order_given() -> None:
+    # The daily run reads the dues without their ids, in the order of their key (account_id, due_id).
+    due_text = """
+    account_id,due_id,due_date,amount,component,minimum,posted_on
+    A1,S2,2025-04-23,1000.00,principal,,2025-04-01
+    A1,S1,2025-04-23,200.00,principal,,2025-04-01
+    """
+    pay_text = """
+    payment_id,account_id,paid_on,amount
+    P1,A1,2025-04-23,200.00
+    """
+
+    product = card()
+
+    def interest(frame: pl.DataFrame) -> Decimal:
+        got = compute_snapshots(
+            accounts(("A1", product.code)), frame, payments(pay_text), terms(product), D("2025-05-05")
+        )
+        return yuan(got.row(0, named=True), "card_interest_minor")
+
+    with_ids = dues(due_text)
+    assert interest(with_ids) == Decimal("17.50")
+    assert interest(with_ids.sort("account_id", "due_id").drop("due_id")) == Decimal("17.50")
+    # In the order of the text (S2 first) S2 takes the payment and S1 bears the interest instead.
+    assert interest(with_ids.drop("due_id")) != Decimal("17.50")
+
+
 def test_unknown_products_are_reported() -> None:
     with pytest.raises(ValueError, match="unknown product"):
         compute_snapshots(

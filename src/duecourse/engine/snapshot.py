@@ -101,6 +101,10 @@ def compute_snapshots(  # noqa: PLR0917 - the signature the run and the property
 ) -> pl.DataFrame:
     """One snapshot row per account as of ``as_of`` (schema ``SNAPSHOTS``), sorted by account_id.
 
+    ``dues`` may lack ``due_id`` (the daily run does not read it): the dues of an account on the same day
+    with the same component are then taken in the order given, which must be the order of their due_id
+    (the order of the dues' key, as ``repo.portfolio_chunks(for_run=True)`` reads them).
+
     When ``accounts`` has a Date column ``as_of``, each account is taken as of its own date there (null:
     ``as_of``): the stage history uses it to find the day an account entered its stage.
     """
@@ -700,11 +704,12 @@ class _Dues:
         key = keys.day_key(aidx, day)
         # Sorting on one Int64 is several times faster than on four columns with a string among them. Dues
         # tied on (account, date, rank) keep the order of their due_id (docs/semantics.md): only when the
-        # portfolio has such ties does the engine sort again with due_id.
+        # portfolio has such ties does the engine sort again with due_id. Without a due_id column the
+        # dues come in that order (the run reads them by their key): the stable sort keeps it.
         order = (key << rank_bits) | rank
         perm = None if _is_sorted(order) else np.argsort(order, kind="stable")
         ordered = order if perm is None else order[perm]
-        if (ordered[1:] == ordered[:-1]).any():
+        if "due_id" in dues.columns and (ordered[1:] == ordered[:-1]).any():
             due_id = dues["due_id"] if every else dues["due_id"].filter(pl.Series(known))
             perm = (
                 pl.DataFrame({"order": order, "due_id": due_id})

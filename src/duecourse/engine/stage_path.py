@@ -97,7 +97,8 @@ def stage_path(  # noqa: PLR0917 - the inputs of compute_snapshots, then the sea
         raise ValueError(f"stage_path: accounts not in the portfolio: {', '.join(unknown.head(5).to_list())}")
     searched = state.select("account_id")
     accounts = accounts.join(searched, on="account_id", how="semi")
-    dues = dues.join(searched, on="account_id", how="semi")
+    # In their order: dues without a due_id are taken in the order given (see compute_snapshots).
+    dues = dues.join(searched, on="account_id", how="semi", maintain_order="left")
     payments = payments.join(searched, on="account_id", how="semi").filter(pl.col("paid_on") <= as_of)
     events = _lowering_days(dues, payments, d)
 
@@ -139,7 +140,7 @@ class _Inputs:
     def only(self, ids: pl.DataFrame) -> _Inputs:
         return _Inputs(
             *(
-                frame.join(ids, on="account_id", how="semi")
+                frame.join(ids, on="account_id", how="semi", maintain_order="left")
                 for frame in (self.accounts, self.dues, self.payments, self.events)
             )
         )
@@ -157,7 +158,10 @@ def _every_day(inputs: _Inputs, terms: Terms, as_of: dt.date, state: pl.DataFram
     copies = days.select("account_id", pl.format("{}@{}", "account_id", "day").alias("copy"), "day")
 
     def copied(frame: pl.DataFrame) -> pl.DataFrame:
-        joined = frame.join(copies.select("account_id", "copy"), on="account_id", how="inner")
+        # In the frame's order (dues without a due_id are taken in the order given, see compute_snapshots).
+        joined = frame.join(
+            copies.select("account_id", "copy"), on="account_id", how="inner", maintain_order="left"
+        )
         return joined.with_columns(account_id=pl.col("copy")).drop("copy")
 
     accounts = (
@@ -233,7 +237,9 @@ def _stages_at(inputs: _Inputs, terms: Terms, as_of: dt.date, probes: pl.DataFra
     all_probed = subset.height == inputs.accounts.height
     snaps = compute_snapshots(
         subset,
-        inputs.dues if all_probed else inputs.dues.join(ids, on="account_id", how="semi"),
+        inputs.dues
+        if all_probed
+        else inputs.dues.join(ids, on="account_id", how="semi", maintain_order="left"),
         inputs.payments if all_probed else inputs.payments.join(ids, on="account_id", how="semi"),
         terms,
         as_of,

@@ -10,7 +10,7 @@ Python's ``sqlite3`` nor anything of the application, and refuses to run if ``_s
 Protocol: one JSON request per line on stdin, one JSON reply per line on stdout, in order.
 
     {"op": "execute", "sql": "...", "params": [...]}            -> {"ok": true, "rows": rowcount}
-    {"op": "query", "sql": "...", "params": [...], "out": PATH, "dates": [NAME, ...]}
+    {"op": "query", "sql": "...", "params": [...], "out": PATH, "dates": [NAME, ...], "nulls": {NAME: V}}
                                                                  -> {"ok": true, "rows": n}
     {"op": "ingest", "table": NAME, "path": PATH, "temporary": bool, "create": bool}
                                                                  -> {"ok": true, "rows": n}
@@ -20,7 +20,9 @@ Protocol: one JSON request per line on stdin, one JSON reply per line on stdout,
 only exist to fix the column types (the driver infers a column's type from the values of its first batch,
 so a column that starts with nulls would be typed wrongly): they are dropped, and the column with them.
 The columns named in ``dates`` (ISO text, as SQLAlchemy stores a date in SQLite) are written as Arrow
-dates, parsed strictly: a value that is not ``YYYY-MM-DD`` fails the request.
+dates, parsed strictly: a value that is not ``YYYY-MM-DD`` fails the request. In the columns named in
+``nulls`` (optional) the value given stands for a null (the SQL read it with ``ifnull``: a query without
+nulls needs no typed first row, and a null costs the driver more than a value): it is written as null.
 ``ingest`` reads an Arrow IPC file and appends it to a table (``create``: creates it). Transactions are
 statements: the caller sends ``BEGIN``/``BEGIN IMMEDIATE``, ``COMMIT`` and ``ROLLBACK``.
 """
@@ -80,6 +82,7 @@ def _query(cursor: Any, request: dict[str, Any]) -> int:
     # Parsed here rather than by the caller: Arrow parses ISO dates in about two thirds of the time
     # Polars takes, and a date is then 4 bytes to hand over instead of a string of 10.
     dates = [name in set(request.get("dates") or ()) for name in names]
+    nulls: dict[str, Any] = request.get("nulls") or {}
     rows = 0
     with pa.OSFile(request["out"], "wb") as sink:
         writer = None
@@ -90,6 +93,8 @@ def _query(cursor: Any, request: dict[str, Any]) -> int:
                 if pc.max(read.column(TYPED_MARK)).as_py():
                     batch = batch.filter(pc.equal(batch.column(TYPED_MARK), 0))
                 batch = batch.select(names)
+            if nulls:
+                batch = _nulled(batch, nulls)
             if any(dates):
                 batch = _dated(batch, dates)
             if writer is None:
@@ -105,6 +110,17 @@ def _query(cursor: Any, request: dict[str, Any]) -> int:
             writer = pa.ipc.new_file(sink, pa.schema(fields))
         writer.close()
     return rows
+
+
+def _nulled(batch: pa.RecordBatch, nulls: dict[str, Any]) -> pa.RecordBatch:
+    """The batch with each value of ``nulls`` in its column made null."""
+    columns = list(batch.columns)
+    for i, name in enumerate(batch.schema.names):
+        column = columns[i]
+        if name in nulls and not pa.types.is_null(column.type):
+            stand_in = pa.scalar(nulls[name], column.type)
+            columns[i] = pc.if_else(pc.equal(column, stand_in), pa.scalar(None, column.type), column)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def _textual(dtype: pa.DataType) -> bool:
