@@ -100,7 +100,7 @@ def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
             config.letters.deadlines,
             tasks.limits_of(config.governor),
         )
-    decided = decide(
+    found, decided = decide_with_fallbacks(
         found,
         holds=context["holds"],
         contacts=context["contacts"],
@@ -188,6 +188,105 @@ def decide(
             _kind_not_used(found.filter(~_kind_used() & ~held_out)),
         ]
     )
+
+
+def decide_with_fallbacks(
+    found: pl.DataFrame,
+    *,
+    holds: pl.DataFrame,
+    contacts: pl.DataFrame,
+    calls: pl.DataFrame,
+    as_of: dt.date,
+    policy: governor.Policy,
+    task_inputs: tasks.TaskInputs | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``decide``, then the action's next channel for every message suppressed because its channel is
+    closed to the customer (an opt-out, another hold on the channel) while the action has channels left
+    in its ``fallback``: the same action, stage and day on that channel (its key names the channel), decided
+    in its turn with the messages already allowed counting against the daily cap, until none is left.
+    The dispatcher does the same at send time; here the customer gets, say, the letter the same day
+    instead of nothing. Returns the candidates with the fallbacks added, and every decision."""
+    decided = decide(
+        found,
+        holds=holds,
+        contacts=contacts,
+        calls=calls,
+        as_of=as_of,
+        policy=policy,
+        task_inputs=task_inputs,
+    )
+    frames, decisions = [found], [decided]
+    for _ in range(max((len(a) for a in found.get_column("fallback").to_list()), default=0)):
+        closed = decided.filter(
+            (pl.col("verdict") == "suppressed")
+            & (
+                pl.col("seen").str.json_path_match("$.hold.channel").is_not_null()
+                | (pl.col("seen").str.json_path_match("$.hold.kind") == governor.OPT_OUT)
+            )
+        )
+        moved = found.join(closed.select("key"), on="key", how="semi").filter(
+            pl.col("fallback").list.len() > 0
+        )
+        if moved.is_empty():
+            break
+        allowed = found.join(
+            decided.filter(pl.col("verdict") != "suppressed").select(
+                "key", pl.col("scheduled_at").alias("at")
+            ),
+            on="key",
+        )
+        if allowed.height:
+            allowed = allowed.with_columns(pl.col("timezones").list.first().alias("timezone"))
+            allowed = allowed.with_columns(local_days(allowed, "at").alias("local_day"))
+            contacts = pl.concat([contacts, allowed.select(list(governor.CONTACTS))])
+        # The suppressed message says where the action went.
+        onward = moved.select("key", pl.col("fallback").list.first().alias("_next"))
+        decisions[-1] = (
+            decisions[-1]
+            .join(onward, on="key", how="left")
+            .with_columns(
+                pl.when(pl.col("_next").is_not_null())
+                .then(pl.format("{}; the action falls back to {}", "reason", "_next"))
+                .otherwise(pl.col("reason"))
+                .alias("reason")
+            )
+            .drop("_next")
+        )
+        found = (
+            moved.with_columns(
+                pl.col("channel").alias("_from"),
+                pl.col("fallback").list.first().alias("channel"),
+                pl.col("fallback").list.slice(1).alias("fallback"),
+            )
+            .with_columns(
+                pl.concat_str(
+                    [
+                        pl.col("account_id"),
+                        pl.col("stage"),
+                        pl.col("action"),
+                        pl.col("planned_on").dt.to_string("%Y-%m-%d"),
+                        pl.col("channel"),
+                    ],
+                    separator="|",
+                ).alias("key"),
+                pl.format("{}; {} is closed to the customer, so by {}", "why", "_from", "channel").alias(
+                    "why"
+                ),
+            )
+            .drop("_from")
+        )
+        decided = decide(
+            found,
+            holds=holds,
+            contacts=contacts,
+            calls=calls,
+            as_of=as_of,
+            policy=policy,
+            task_inputs=task_inputs,
+        )
+        frames.append(found)
+        decisions.append(decided)
+    return pl.concat(frames, how="diagonal_relaxed"), pl.concat(decisions)
 
 
 def _kind_used() -> pl.Expr:

@@ -57,7 +57,7 @@ from duecourse.services.contacts import (
     arms_for,
     contact_frame,
     contacts_query,
-    decide,
+    decide_with_fallbacks,
     hold_frame,
     holds_query,
     local_days,
@@ -330,7 +330,7 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
         found = plan_frame(config, rows, day, None, arms=arms, extra=("locale",), more=more)
         found = _one_notice(found)
         if found.height:
-            decided = decide(
+            found, decided = decide_with_fallbacks(
                 found,
                 holds=stored.holds,
                 contacts=contacts.filter(pl.col("local_day") >= day - dt.timedelta(days=1)),
