@@ -40,12 +40,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from duecourse.config import load_config
-from duecourse.domain import delinquency
-from duecourse.letters.data import letter_data
-from duecourse.letters.kinds import JURISDICTION_OF
-from duecourse.letters.samples import sample_for
-
 
 def service() -> Any:
     """The letters service, imported when first used: worker processes (spawned) import this script
@@ -102,6 +96,14 @@ def customer_for(locale: str, base: Any, n: int, plain: bool) -> Any:
 
 def letters_data(locale: str, count: int, plain: bool = False) -> list[Any]:
     """``count`` letter data of one locale, each for a different customer and amount."""
+    # Imported here: worker processes (spawned) import this script again, as ``letters batch`` workers
+    # import the CLI's small entry module, and should not pay for what only the parent uses.
+    from duecourse.config import load_config
+    from duecourse.domain import delinquency
+    from duecourse.letters.data import letter_data
+    from duecourse.letters.kinds import JURISDICTION_OF
+    from duecourse.letters.samples import sample_for
+
     config = load_config(None)
     jurisdiction = JURISDICTION_OF[locale]
     base = sample_for(jurisdiction, config.terms.products)

@@ -38,8 +38,9 @@ import itertools
 import re
 import struct
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 
 class Unsupported(Exception):
@@ -503,18 +504,20 @@ _TAG = re.compile(rb"(/(?:BaseFont|FontName)\s*/)[A-Z]{6}\+")
 
 @dataclass
 class _Font:
-    """A Type 0 font of the document (Identity-H, a CID-keyed CFF descendant), read once per document."""
+    """A Type 0 font of the document (Identity-H, a CID-keyed CFF descendant), read once per document.
 
-    type0: bytes
-    cid: bytes
-    descriptor: bytes
+    Its dictionaries are kept as %-templates (``_templates``) that a letter's font fills with its object
+    numbers, subset tag and widths."""
+
+    type0: bytes  # %(cid)d, %(cmap)d, %(tag)s
+    cid: tuple[bytes, bytes]  # before and after the /W array; %(descriptor)d, %(tag)s
+    descriptor: bytes  # %(file)d, %(cidset)d, %(tag)s
     cff: _Cff
     widths: dict[int, bytes]
-    unicode: dict[int, bytes]
+    rows: dict[int, bytes]  # each glyph's ToUnicode row after its code: "> <0041>\n"
     cmap_head: bytes
     cmap_tail: bytes
     cidset: bool
-    cid_parts: tuple[bytes, bytes]  # the descendant font's dictionary before and after its /W array
 
     @classmethod
     def read(cls, objects: Objects, number: int) -> _Font:
@@ -565,49 +568,39 @@ class _Font:
         tail_at = cmap.rfind(b"endbfchar") + len(b"endbfchar\n")
         unicode = {int(c, 16): u for c, u in _BFCHAR.findall(cmap, head_end, tail_at)}
         cid_parts = (cid, b"") if w is None else (cid[: w[0]], cid[w[1] :])
-        return cls(
-            type0,
-            cid,
-            descriptor,
-            cff,
-            widths,
-            unicode,
-            cmap[:head_end],
-            cmap[tail_at:],
-            b"/CIDSet" in descriptor,
-            cid_parts,
-        )
+        cidset = b"/CIDSet" in descriptor
+        type0_t, cid_t, descriptor_t = _templates(type0, cid_parts, descriptor, cff.bbox, cidset)
+        rows = {g: b"> <" + u + b">\n" for g, u in unicode.items()}
+        return cls(type0_t, cid_t, descriptor_t, cff, widths, rows, cmap[:head_end], cmap[tail_at:], cidset)
 
     def write(self, out: _Out, number: int, used: Sequence[int]) -> None:
         """The font of a letter showing ``glyphs`` (the document's glyph ids, in the letter's order) as
         object ``number`` and the objects it needs: only those glyphs' outlines, widths and text."""
         glyphs = used
         cff = self.cff.subset(glyphs)
-        tagged = rb"\g<1>" + _letter_tag(cff) + b"+"
         cid_n, descriptor_n, file_n, cmap_n = out.reserve(), out.reserve(), out.reserve(), out.reserve()
         cidset_n = out.reserve() if self.cidset else None
-        type0 = _DESCENDANTS.sub(b"/DescendantFonts[%d 0 R]" % cid_n, self.type0)
-        type0 = _TO_UNICODE.sub(b"/ToUnicode %d 0 R" % cmap_n, type0)
-        out.put(number, _TAG.sub(tagged, type0))
+        fill = {
+            b"tag": _letter_tag(cff),
+            b"cid": cid_n,
+            b"cmap": cmap_n,
+            b"descriptor": descriptor_n,
+            b"file": file_n,
+            b"cidset": cidset_n or 0,
+        }
+        out.put(number, self.type0 % fill)
         runs, at = [], 0
         for width, group in itertools.groupby([self.widths.get(g) for g in glyphs]):
             size = len(list(group))
             if width is not None:
                 runs.append(b"%d %d %s" % (at, at + size - 1, width))
             at += size
-        before, after = self.cid_parts
-        cid = before + b"/W[" + b" ".join(runs) + b"]" + after
-        cid = _DESCRIPTOR.sub(b"/FontDescriptor %d 0 R" % descriptor_n, cid)
-        out.put(cid_n, _TAG.sub(tagged, cid))
-        descriptor = _FONT_FILE.sub(b"/FontFile3 %d 0 R" % file_n, self.descriptor)
-        # The box of the whole font (from the CFF): the subset's own would need every outline evaluated.
-        descriptor = _BBOX.sub(b"/FontBBox[%d %d %d %d]" % self.cff.bbox, descriptor)
-        if cidset_n is not None:
-            descriptor = _CIDSET.sub(b"/CIDSet %d 0 R" % cidset_n, descriptor)
-        out.put(descriptor_n, _TAG.sub(tagged, descriptor))
+        before, after = self.cid
+        out.put(cid_n, (before % fill) + b"/W[" + b" ".join(runs) + b"]" + (after % fill))
+        out.put(descriptor_n, self.descriptor % fill)
         out.put(file_n, b"<</Length %d/Subtype/CIDFontType0C>>" % len(cff), cff)
-        unicode = self.unicode
-        rows = [b"<%s> <%s>\n" % (_HEX_UPPER[n], unicode[g]) for n, g in enumerate(glyphs) if g in unicode]
+        tails = self.rows
+        rows = [_ROW_HEAD[n] + tails[g] for n, g in enumerate(glyphs) if g in tails]
         blocks = [
             b"%d beginbfchar\n%sendbfchar\n" % (len(rows[i : i + 100]), b"".join(rows[i : i + 100]))
             for i in range(0, len(rows), 100)
@@ -626,6 +619,26 @@ _DESCRIPTOR = re.compile(rb"/FontDescriptor\s*\d+ 0 R")
 _FONT_FILE = re.compile(rb"/FontFile3\s*\d+ 0 R")
 _BBOX = re.compile(rb"/FontBBox\s*\[[^\]]*\]")
 _CIDSET = re.compile(rb"/CIDSet\s*\d+ 0 R")
+
+
+def _templates(
+    type0: bytes, cid: tuple[bytes, bytes], descriptor: bytes, bbox: tuple[int, ...], cidset: bool
+) -> tuple[bytes, tuple[bytes, bytes], bytes]:
+    """A font's dictionaries as %-templates of what each letter's font has of its own: the references to
+    its other objects, the subset tag, and (from the CFF) the whole font's box."""
+
+    def escaped(head: bytes) -> bytes:
+        return _TAG.sub(rb"\g<1>%(tag)s+", head.replace(b"%", b"%%"))
+
+    type0 = _DESCENDANTS.sub(b"/DescendantFonts[%(cid)d 0 R]", escaped(type0))
+    type0 = _TO_UNICODE.sub(b"/ToUnicode %(cmap)d 0 R", type0)
+    before, after = (_DESCRIPTOR.sub(b"/FontDescriptor %(descriptor)d 0 R", escaped(part)) for part in cid)
+    descriptor = _FONT_FILE.sub(b"/FontFile3 %(file)d 0 R", escaped(descriptor))
+    # The box of the whole font (from the CFF): the subset's own would need every outline evaluated.
+    descriptor = _BBOX.sub(b"/FontBBox[%d %d %d %d]" % bbox, descriptor)
+    if cidset:
+        descriptor = _CIDSET.sub(b"/CIDSet %(cidset)d 0 R", descriptor)
+    return type0, (before, after), descriptor
 
 
 # ------------------------------------------------------------------------------------------ content
@@ -657,7 +670,7 @@ def _string_bytes(token: bytes) -> bytes:
 
 
 _HEX = [b"%04x" % n for n in range(_MOST_GLYPHS)]
-_HEX_UPPER = [b"%04X" % n for n in range(_MOST_GLYPHS)]
+_ROW_HEAD = [b"<%04X" % n for n in range(_MOST_GLYPHS)]  # a ToUnicode row, up to its code
 _STRING_SPLIT = re.compile(rb"(" + _LIT + rb"|<[0-9A-Fa-f]*>)")
 
 
@@ -677,38 +690,55 @@ class _Codes:
         self.new: dict[int, bytes] = {0: _HEX[0]}
         self.used: list[int] = [0]
 
-    def hex(self, strings: tuple[tuple[int, ...], ...]) -> tuple[bytes, ...]:
-        """Each string's codes, renumbered, in hex."""
+    def show(self, shown: _Shown) -> bytes:
+        """The show operator with its codes renumbered, in hex."""
+        # One pass: a code is looked up in ``new``; the text between the strings (at key -1) is not
+        # there, so its default is written. A code not numbered yet gives None, and join refuses it.
         new = self.new
         try:
-            return tuple([b"".join(map(new.__getitem__, codes)) for codes in strings])
-        except KeyError:  # codes first used here: number them in the order they come
+            return b"".join(cast("Iterator[bytes]", map(new.get, shown.keys, shown.between)))
+        except TypeError:  # codes first used here: number them in the order they come
             used = self.used
-            for codes in strings:
-                for code in codes:
-                    if code not in new:
-                        new[code] = _HEX[len(used)]
-                        used.append(code)
-            return tuple([b"".join(map(new.__getitem__, codes)) for codes in strings])
+            for code in shown.keys:
+                if code >= 0 and code not in new:
+                    new[code] = _HEX[len(used)]
+                    used.append(code)
+            return b"".join(cast("Iterator[bytes]", map(new.get, shown.keys, shown.between)))
 
 
 @dataclass(frozen=True, slots=True)
 class _Shown:
-    """A shown string or array as read once per document: the operand with ``<%s>`` where each string
-    was, and each string's codes."""
+    """A shown string or array as read once per document, as a sequence for ``_Codes.show``: each glyph
+    code (``keys``) with None beside it, and the text between the strings at key -1 beside it
+    (``between``: ``[<``, ``>-20<``, ``>]TJ``)."""
 
-    template: bytes
-    strings: tuple[tuple[int, ...], ...]
+    keys: tuple[int, ...]
+    between: tuple[bytes | None, ...]
 
     @classmethod
     def read(cls, show: bytes) -> _Shown:
         if show[:1] == b"[":
             parts = _STRING_SPLIT.split(show[1 : show.rindex(b"]")])
-            between = [part.replace(b"%", b"%%") for part in parts[0::2]]
-            return cls(b"[" + b"<%s>".join(between) + b"]TJ", tuple(_codes_of(p) for p in parts[1::2]))
-        token = _STRING.match(show)
-        assert token is not None
-        return cls(b"<%s>Tj", (_codes_of(token.group(0)),))
+            if len(parts) == 1:  # no string at all
+                return cls((-1,), (b"[" + parts[0] + b"]TJ",))
+            texts = [
+                b"[" + parts[0] + b"<",
+                *(b">" + part + b"<" for part in parts[2:-1:2]),
+                b">" + parts[-1] + b"]TJ",
+            ]
+            strings = [_codes_of(p) for p in parts[1::2]]
+        else:
+            token = _STRING.match(show)
+            assert token is not None
+            texts, strings = [b"<", b">Tj"], [_codes_of(token.group(0))]
+        keys: list[int] = [-1]
+        between: list[bytes | None] = [texts[0]]
+        for codes, text in zip(strings, texts[1:], strict=True):
+            keys += codes
+            between += [None] * len(codes)
+            keys.append(-1)
+            between.append(text)
+        return cls(tuple(keys), tuple(between))
 
 
 class _ShownCache(dict[bytes, _Shown]):
@@ -734,9 +764,8 @@ def _rewrite(content: bytes, fonts: dict[bytes, _Codes], cache: dict[bytes, _Sho
     try:
         for i in range(1, len(parts), 4):
             font = fonts[parts[i + 1]]
-            read = cache[parts[i + 2]]
             parts[i + 1] = b""
-            parts[i + 2] = read.template % font.hex(read.strings)
+            parts[i + 2] = font.show(cache[parts[i + 2]])
     except KeyError as missing:
         raise Unsupported(f"font {missing} not in the resources") from None
     # Every show operator must have been read (T[Jj] cannot be inside a string of glyph codes).

@@ -35,17 +35,9 @@ from duecourse.domain.model import Account, Customer, Due, Payment
 from duecourse.letters import LetterError, pdfparts
 from duecourse.letters.data import LetterInputs, letter_data
 from duecourse.letters.kinds import kind_named
-from duecourse.letters.render import (
-    TemplateSet,
-    compile_letters,
-    compile_pdf,
-    data_json,
-    load_templates,
-    page_count,
-    single_threaded,
-    typst_escape,
-)
+from duecourse.letters.render import TemplateSet, data_json, load_templates, typst_escape
 from duecourse.letters.token import portal_secret
+from duecourse.letters.typeset import compile_letters, compile_pdf, page_count, single_threaded
 from duecourse.services import portfolio
 from duecourse.store import letters as store
 from duecourse.store import repo
@@ -260,8 +252,8 @@ def render_many(jobs: Sequence[Job], workers: int | None = None) -> list[store.S
         compiled = [compile_letters(text, day) for text, day in zip(texts, dates, strict=True)]
     else:
         # spawn, not fork: the parent holds Polars' thread pool, which a forked child would inherit locked.
-        # A worker runs ``render.compile_letters`` only, so it imports ``letters.render`` and not the
-        # service layer (whose imports cost seconds of CPU per process).
+        # A worker runs ``typeset.compile_letters`` only, so it imports ``letters.typeset`` (typst and
+        # pdfparts), not the service layer (whose imports cost seconds of CPU per process) nor Jinja2.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
             max_workers=min(workers, len(texts)), mp_context=context, initializer=single_threaded
