@@ -679,6 +679,10 @@ def _codes_of(token: bytes) -> tuple[int, ...]:
     return struct.unpack(f">{len(raw) // 2}H", raw)
 
 
+# bytes.join, typed for the codes looked up in ``_Codes.show`` (a None, a code not numbered yet, raises).
+_join = cast("Callable[[Iterator[bytes | None]], bytes]", b"".join)
+
+
 class _Codes:
     """Renumbers the glyph codes of one font in a letter: 0 stays 0, the others in order of first use.
 
@@ -696,14 +700,14 @@ class _Codes:
         # there, so its default is written. A code not numbered yet gives None, and join refuses it.
         new = self.new
         try:
-            return b"".join(cast("Iterator[bytes]", map(new.get, shown.keys, shown.between)))
+            return _join(map(new.get, shown.keys, shown.between))
         except TypeError:  # codes first used here: number them in the order they come
             used = self.used
             for code in shown.keys:
                 if code >= 0 and code not in new:
                     new[code] = _HEX[len(used)]
                     used.append(code)
-            return b"".join(cast("Iterator[bytes]", map(new.get, shown.keys, shown.between)))
+            return _join(map(new.get, shown.keys, shown.between))
 
 
 @dataclass(frozen=True, slots=True)
@@ -762,10 +766,9 @@ def _rewrite(content: bytes, fonts: dict[bytes, _Codes], cache: dict[bytes, _Sho
     parts = _TEXT.split(content)
     shown = (len(parts) - 1) // 4
     try:
-        for i in range(1, len(parts), 4):
-            font = fonts[parts[i + 1]]
-            parts[i + 1] = b""
-            parts[i + 2] = font.show(cache[parts[i + 2]])
+        pairs = zip(parts[2::4], parts[3::4], strict=True)  # (font name, shown operand)
+        parts[3::4] = [fonts[name].show(cache[show]) for name, show in pairs]
+        parts[2::4] = [b""] * shown
     except KeyError as missing:
         raise Unsupported(f"font {missing} not in the resources") from None
     # Every show operator must have been read (T[Jj] cannot be inside a string of glyph codes).
