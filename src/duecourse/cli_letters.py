@@ -194,6 +194,8 @@ def handle(args: argparse.Namespace, app: App) -> int:
     print(f"  {batch.pdf_path}\n  {batch.manifest_path}")
     for what, count in batch.by_kind.items():
         print(f"  {what:<32} {count:>8}")
+    if batch.note:
+        print(f"warning: {batch.note}", file=sys.stderr)
     return 0
 
 

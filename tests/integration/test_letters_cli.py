@@ -4,6 +4,7 @@ customer's jurisdiction does not use, lint templates, and make the same print ba
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
 from collections.abc import Callable, Iterator
@@ -170,6 +171,39 @@ def test_the_print_batch_of_a_date_is_the_same_when_made_again(loaded: str, tmp_
             assert reproduce(stored) == stored.pdf
     finally:
         engine.dispose()
+
+
+def test_a_print_file_that_cannot_be_written_again_as_it_was_says_so(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A batch first joined by another program (its recorded sha256 differs): the letters and the manifest
+    are written again as they were, and a warning says the print file is not the first one's bytes."""
+    from sqlalchemy import update
+
+    from duecourse.store.tables import letter_batches
+
+    assert (
+        main(["--db", loaded, "letters", "batch", "--date", "2025-04-11", "--out", str(tmp_path / "a")]) == 0
+    )
+    engine = make_engine(loaded)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                update(letter_batches)
+                .where(letter_batches.c.batch_date == dt.date(2025, 4, 11))
+                .values(sha256="0" * 64)
+            )
+    finally:
+        engine.dispose()
+    capsys.readouterr()
+    assert (
+        main(["--db", loaded, "letters", "batch", "--date", "2025-04-11", "--out", str(tmp_path / "b")]) == 0
+    )
+    err = capsys.readouterr().err
+    assert "warning: the print file differs from the one first written for 2025-04-11" in err
+    assert (tmp_path / "a" / "batch-2025-04-11.csv").read_text() == (
+        tmp_path / "b" / "batch-2025-04-11.csv"
+    ).read_text()
 
 
 def test_lint_passes_the_shipped_templates_and_fails_a_threat(

@@ -224,6 +224,7 @@ class Batch:
     pages: int
     by_kind: dict[str, int]
     new: bool
+    note: str = ""  # a re-run whose print file could not be written byte for byte as the first time
 
 
 Job = tuple[dict[str, Any], dt.date, str, str]  # letter data, letter date, account, customer
@@ -458,8 +459,15 @@ def letters_batch(app: App, batch_date: dt.date, out: Path, *, workers: int | No
     existing = store.batch_on(app.engine, batch_date)
     if existing is not None:
         recorded = store.batch_sha256(app.engine, batch_date)
-        pdf_path, manifest, pages, by_kind, _, _ = _write_batch(batch_date, existing, out, recorded)
-        return Batch(batch_date, pdf_path, manifest, len(existing), pages, by_kind, False)
+        pdf_path, manifest, pages, by_kind, digest, _ = _write_batch(batch_date, existing, out, recorded)
+        note = ""
+        if recorded is not None and digest != recorded:
+            note = (
+                f"the print file differs from the one first written for {batch_date} "
+                f"(sha256 {recorded[:16]}… then, {digest[:16]}… now): the program that joins the letters "
+                "changed since; the letters and the manifest are the same, byte for byte"
+            )
+        return Batch(batch_date, pdf_path, manifest, len(existing), pages, by_kind, False, note)
     account_ids = _planned(app, batch_date)
     records = records_for(app, account_ids)
     held = set(repo.accounts_on_hold(app.engine, batch_date).get_column("account_id").to_list())
