@@ -56,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = sub.add_parser(
         "import",
-        help="import customers, accounts, dues, payments or account attributes (.csv or .parquet)",
+        help="import customers, accounts, dues, payments, account attributes or consents (.csv or .parquet)",
     )
-    imp.add_argument("kind", choices=["customers", "accounts", "dues", "payments", "attributes"])
+    imp.add_argument("kind", choices=["customers", "accounts", "dues", "payments", "attributes", "consents"])
     imp.add_argument("file", type=Path)
     imp.add_argument("--json", action="store_true", help="print the result or the problems as JSON")
 
@@ -321,6 +321,25 @@ def _with_app(app: App, args: argparse.Namespace) -> int:
         print(f"database ready at revision {revision}")
         return 0
     portfolio.init_database(app)
+    if args.command == "import" and args.kind == "consents":
+        from duecourse.services.consent import import_consents
+
+        took = import_consents(app, args.file, dt.datetime.now(dt.UTC))
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "ok": True,
+                        "kind": "consents",
+                        "file": took.file,
+                        "rows_added": took.added,
+                        "rows_unchanged": took.unchanged,
+                    }
+                )
+            )
+        else:
+            print(f"{took.file}: {took.added} consent records added, {took.unchanged} already there")
+        return 0
     if args.command == "import" and args.kind == "attributes":
         from duecourse.services.attributes import import_attributes
 

@@ -91,6 +91,7 @@ GOVERNOR_KEYS = (
     "third_party_products",
     "limitation_years",
     "limitation_restarts_on_payment",
+    "consent_required",
 )
 # The regions of US customers a limitation period is set for: the states, DC and the territories (USPS).
 US_REGIONS = frozenset(
@@ -151,6 +152,9 @@ class GovernorSettings:
         limitation_years: the statute of limitations for suing on a debt, in whole years, per US state
             (the customer's ``region``), as the institution's counsel gives it: a ``legal_review`` task on
             a debt older than that is suppressed (US-TBD-01); a state not listed opens none.
+        consent_required: per jurisdiction, the channels the institution contacts a customer by only
+            with the customer's recorded consent (``duecourse import consents``): without it the channel
+            is closed to the customer, at planning and at sending, and the action's next channel goes.
         limitation_restarts_on_payment: the states where a payment starts the period again (as the
             institution's counsel says; none by default: where a payment does not revive the debt's time to
             sue, as in New York for consumer credit, counting from the payment would open a legal review of
@@ -162,6 +166,7 @@ class GovernorSettings:
     third_party_products: tuple[str, ...] = ()
     limitation_years: Mapping[str, int] = field(default_factory=dict)
     limitation_restarts_on_payment: tuple[str, ...] = ()
+    consent_required: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1921,7 +1926,46 @@ def _governor(check: _Check, data: Mapping[str, Any], products: set[str]) -> Gov
         third_party_products=third,
         limitation_years=_limitation_years(check, table, path),
         limitation_restarts_on_payment=restarts,
+        consent_required=_consent_required(check, table, path),
     )
+
+
+CONSENT_CHANNELS = ("email", "sms", "push", "call")
+
+
+def _consent_required(check: _Check, table: Mapping[str, Any], path: KeyPath) -> dict[str, tuple[str, ...]]:
+    """``consent_required = { US = ["sms"] }``: per jurisdiction, the channels that need consent."""
+    raw = table.get("consent_required", {})
+    where = path + ("consent_required",)
+    if not isinstance(raw, Mapping):
+        check.add(
+            "config.bad_type",
+            f'consent_required must be a table like {{ US = ["sms"] }}, not {_show(raw)}',
+            where,
+        )
+        return {}
+    found: dict[str, tuple[str, ...]] = {}
+    for jurisdiction, channels in raw.items():
+        at = where + (str(jurisdiction),)
+        if jurisdiction not in JURISDICTIONS:
+            check.add(
+                "config.bad_value",
+                f"consent_required names {_show(jurisdiction)}, not one of {', '.join(JURISDICTIONS)}",
+                at,
+            )
+            continue
+        if not isinstance(channels, list) or not all(
+            isinstance(c, str) and c in CONSENT_CHANNELS for c in channels
+        ):
+            check.add(
+                "config.bad_value",
+                f"consent_required.{jurisdiction} must be a list of channels among "
+                f"{', '.join(CONSENT_CHANNELS)}, not {_show(channels)}",
+                at,
+            )
+            continue
+        found[str(jurisdiction)] = tuple(sorted(set(channels)))
+    return found
 
 
 def _states(check: _Check, table: Mapping[str, Any], key: str, path: KeyPath) -> tuple[str, ...]:

@@ -247,6 +247,7 @@ class Dispatcher:
         worker: int,
         batch: int = 100,
         retry: RetryPolicy | None = None,
+        consent_required: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.engine = engine
         self.transports = dict(transports)
@@ -257,6 +258,8 @@ class Dispatcher:
         self.worker = worker
         self.batch = batch
         self.retry = retry or RetryPolicy()
+        # Per jurisdiction, the channels used only with the customer's recorded consent (services/consent.py).
+        self.consent_required = dict(consent_required or {})
         # Channels found down in this dispatcher's life (wrong settings): their messages stay waiting.
         self.down: dict[str, str] = {}
         self._people: dict[str, _Customer] = {}  # the customers of the batch being sent
@@ -563,6 +566,8 @@ class Dispatcher:
         customer_ids = sorted({row.customer_id for row in rows})
         people = _customers(connection, customer_ids)
         holds_of = _holds(connection, customer_ids, now)
+        if self.consent_required:
+            _add_consent_holds(connection, holds_of, people, self.consent_required, now)
         paid = store.payments_since(connection, [r for r in rows if r.kind in REMINDER_KINDS])
         bad = set() if rendering else store.bad_addresses(connection, customer_ids)
         verdicts: dict[int, Verdict] = {}
@@ -596,11 +601,12 @@ class Dispatcher:
                 hold.scope == "account" and hold.account_id == row.account_id
             )
             if hold.scope == "channel" and hold.channel == row.channel:
-                return (
-                    "fallback",
-                    f"the customer opted out of {row.channel} ({hold.kind}: {hold.reason})",
-                    {"hold": hold.kind},
+                closed = (
+                    f"the customer opted out of {row.channel} ({hold.kind}: {hold.reason})"
+                    if hold.kind != "no_consent"
+                    else f"{hold.reason} (consent is required in {person.jurisdiction})"
                 )
+                return "fallback", closed, {"hold": hold.kind}
             if applies and _stops(hold.kind, row):
                 return (
                     "cancel",
@@ -613,6 +619,32 @@ class Dispatcher:
         if late is not None:
             return "defer", late[0], late[1]
         return "go", "", {}
+
+
+def _add_consent_holds(
+    connection: Any,
+    holds_of: dict[str, list[_Hold]],
+    people: Mapping[str, _Customer],
+    required: Mapping[str, tuple[str, ...]],
+    now: dt.datetime,
+) -> None:
+    """Close, as a channel hold, each channel a customer's jurisdiction uses only with consent and the
+    customer has none in force on (the UTC date of ``now``): the message falls back as for an opt-out."""
+    from duecourse.services.consent import NO_CONSENT, consented
+
+    wanted = {cid: required[p.jurisdiction] for cid, p in people.items() if p.jurisdiction in required}
+    if not wanted:
+        return
+    day = now.astimezone(dt.UTC).date()
+    channels = {c for chosen in wanted.values() for c in chosen}
+    given = consented(connection, wanted, channels, day)
+    for customer_id, chosen in wanted.items():
+        for channel in chosen:
+            if (customer_id, channel) not in given:
+                reason = f"no recorded consent to be contacted by {channel}"
+                holds_of.setdefault(customer_id, []).append(
+                    _Hold("channel", None, channel, NO_CONSENT, reason, dt.date.min, None)
+                )
 
 
 def _stops(hold_kind: str, row: store.Message) -> bool:

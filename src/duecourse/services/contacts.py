@@ -790,8 +790,12 @@ def _context(app: App, as_of: dt.date) -> dict[str, pl.DataFrame]:
             "contacts": contacts_query(window_start, window_end),
         },
     )
+    from duecourse.services import consent
+
+    # A channel the customer has not consented to, where consent is required, is closed like an opt-out.
+    closed = consent.missing_holds(app.engine, app.config.governor.consent_required, as_of)
     return {
-        "holds": hold_frame(read["holds"]),
+        "holds": pl.concat([hold_frame(read["holds"]), closed]),
         "contacts": contact_frame(read["contacts"]),
         # Call attempts come from the collectors' call queue (a later issue); none are recorded yet.
         "calls": pl.DataFrame(schema=governor.CALLS),

@@ -330,7 +330,13 @@ class _DemoOutbox:
         self.now = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
         self.transports = build_transports(app, lambda: self.now, out)
         self.dispatcher = Dispatcher(
-            app.engine, self.transports, LetterComposer(app), lambda: self.now, worker=1, batch=500
+            app.engine,
+            self.transports,
+            LetterComposer(app),
+            lambda: self.now,
+            worker=1,
+            batch=500,
+            consent_required=app.config.governor.consent_required,
         )
         self.planned = 0
         self.claims = 0

@@ -212,7 +212,13 @@ def _work(job: _Job, stop: threading.Event | None = None) -> dict[str, int]:
                 store.hold_worker_lock(holder, worker)
                 _handle_inbound(app, clock)  # what a dispatcher that died stored and did not handle
                 dispatcher = Dispatcher(
-                    app.engine, transports, LetterComposer(app), clock, worker=worker, batch=job.batch
+                    app.engine,
+                    transports,
+                    LetterComposer(app),
+                    clock,
+                    worker=worker,
+                    batch=job.batch,
+                    consent_required=app.config.governor.consent_required,
                 )
                 while True:
                     # Every pass recovers: a peer that died leaves its rows to whoever runs next.

@@ -52,7 +52,7 @@ from duecourse.engine.stage_path import stage_path
 from duecourse.letters import LetterError
 from duecourse.letters.kinds import JURISDICTION_OF, LOCALE_OF
 from duecourse.rulepacks.packs import task_rules
-from duecourse.services import attributes, simulate_statutory, tasks
+from duecourse.services import attributes, consent, simulate_statutory, tasks
 from duecourse.services.contacts import (
     arms_for,
     contact_frame,
@@ -310,6 +310,9 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
     # Each account's arm in the strategy's experiments: the recorded one, else its hash's (nothing is
     # recorded here).
     arms = arms_for(app, first, periods.get_column("account_id"))
+    required = config.governor.consent_required
+    records = consent.records_before(app.engine, last) if required else None
+    people = portfolio.customers.select("customer_id", "jurisdiction")
     law = simulate_statutory.applies(config)
     law_state = simulate_statutory.read_state(app.engine, first, config) if law else None
     law_inputs = simulate_statutory.inputs(config, portfolio, info) if law else None
@@ -330,9 +333,13 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
         found = plan_frame(config, rows, day, None, arms=arms, extra=("locale",), more=more)
         found = _one_notice(found)
         if found.height:
+            day_holds = stored.holds
+            if records is not None:  # the channels closed for want of consent that day
+                latest = consent.latest(records.filter(pl.col("since") <= day))
+                day_holds = pl.concat([day_holds, consent.holds_for(people, latest, required, day)])
             found, decided = decide_with_fallbacks(
                 found,
-                holds=stored.holds,
+                holds=day_holds,
                 contacts=contacts.filter(pl.col("local_day") >= day - dt.timedelta(days=1)),
                 calls=calls,
                 as_of=day,

@@ -461,3 +461,18 @@ account_attributes = Table(
     Column("imported_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("account_id", "name", "valid_from"),
 )
+
+# The customers' consent to be contacted by a channel (migration 0011), each from ``since`` until the
+# next record of the same customer and channel: ``given`` true (consent) or false (withdrawn). Read where
+# ``[governor] consent_required`` asks for it.
+consents = Table(
+    "consents",
+    metadata,
+    _text("customer_id"),
+    _text("channel"),
+    Column("since", Date, nullable=False),
+    Column("given", Boolean, nullable=False),
+    _text("source"),  # where it was given: a form, a call, the app ("" when not said)
+    Column("imported_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("customer_id", "channel", "since"),
+)
