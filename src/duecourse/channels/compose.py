@@ -178,7 +178,7 @@ class LetterComposer:
             rendered = letter_service.render_many(jobs, workers=1)
             return {i.message.id: letter for i, letter in zip(items, rendered, strict=True)}
         except DuecourseError:
-            pass
+            pass  # one of them cannot be rendered: each alone below, so that only that one fails
         out: dict[int, letter_store.StoredLetter | DuecourseError] = {}
         for item, job in zip(items, jobs, strict=True):
             try:
