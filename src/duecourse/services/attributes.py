@@ -25,9 +25,7 @@ today.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -41,6 +39,7 @@ from duecourse.config import ATTRIBUTE_RESERVED
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.terms import ATTRIBUTE_LIMIT, ATTRIBUTE_SCALE
 from duecourse.engine.schema import attribute_column
+from duecourse.io.rows import read_rows
 from duecourse.store import outbox as store
 from duecourse.store.frames import append_in, many_accounts, read_frame
 from duecourse.store.tables import account_attributes, accounts
@@ -79,54 +78,11 @@ def _number(text: str) -> str | None:
     return "0" if shown in {"-0", "0"} else shown
 
 
-def _rows(path: Path, file: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header and every data row with the row number an editor shows (CSV: the line the record
-    starts on; Parquet: data row + 1)."""
-    suffix = path.suffix.lower()
-    if suffix in {".parquet", ".pq"}:
-        try:
-            frame = pl.read_parquet(path)
-        except (OSError, pl.exceptions.PolarsError) as error:
-            raise ProblemsError(
-                [Problem("import.unreadable", f"not a Parquet file: {error}", file)]
-            ) from None
-        frame = frame.select(pl.all().cast(pl.String))
-        rows = [
-            (n + 2, ["" if v is None else str(v) for v in row]) for n, row in enumerate(frame.iter_rows())
-        ]
-        return list(frame.columns), rows
-    if suffix != ".csv":
-        raise ProblemsError([Problem("import.bad_extension", "the file must be .csv or .parquet", file)])
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as error:
-        raise ProblemsError([Problem("import.unreadable", f"cannot read the file: {error}", file)]) from None
-    except UnicodeDecodeError as error:
-        message = f"the file is not UTF-8 text ({error.reason} at byte {error.start})"
-        raise ProblemsError([Problem("import.not_utf8", message, file)]) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ProblemsError(
-            [Problem("import.empty", "the file is empty: a header row is required", file)]
-        ) from None
-    out: list[tuple[int, list[str]]] = []
-    start = reader.line_num + 1
-    for row in reader:
-        if any(cell.strip() for cell in row):
-            out.append((start, row))
-        start = reader.line_num + 1
-    return [h.strip() for h in header], out
-
-
 def read_file(path: Path, declared: Mapping[str, str], known: set[str] | None) -> pl.DataFrame:
     """The values of an attributes file (``STORED`` and the file's ``row``, numbers as canonical text),
     every problem raised at once; ``known``: the account ids the store holds (None: not checked)."""
     file = str(path)
-    if not path.is_file():
-        raise ProblemsError([Problem("import.unreadable", "no such file", file)])
-    header, rows = _rows(path, file)
+    header, rows = read_rows(path)
     problems: list[Problem] = []
     for required in ATTRIBUTE_RESERVED:
         if required not in header:
@@ -329,19 +285,19 @@ def values_of(
 ) -> dict[str, Decimal | str]:
     """One account's attribute values in force on ``as_of`` (the readable path: ``explain``)."""
     found: dict[str, Decimal | str] = {}
-    for name, kind in needed.items():
-        query = (
-            select(account_attributes.c.value)
-            .where(
-                account_attributes.c.account_id == account_id,
-                account_attributes.c.name == name,
-                account_attributes.c.valid_from <= as_of,
+    with engine.connect() as connection:
+        for name, kind in needed.items():
+            query = (
+                select(account_attributes.c.value)
+                .where(
+                    account_attributes.c.account_id == account_id,
+                    account_attributes.c.name == name,
+                    account_attributes.c.valid_from <= as_of,
+                )
+                .order_by(account_attributes.c.valid_from.desc())
+                .limit(1)
             )
-            .order_by(account_attributes.c.valid_from.desc())
-            .limit(1)
-        )
-        with engine.connect() as connection:
             value = connection.execute(query).scalar()
-        if value:
-            found[name] = Decimal(value) if kind == "number" else str(value)
+            if value:
+                found[name] = Decimal(value) if kind == "number" else str(value)
     return found

@@ -17,9 +17,7 @@ opt-out as before (``services/feedback.py``).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from duecourse.bootstrap import App
 from duecourse.config import CONSENT_CHANNELS
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.engine import governor
+from duecourse.io.rows import read_rows
 from duecourse.store import outbox as store
 from duecourse.store.frames import append_in, read_frame
 from duecourse.store.tables import consents, customers
@@ -59,17 +58,7 @@ class ConsentsImported:
 def read_file(path: Path, known: set[str] | None) -> pl.DataFrame:
     """The records of a consents file (``STORED`` and its ``row``), every problem raised at once."""
     file = str(path)
-    if path.suffix.lower() != ".csv":
-        raise ProblemsError([Problem("import.bad_extension", "the file must be .csv", file)])
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as error:
-        raise ProblemsError([Problem("import.unreadable", f"cannot read the file: {error}", file)]) from None
-    except UnicodeDecodeError as error:
-        message = f"the file is not UTF-8 text ({error.reason} at byte {error.start})"
-        raise ProblemsError([Problem("import.not_utf8", message, file)]) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in next(reader, [])]
+    header, data = read_rows(path, parquet=False)
     problems = [
         Problem("import.missing_column", f"the header has no {name} column", f"{file}:1")
         for name in COLUMNS
@@ -87,11 +76,7 @@ def read_file(path: Path, known: set[str] | None) -> pl.DataFrame:
     at = {name: header.index(name) for name in header}
     rows: list[tuple[str, str, dt.date, bool, str, int]] = []
     seen: dict[tuple[str, str, dt.date], int] = {}
-    start = reader.line_num + 1
-    for row in reader:
-        number, start = start, reader.line_num + 1
-        if not any(cell.strip() for cell in row):
-            continue
+    for number, row in data:
         cells = row + [""] * (len(header) - len(row))
 
         def cell(name: str, cells: list[str] = cells) -> str:

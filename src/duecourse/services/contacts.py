@@ -259,16 +259,7 @@ def decide_with_fallbacks(
                 pl.col("fallback").list.slice(1).alias("fallback"),
             )
             .with_columns(
-                pl.concat_str(
-                    [
-                        pl.col("account_id"),
-                        pl.col("stage"),
-                        pl.col("action"),
-                        pl.col("planned_on").dt.to_string("%Y-%m-%d"),
-                        pl.col("channel"),
-                    ],
-                    separator="|",
-                ).alias("key"),
+                outbox_key().alias("key"),
                 pl.format("{}; {} is closed to the customer, so by {}", "why", "_from", "channel").alias(
                     "why"
                 ),
@@ -287,6 +278,20 @@ def decide_with_fallbacks(
         frames.append(found)
         decisions.append(decided)
     return pl.concat(frames, how="diagonal_relaxed"), pl.concat(decisions)
+
+
+def outbox_key() -> pl.Expr:
+    """A planned row's idempotency key: account, stage, action, day and channel (``store/outbox.py``)."""
+    return pl.concat_str(
+        [
+            pl.col("account_id"),
+            pl.col("stage"),
+            pl.col("action"),
+            pl.col("planned_on").dt.to_string("%Y-%m-%d"),
+            pl.col("channel"),
+        ],
+        separator="|",
+    )
 
 
 def _kind_used() -> pl.Expr:
@@ -482,16 +487,7 @@ def plan_frame(
     return (
         found.join(wanted, on=["timezone", "jurisdiction", "at"], how="left", nulls_equal=True)
         .with_columns(
-            pl.concat_str(
-                [
-                    pl.col("account_id"),
-                    pl.col("stage"),
-                    pl.col("action"),
-                    pl.col("planned_on").dt.to_string("%Y-%m-%d"),
-                    pl.col("channel"),
-                ],
-                separator="|",
-            ).alias("key"),
+            outbox_key().alias("key"),
             pl.concat_list(pl.col("timezone")).alias("timezones"),
             pl.col("product_code").is_in(sorted(third_party)).alias("third_party"),
         )

@@ -216,7 +216,7 @@ def parts(
             .join(stages, on="account_id", how="left")
             .with_columns(pl.col("stage").fill_null(PRE_DUE_STAGE))
         )
-        shaped = law._shaped(base, day, action, kind, priority)  # noqa: SLF001 - the run's own shaping
+        shaped = law.shaped(base, day, action, kind, priority)  # the run's own shaping
         out.append(shaped.join(found.info.select("account_id", "locale"), on="account_id", how="left"))
     return out
 

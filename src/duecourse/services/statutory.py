@@ -209,7 +209,7 @@ def _nosia_part(
     if "uk_entered" in read:
         taken = _strategy_plans(app, base, read["uk_entered"], as_of, previous, NOSIA_KIND)
         why = why.filter(~pl.col("account_id").is_in(taken.implode()))
-    return _shaped(base.join(why, on="account_id"), as_of, NOSIA_ACTION, NOSIA_KIND, NOSIA_PRIORITY)
+    return shaped(base.join(why, on="account_id"), as_of, NOSIA_ACTION, NOSIA_KIND, NOSIA_PRIORITY)
 
 
 def _uk_in_arrears(as_of: dt.date, products: Sequence[str]) -> Select[Any]:
@@ -594,7 +594,7 @@ def _validation_part(
     if "us_entered" in read:
         taken = _strategy_plans(app, base, read["us_entered"], as_of, previous, VALIDATION_KIND)
         why = why.filter(~pl.col("account_id").is_in(taken.implode()))
-    return _shaped(
+    return shaped(
         base.join(why, on="account_id"), as_of, VALIDATION_ACTION, VALIDATION_KIND, VALIDATION_PRIORITY
     )
 
@@ -707,7 +707,7 @@ def _strategy_plans(
     return found.filter(pl.col("holdout").is_null()).get_column("account_id").unique()
 
 
-def _shaped(rows: pl.DataFrame, as_of: dt.date, action: str, kind: str, priority: int) -> pl.DataFrame:
+def shaped(rows: pl.DataFrame, as_of: dt.date, action: str, kind: str, priority: int) -> pl.DataFrame:
     """``rows`` (the base columns and ``why``) as ``PARTS``: a letter on ``as_of``, at the start of the
     contact hours, outside any experiment."""
     return (
