@@ -206,6 +206,77 @@ def test_a_print_file_that_cannot_be_written_again_as_it_was_says_so(
     ).read_text()
 
 
+def test_a_batch_made_a_letter_at_a_time_is_the_batch_made_at_once(
+    loaded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A batch planned, stored and joined one letter at a time (WINDOW = 1, as a batch of 100,000 is 500
+    at a time) writes the files a batch made in one go writes: the re-run with the usual window joins the
+    same print file from the store, and nothing is left beside the files."""
+    from duecourse.letters import pdfparts
+    from duecourse.services import letters as service
+
+    monkeypatch.setattr(service, "WINDOW", 1)
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert main(["--db", loaded, "letters", "batch", "--date", "2025-04-11", "--out", str(first)]) == 0
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["--db", loaded, "letters", "batch", "--date", "2025-04-11", "--out", str(again)]) == 0
+    assert "warning" not in capsys.readouterr().err  # the same sha256 as recorded
+    pdf = "batch-2025-04-11.pdf"
+    assert (first / pdf).read_bytes() == (again / pdf).read_bytes()
+    assert sorted(p.name for p in first.iterdir()) == ["batch-2025-04-11.csv", pdf]
+    rows = list(csv.DictReader(io.StringIO((first / "batch-2025-04-11.csv").read_text(encoding="utf-8"))))
+    engine = make_engine(loaded)
+    try:
+        parts = [store.letter_by_sha(engine, r["sha256"]) for r in rows]
+    finally:
+        engine.dispose()
+    assert [p.account_id for p in parts if p is not None] == ["A1", "A2"]
+    cover = PdfReader(first / pdf).pages[0]
+    assert "Pages (letters only)" in cover.extract_text()
+    # the file is the cover sheet and the stored letters joined in one pass
+    joined = pdfparts.merge([_first_part(first / pdf), *(p.pdf for p in parts if p is not None)])
+    assert hashlib.sha256(joined).hexdigest() == hashlib.sha256((first / pdf).read_bytes()).hexdigest()
+
+
+def _first_part(path: Path) -> bytes:
+    """The cover sheet of a print file, compiled again as the batch compiles it."""
+    from duecourse.letters.typeset import compile_pdf
+    from duecourse.services.letters import _cover_markup
+
+    rows = list(csv.DictReader(io.StringIO(path.with_suffix(".csv").read_text(encoding="utf-8"))))
+    by_kind = {f"{rows[0]['kind']} {rows[0]['locale']}": len(rows)}
+    pages = sum(int(r["pages"]) for r in rows)
+    return compile_pdf(_cover_markup(dt.date(2025, 4, 11), len(rows), by_kind, pages), dt.date(2025, 4, 11))
+
+
+def test_a_batch_that_fails_half_way_leaves_no_print_file_and_is_made_whole_again(
+    loaded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash while the print file is joined (after the letters are stored): no print file, no batch
+    recorded; made again, the batch renders the same letters and stores none of them twice."""
+    from duecourse.letters import pdfparts
+
+    def broken(self: pdfparts.Merger, out: object) -> str:
+        raise OSError("disk full")
+
+    out = tmp_path / "batch"
+    with monkeypatch.context() as patch:
+        patch.setattr(pdfparts.Merger, "finish", broken)
+        with pytest.raises(OSError, match="disk full"):
+            main(["--db", loaded, "letters", "batch", "--date", "2025-04-11", "--out", str(out)])
+    assert list(out.iterdir()) == []  # neither the print file nor its partial file
+    assert stored_letters(loaded) == 2  # the letters were stored before the join
+    engine = make_engine(loaded)
+    try:
+        assert store.batch_sha256(engine, dt.date(2025, 4, 11)) is None
+    finally:
+        engine.dispose()
+    assert main(["--db", loaded, "letters", "batch", "--date", "2025-04-11", "--out", str(out)]) == 0
+    assert stored_letters(loaded) == 2
+    assert len(PdfReader(out / "batch-2025-04-11.pdf").pages) > 2
+
+
 def test_lint_passes_the_shipped_templates_and_fails_a_threat(
     loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

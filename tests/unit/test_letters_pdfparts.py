@@ -198,3 +198,30 @@ def test_many_letters_render_the_same_in_worker_processes(monkeypatch: pytest.Mo
     assert [s.pdf for s in two] == [s.pdf for s in one]
     assert [s.account_id for s in two] == ["A0", "A1", "A2"]
     assert one[0].pdf == service.render_data(jobs[0][0], service.shipped_templates(), WHEN, "A0", "C0").pdf
+
+
+def test_a_print_file_joined_as_it_goes_is_the_one_joined_at_once(
+    chinese: tuple[list[str], list[bytes], list[bytes]], tmp_path: Path
+) -> None:
+    """The merger writes each PDF out as it is added (a print batch keeps a few letters in memory): the
+    file is byte for byte the one joined in memory, and a PDF it cannot read changes nothing."""
+    _, together, _ = chinese
+    cover = compile_pdf('#set text(font: ("Noto Sans CJK SC",))\n= 封面', WHEN)
+    with (tmp_path / "body").open("w+b") as body, (tmp_path / "out.pdf").open("wb") as out:
+        merger = pdfparts.Merger(body)
+        merger.add(cover)
+        merger.add(together[0])
+        with pytest.raises(pdfparts.Unsupported):
+            merger.add(b"%PDF-1.7\nnot a PDF")
+        with pytest.raises(pdfparts.Unsupported):
+            merger.add(together[1].replace(b"/Type/Pages", b"/Type/Nothing"))  # no page tree
+        for pdf in together[1:]:
+            merger.add(pdf)
+        assert merger.pages == 1 + 2 * 3
+        digest = merger.finish(out)
+        with pytest.raises(ValueError, match="finished"):
+            merger.add(cover)
+    joined = (tmp_path / "out.pdf").read_bytes()
+    assert joined == pdfparts.merge([cover, *together])
+    assert digest == hashlib.sha256(joined).hexdigest()
+    assert pdfparts.merge([]) == pdfparts.merge([]) and len(PdfReader(io.BytesIO(pdfparts.merge([]))).pages) == 0

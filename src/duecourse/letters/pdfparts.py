@@ -30,17 +30,19 @@ compiles the letter alone and keeps it as typst wrote it.
 
 from __future__ import annotations
 
+import array
 import base64
 import codecs
 import functools
 import hashlib
+import io
 import itertools
 import re
 import struct
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import BinaryIO, cast
 
 
 class Unsupported(Exception):
@@ -1165,27 +1167,64 @@ _STRUCT_PARENT = re.compile(rb"/StructParent \d+")
 
 
 def merge(pdfs: Sequence[bytes]) -> bytes:
-    """One PDF of the pages of ``pdfs`` in order: pages, their content, resources and annotations (no
-    tags, bookmarks or metadata: the print shop prints pages). A small object identical to one already
-    written is not written again. The same PDFs give the same bytes."""
-    out: list[tuple[bytes, bytes | None] | Block | None] = [None, None]  # the catalog and the page tree
-    written: dict[bytes, int] = {}
-    kids: list[int] = []
+    """One PDF of the pages of ``pdfs`` in order (:class:`Merger`, in memory). The same PDFs give the
+    same bytes."""
+    merger = Merger(io.BytesIO())
     for pdf in pdfs:
+        merger.add(pdf)
+    out = io.BytesIO()
+    merger.finish(out)
+    return out.getvalue()
+
+
+_HEADER = b"%PDF-1.7\n%\x80\x80\x80\x80\n\n"  # as ``write`` starts a file
+
+
+class Merger:
+    """Joins PDFs page by page into one print file, each PDF written out as it is added, so that a print
+    batch of any size is joined in the memory of one letter.
+
+    The file has the pages, their content, resources and annotations (no tags, bookmarks or metadata: the
+    print shop prints pages). A small object identical to one already written (the colour profile) is not
+    written again; it is remembered by its sha256, not its bytes. The objects are numbered as they come
+    (the catalog 1, the page tree 2, then each PDF's pages and what they use), written to ``body`` as
+    each PDF is added; :meth:`finish` writes the file: the header, the catalog and the page tree (known
+    only at the end), the body copied, the cross-reference table. The same PDFs give the same bytes as
+    ``write`` would for the same objects.
+    """
+
+    def __init__(self, body: BinaryIO) -> None:
+        self._body = body
+        self._size = 0  # bytes written to the body
+        self._offsets = array.array("q")  # where in the body objects 3, 4, ... start
+        self._kids = array.array("q")  # the page objects, in order
+        self._shared: dict[bytes, int] = {}  # sha256 of a small object's head and data -> its number
+        self._finished = False
+
+    @property
+    def pages(self) -> int:
+        return len(self._kids)
+
+    def add(self, pdf: bytes) -> None:
+        """Append the pages of ``pdf``. After :class:`Unsupported` the merger is unchanged."""
+        if self._finished:
+            raise ValueError("the merger has finished")
         objects = Objects(pdf)
         root = _ref(objects.trailer, b"Root")
         pages_root = _ref(objects[root].head, b"Pages") if root is not None else None
         if pages_root is None:
             raise Unsupported("no page tree")
         pages = _page_list(objects, pages_root)
+        first = len(self._offsets) + 3  # this PDF's first object number
+        out: list[tuple[bytes, bytes | None] | None] = []
+        shared: dict[bytes, int] = {}  # small objects first written by this PDF
         # Each page is numbered first, so that an annotation's page (/P, a link's destination) is found.
         done: dict[int, int] = {}
         for page in pages:
             out.append(None)
-            done[page] = len(out)
-        kids += [done[page] for page in pages]
+            done[page] = first + len(out) - 1
 
-        def copy(old: int, objects: Objects = objects, done: dict[int, int] = done) -> int:
+        def copy(old: int) -> int:
             number = done.get(old)
             if number is not None:
                 return number
@@ -1195,23 +1234,64 @@ def merge(pdfs: Sequence[bytes]) -> bytes:
             head = _renumber(_STRUCT_PARENT.sub(b"", obj.head), copy)
             if obj.data is not None and len(obj.data) > _SHARED_AT_MOST:
                 out.append((head, obj.data))  # a letter's own font: no other letter has it
-                number = len(out)
+                number = first + len(out) - 1
             else:
-                key = head + b"\0" + (obj.data or b"")
-                number = written.get(key)
+                key = hashlib.sha256(head + b"\0" + (obj.data or b"")).digest()
+                number = self._shared.get(key) or shared.get(key)
                 if number is None:
                     out.append((head, obj.data))
-                    number = written[key] = len(out)
+                    number = shared[key] = first + len(out) - 1
             done[old] = number
             return number
 
         for page in pages:
             head = re.sub(rb"/StructParents \d+|/Parent\s*\d+ 0 R", b"", objects[page].head)
             head = _renumber(head, copy)
-            out[done[page] - 1] = (head[:-2] + b"/Parent 2 0 R" + head[-2:], None)
-    out[0] = (b"<</Type/Catalog/Pages 2 0 R>>", None)
-    out[1] = (
-        b"<</Type/Pages/Count %d/Kids[%s]>>" % (len(kids), b" ".join(b"%d 0 R" % k for k in kids)),
-        None,
-    )
-    return write(out, b"<</Size %d/Root 1 0 R>>" % (len(out) + 1))
+            out[done[page] - first] = (head[:-2] + b"/Parent 2 0 R" + head[-2:], None)
+        parts = []
+        for number, entry in enumerate(out, first):
+            assert entry is not None  # every page was filled in above
+            self._offsets.append(self._size)
+            head, data = entry
+            if data is None:
+                part = b"%d 0 obj\n%s\nendobj\n\n" % (number, head)
+            else:
+                part = b"%d 0 obj\n%s\nstream\n%s\nendstream\nendobj\n\n" % (number, head, data)
+            parts.append(part)
+            self._size += len(part)
+        self._body.write(b"".join(parts))
+        self._shared.update(shared)
+        self._kids.extend(done[page] for page in pages)
+
+    def finish(self, out: BinaryIO) -> str:
+        """Write the print file to ``out``; the sha256 of what was written."""
+        self._finished = True
+        digest = hashlib.sha256()
+
+        def put(data: bytes) -> None:
+            out.write(data)
+            digest.update(data)
+
+        catalog = b"1 0 obj\n<</Type/Catalog/Pages 2 0 R>>\nendobj\n\n"
+        tree = b"2 0 obj\n<</Type/Pages/Count %d/Kids[%s]>>\nendobj\n\n" % (
+            len(self._kids),
+            b" ".join(b"%d 0 R" % k for k in self._kids),
+        )
+        put(_HEADER)
+        put(catalog)
+        put(tree)
+        self._body.flush()
+        self._body.seek(0)
+        while block := self._body.read(1 << 20):
+            put(block)
+        start = len(_HEADER) + len(catalog) + len(tree)
+        count = len(self._offsets) + 2
+        put(b"xref\n0 %d\n0000000000 65535 f\r\n" % (count + 1))
+        rows = [b"%010d 00000 n\r\n" % offset for offset in (len(_HEADER), len(_HEADER) + len(catalog))]
+        for at in range(0, len(self._offsets), 65536):
+            rows += [b"%010d 00000 n\r\n" % (start + o) for o in self._offsets[at : at + 65536]]
+            put(b"".join(rows))
+            rows = []
+        put(b"".join(rows))
+        put(b"trailer\n<</Size %d/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF" % (count + 1, start + self._size))
+        return digest.hexdigest()

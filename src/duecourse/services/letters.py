@@ -16,17 +16,16 @@ import io
 import json
 import multiprocessing
 import os
-import subprocess
 import tempfile
-from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from duecourse.bootstrap import App
 from duecourse.domain import delinquency
@@ -211,6 +210,15 @@ def reproduce(stored: store.StoredLetter, templates: TemplateSet | None = None) 
 
 
 # ---------------------------------------------------------------- print batches
+#
+# A print batch holds only a small record of each letter in memory (its manifest row), never the letters:
+# the letters' data are planned first (every problem reported before anything is rendered) and spilled to a
+# temporary file, rendered a few typst documents at a time and stored WINDOW at a time, and the print file
+# is joined from the store WINDOW letters at a time (``pdfparts.Merger``), so that a batch of 100,000
+# letters needs the memory of a batch of a thousand. docs/letters.md has the figures.
+
+# Letters read, stored or joined at a time.
+WINDOW = 500
 
 
 @dataclass(frozen=True)
@@ -227,40 +235,68 @@ class Batch:
     note: str = ""  # a re-run whose print file could not be written byte for byte as the first time
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A letter of a print batch as its manifest lists it (all the batch keeps of it in memory)."""
+
+    account_id: str
+    customer_id: str
+    kind: str
+    locale: str
+    postal_code: str
+    pages: int
+    sha256: str
+
+
 Job = tuple[dict[str, Any], dt.date, str, str]  # letter data, letter date, account, customer
 
 
-def _chunks(jobs: Sequence[Job]) -> list[list[int]]:
-    """The jobs' positions in chunks of at most CHUNK letters that can share a typst document: the same
-    date, kind, locale and jurisdiction (the document's title, author, language and date)."""
+def _chunks(keys: Sequence[tuple[Any, ...]]) -> list[list[int]]:
+    """Positions in chunks of at most CHUNK letters that can share a typst document: the same key (date,
+    kind, locale and jurisdiction: the document's date, title, author and language), in order."""
     groups: dict[tuple[Any, ...], list[int]] = {}
-    for n, (data, letter_date, _, _) in enumerate(jobs):
-        key = (letter_date, data["kind"], data["locale"], data["jurisdiction"])
+    for n, key in enumerate(keys):
         groups.setdefault(key, []).append(n)
     return [group[i : i + CHUNK] for group in groups.values() for i in range(0, len(group), CHUNK)]
+
+
+def _job_key(data: dict[str, Any], letter_date: dt.date) -> tuple[Any, ...]:
+    return (letter_date, data["kind"], data["locale"], data["jurisdiction"])
+
+
+def _compiled(
+    texts: Iterator[tuple[list[str], dt.date]], chunks: int, letters: int, workers: int
+) -> Iterator[list[bytes]]:
+    """The PDFs of each chunk of letter markups, in order (``compile_letters``): in this process, or in
+    worker processes (from PARALLEL_FROM letters) with a few chunks in flight, so that neither the
+    markups nor the PDFs pile up."""
+    if workers == 1 or letters < PARALLEL_FROM:
+        for markups, day in texts:
+            yield compile_letters(markups, day)
+        return
+    # spawn, not fork: the parent holds Polars' thread pool, which a forked child would inherit locked.
+    # A worker runs ``typeset.compile_letters`` only, so it imports ``letters.typeset`` (typst and
+    # pdfparts), not the service layer (whose imports cost seconds of CPU per process) nor Jinja2.
+    context = multiprocessing.get_context("spawn")
+    workers = min(workers, chunks)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=single_threaded) as pool:
+        pending: deque[Future[list[bytes]]] = deque()
+        for markups, day in texts:
+            pending.append(pool.submit(compile_letters, markups, day))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def render_many(jobs: Sequence[Job], workers: int | None = None) -> list[store.StoredLetter]:
     """Render many letters, in the order given: CHUNK at a time per typst document (``compile_letters``),
     in worker processes when there are enough of them (PARALLEL_FROM)."""
-    workers = workers or os.cpu_count() or 1
     templates = shipped_templates()
-    markups = [templates.markup(data) for data, _, _, _ in jobs]
-    chunks = _chunks(jobs)
-    texts = [[markups[n] for n in chunk] for chunk in chunks]
-    dates = [jobs[chunk[0]][1] for chunk in chunks]
-    if workers == 1 or len(jobs) < PARALLEL_FROM:
-        compiled = [compile_letters(text, day) for text, day in zip(texts, dates, strict=True)]
-    else:
-        # spawn, not fork: the parent holds Polars' thread pool, which a forked child would inherit locked.
-        # A worker runs ``typeset.compile_letters`` only, so it imports ``letters.typeset`` (typst and
-        # pdfparts), not the service layer (whose imports cost seconds of CPU per process) nor Jinja2.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(texts)), mp_context=context, initializer=single_threaded
-        ) as pool:
-            compiled = list(pool.map(compile_letters, texts, dates))
+    chunks = _chunks([_job_key(data, day) for data, day, _, _ in jobs])
+    texts = (([templates.markup(jobs[n][0]) for n in chunk], jobs[chunk[0]][1]) for chunk in chunks)
     pdfs: list[bytes] = [b""] * len(jobs)
+    compiled = _compiled(texts, len(chunks), len(jobs), workers or os.cpu_count() or 1)
     for chunk, chunk_pdfs in zip(chunks, compiled, strict=True):
         for n, pdf in zip(chunk, chunk_pdfs, strict=True):
             pdfs[n] = pdf
@@ -268,6 +304,152 @@ def render_many(jobs: Sequence[Job], workers: int | None = None) -> list[store.S
         _stored(data, templates, letter_date, account_id, customer_id, pdf)
         for (data, letter_date, account_id, customer_id), pdf in zip(jobs, pdfs, strict=True)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A letter of a batch before it is rendered; its data wait in the batch's spill file."""
+
+    sort_key: tuple[str, str]
+    account_id: str
+    customer_id: str
+    postal_code: str
+    reference: str
+    kind: str
+    locale: str
+    jurisdiction: str
+    at: int  # where its data are in the spill file, and how long
+    size: int
+
+
+class PlannedLetters:
+    """The letters of a print batch, planned: their data (sorted-key JSON, about 4 KB a letter) in a
+    temporary file, and a small record of each in memory. Close it (or use it as a context manager)."""
+
+    def __init__(self, letter_date: dt.date) -> None:
+        self.letter_date = letter_date
+        self.items: list[_Planned] = []
+        self._file = tempfile.TemporaryFile(prefix="duecourse-batch-")
+        self._size = 0
+
+    def __enter__(self) -> PlannedLetters:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, data: dict[str, Any], account_id: str, customer_id: str) -> None:
+        text = data_json(data).encode()
+        self._file.seek(self._size)
+        self._file.write(text)
+        postal_code = str(data["customer"]["postal_code"])
+        self.items.append(
+            _Planned(
+                (postal_code, account_id),
+                account_id,
+                customer_id,
+                postal_code,
+                str(data["reference"]),
+                str(data["kind"]),
+                str(data["locale"]),
+                str(data["jurisdiction"]),
+                self._size,
+                len(text),
+            )
+        )
+        self._size += len(text)
+
+    def text(self, item: _Planned) -> str:
+        self._file.seek(item.at)
+        return self._file.read(item.size).decode()
+
+    def locales(self) -> list[str]:
+        return sorted({item.locale for item in self.items})
+
+
+def _plan(app: App, batch_date: dt.date) -> PlannedLetters:
+    """The letters of the batch of a date, their data computed WINDOW accounts at a time; every account
+    whose letter cannot be made is reported at once (ProblemsError) before anything is rendered."""
+    account_ids = _planned(app, batch_date)
+    held = set(repo.accounts_on_hold(app.engine, batch_date).get_column("account_id").to_list())
+    account_ids = [a for a in account_ids if a not in held]
+    problems: list[Problem] = []
+    planned = PlannedLetters(batch_date)
+    try:
+        for start in range(0, len(account_ids), WINDOW):
+            window = account_ids[start : start + WINDOW]
+            records = records_for(app, window)
+            for account_id in window:
+                if account_id not in records:
+                    continue
+                account, customer, dues, payments = records[account_id]
+                try:
+                    data = build_data(app, account, customer, dues, payments, BATCH_KIND, batch_date)
+                except LetterError as exc:
+                    problems.append(Problem("letters.batch", str(exc), f"{account_id}/{batch_date}"))
+                    continue
+                if _is_zero(str(data["amounts"]["total"])):
+                    continue  # nothing overdue any more: no reminder
+                planned.add(data, account_id, customer.customer_id)
+        if problems:
+            raise ProblemsError(problems)
+    except BaseException:
+        planned.close()
+        raise
+    return planned
+
+
+def render_batch(
+    engine: Engine, planned: PlannedLetters, workers: int | None = None, *, now: dt.datetime | None = None
+) -> list[Entry]:
+    """Render the planned letters sorted by postal code and store them WINDOW at a time; the manifest's
+    entries in order. A letter already stored (a batch interrupted and made again) is not stored twice."""
+    templates = shipped_templates()
+    items = sorted(planned.items, key=lambda item: item.sort_key)
+    chunks = _chunks([(item.kind, item.locale, item.jurisdiction) for item in items])
+    day = planned.letter_date
+    texts = (([templates.markup(json.loads(planned.text(items[n]))) for n in chunk], day) for chunk in chunks)
+    entries: list[Entry | None] = [None] * len(items)
+    window: list[store.StoredLetter] = []
+    now = now or dt.datetime.now(dt.UTC)
+    compiled = _compiled(texts, len(chunks), len(items), workers or os.cpu_count() or 1)
+    for chunk, pdfs in zip(chunks, compiled, strict=True):
+        for n, pdf in zip(chunk, pdfs, strict=True):
+            item = items[n]
+            stored = store.StoredLetter(
+                sha256=hashlib.sha256(pdf).hexdigest(),
+                reference=item.reference,
+                account_id=item.account_id,
+                customer_id=item.customer_id,
+                kind=item.kind,
+                locale=item.locale,
+                letter_date=day,
+                template_version=templates.version(item.kind, item.locale),
+                pages=page_count(pdf),
+                data_json=planned.text(item),
+                pdf=pdf,
+            )
+            entries[n] = Entry(
+                item.account_id,
+                item.customer_id,
+                item.kind,
+                item.locale,
+                item.postal_code,
+                stored.pages,
+                stored.sha256,
+            )
+            window.append(stored)
+        if len(window) >= WINDOW:
+            store.save_letters(engine, window, now)
+            window = []
+    store.save_letters(engine, window, now)
+    return [entry for entry in entries if entry is not None]
 
 
 def _planned(app: App, batch_date: dt.date) -> list[str]:
@@ -339,111 +521,80 @@ def records_for(
 MANIFEST_COLUMNS = ("sequence", "account", "customer", "kind", "locale", "postal_code", "pages", "sha256")
 
 
-def _postal_code(stored: store.StoredLetter) -> str:
-    return str(json.loads(stored.data_json)["customer"]["postal_code"])
+def stored_entries(engine: Engine, batch_date: dt.date) -> list[Entry]:
+    """The manifest's entries of the batch of a date as stored, read WINDOW letters at a time."""
+    entries: list[Entry] = []
+    after = 0
+    while rows := store.batch_listing(engine, batch_date, after, WINDOW):
+        for sequence, sha, account, customer, kind, locale, pages, data in rows:
+            postal_code = str(json.loads(data)["customer"]["postal_code"])
+            entries.append(Entry(account, customer, kind, locale, postal_code, pages, sha))
+            after = sequence
+    return entries
 
 
-def merge_pdfs(parts: Sequence[bytes]) -> bytes:
-    """One PDF of the pages of ``parts`` in order (``pdfparts.merge``); the same parts, the same bytes."""
-    if len(parts) == 1:
-        return parts[0]
-    try:
-        return pdfparts.merge(parts)
-    except pdfparts.Unsupported as exc:
-        raise LetterError(f"cannot join the letters into one print file: {exc}") from exc
-
-
-def _pdfunite(parts: Sequence[bytes]) -> bytes:
-    """The merged PDF of a batch made before ``pdfparts.merge`` (poppler's pdfunite, its random /ID
-    taken out), so that a re-run of such a batch writes the file it wrote then."""
-    with tempfile.TemporaryDirectory(prefix="duecourse-batch-") as tmp:
-        names = []
-        for n, blob in enumerate(parts):
-            path = Path(tmp) / f"{n:07d}.pdf"
-            path.write_bytes(blob)
-            names.append(str(path))
-        target = Path(tmp) / "merged.pdf"
-        subprocess.run(["pdfunite", *names, str(target)], check=True, capture_output=True, timeout=3600)
-        return _without_id(target.read_bytes())
-
-
-def _without_id(pdf: bytes) -> bytes:
-    """The PDF with the /ID entry of its last trailer removed (two strings, literal or hex)."""
-    at = pdf.rfind(b"trailer")
-    key = pdf.find(b"/ID", at)
-    if at < 0 or key < 0:
-        return pdf
-    i = pdf.index(b"[", key) + 1
-    for _ in range(2):
-        while pdf[i : i + 1] in (b" ", b"\n", b"\r"):
-            i += 1
-        if pdf[i : i + 1] == b"<":
-            i = pdf.index(b">", i) + 1
-            continue
-        depth, i = 1, i + 1  # a literal string: balanced parentheses, backslash escapes
-        while depth:
-            c = pdf[i : i + 1]
-            if c == b"\\":
-                i += 1
-            elif c == b"(":
-                depth += 1
-            elif c == b")":
-                depth -= 1
-            i += 1
-    end = pdf.index(b"]", i) + 1
-    return pdf[:key] + pdf[end:]
-
-
-def _write_batch(
-    batch_date: dt.date,
-    letters: list[store.StoredLetter],
-    out: Path,
-    recorded: str | None = None,
+def write_batch(
+    engine: Engine, batch_date: dt.date, entries: Sequence[Entry], out: Path
 ) -> tuple[Path, Path, int, dict[str, int], str, str]:
-    """Write the batch files. ``recorded``: the merged PDF's sha256 as recorded by the first run of the
-    batch; a batch made before ``pdfparts.merge`` was merged by pdfunite, and is merged so again."""
+    """Write the batch files from the stored letters: the print file (the cover sheet, then the letters,
+    joined WINDOW at a time) and the manifest, each under a temporary name until complete. The files'
+    paths, the pages, the letters by kind and locale, and the two files' sha256."""
     out.mkdir(parents=True, exist_ok=True)
-    by_kind = dict(sorted(Counter(f"{s.kind} {s.locale}" for s in letters).items()))
-    pages = sum(s.pages for s in letters)
-    cover = compile_pdf(_cover_markup(batch_date, letters, by_kind, pages), batch_date)
-    merged = merge_pdfs([cover, *(s.pdf for s in letters)])
-    if recorded is not None and hashlib.sha256(merged).hexdigest() != recorded:
-        try:
-            legacy = _pdfunite([cover, *(s.pdf for s in letters)])
-        except (OSError, subprocess.SubprocessError):
-            legacy = merged
-        if hashlib.sha256(legacy).hexdigest() == recorded:
-            merged = legacy
+    by_kind = dict(sorted(Counter(f"{e.kind} {e.locale}" for e in entries).items()))
+    pages = sum(e.pages for e in entries)
+    cover = compile_pdf(_cover_markup(batch_date, len(entries), by_kind, pages), batch_date)
     pdf_path = out / f"batch-{batch_date}.pdf"
-    pdf_path.write_bytes(merged)
+    partial = out / f".batch-{batch_date}.pdf.partial"
+    try:
+        sha = _join(engine, batch_date, cover, entries, partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # no half-written print file is left behind
+        raise
+    os.replace(partial, pdf_path)
     text = io.StringIO()
     writer_csv = csv.writer(text, lineterminator="\n")
     writer_csv.writerow(MANIFEST_COLUMNS)
-    for n, s in enumerate(letters, 1):
+    for n, e in enumerate(entries, 1):
         writer_csv.writerow(
-            [n, s.account_id, s.customer_id, s.kind, s.locale, _postal_code(s), s.pages, s.sha256]
+            [n, e.account_id, e.customer_id, e.kind, e.locale, e.postal_code, e.pages, e.sha256]
         )
+    manifest = text.getvalue().encode()
     manifest_path = out / f"batch-{batch_date}.csv"
-    manifest_path.write_text(text.getvalue(), encoding="utf-8")
-    return (
-        pdf_path,
-        manifest_path,
-        pages,
-        by_kind,
-        hashlib.sha256(merged).hexdigest(),
-        hashlib.sha256(text.getvalue().encode()).hexdigest(),
-    )
+    partial = out / f".batch-{batch_date}.csv.partial"
+    partial.write_bytes(manifest)
+    os.replace(partial, manifest_path)
+    return pdf_path, manifest_path, pages, by_kind, sha, hashlib.sha256(manifest).hexdigest()
 
 
-def _cover_markup(
-    batch_date: dt.date, letters: list[store.StoredLetter], by_kind: dict[str, int], pages: int
-) -> str:
+def _join(engine: Engine, batch_date: dt.date, cover: bytes, entries: Sequence[Entry], target: Path) -> str:
+    """Write the print file to ``target``: the cover sheet, then the stored letters read and joined
+    WINDOW at a time (the joined objects wait in a temporary file beside it); its sha256."""
+    if not entries:
+        target.write_bytes(cover)  # the cover sheet alone, as typst wrote it
+        return hashlib.sha256(cover).hexdigest()
+    with tempfile.TemporaryFile(dir=target.parent, prefix=".batch-body-") as body, target.open("wb") as file:
+        merger = pdfparts.Merger(body)
+        try:
+            merger.add(cover)
+            for start in range(0, len(entries), WINDOW):
+                shas = [e.sha256 for e in entries[start : start + WINDOW]]
+                pdfs = store.pdfs_of(engine, shas)
+                for sha in shas:
+                    if sha not in pdfs:
+                        raise LetterError(f"the letter {sha} of the batch of {batch_date} is not stored")
+                    merger.add(pdfs[sha])
+        except pdfparts.Unsupported as exc:
+            raise LetterError(f"cannot join the letters into one print file: {exc}") from exc
+        return merger.finish(file)
+
+
+def _cover_markup(batch_date: dt.date, letters: int, by_kind: dict[str, int], pages: int) -> str:
     rows = "\n".join(f"  [{typst_escape(kind)}], [{count}]," for kind, count in by_kind.items())
     return f"""#set page(paper: "a4", margin: 25mm)
 #set text(font: ("Noto Sans CJK SC",), size: 11pt)
 = Print batch {batch_date}
 #v(4mm)
-Letters: {len(letters)} #h(1fr) Pages (letters only): {pages} #h(1fr) Sorted by postal code
+Letters: {letters} #h(1fr) Pages (letters only): {pages} #h(1fr) Sorted by postal code
 #v(4mm)
 #table(columns: (1fr, auto), [*kind and locale*], [*letters*],
 {rows}
@@ -455,48 +606,27 @@ The manifest batch-{batch_date}.csv lists each letter in order with its sha256. 
 
 def letters_batch(app: App, batch_date: dt.date, out: Path, *, workers: int | None = None) -> Batch:
     """The print batch of a date: letters rendered and stored, one merged PDF sorted by postal code, the
-    manifest CSV and a cover sheet. A re-run for the same date writes the same batch again."""
-    existing = store.batch_on(app.engine, batch_date)
-    if existing is not None:
-        recorded = store.batch_sha256(app.engine, batch_date)
-        pdf_path, manifest, pages, by_kind, digest, _ = _write_batch(batch_date, existing, out, recorded)
+    manifest CSV and a cover sheet. A re-run for the same date writes the same batch again from the store.
+    Memory stays that of a few hundred letters whatever the batch's size (see the section's comment)."""
+    recorded = store.batch_sha256(app.engine, batch_date)
+    if recorded is not None:
+        entries = stored_entries(app.engine, batch_date)
+        pdf_path, manifest, pages, by_kind, digest, _ = write_batch(app.engine, batch_date, entries, out)
         note = ""
-        if recorded is not None and digest != recorded:
+        if digest != recorded:
             note = (
                 f"the print file differs from the one first written for {batch_date} "
                 f"(sha256 {recorded[:16]}… then, {digest[:16]}… now): the program that joins the letters "
                 "changed since; the letters and the manifest are the same, byte for byte"
             )
-        return Batch(batch_date, pdf_path, manifest, len(existing), pages, by_kind, False, note)
-    account_ids = _planned(app, batch_date)
-    records = records_for(app, account_ids)
-    held = set(repo.accounts_on_hold(app.engine, batch_date).get_column("account_id").to_list())
-    jobs = []
-    problems: list[Problem] = []
-    sort_keys: dict[str, tuple[str, str]] = {}
-    for account_id in account_ids:
-        if account_id in held or account_id not in records:
-            continue
-        account, customer, dues, payments = records[account_id]
-        try:
-            data = build_data(app, account, customer, dues, payments, BATCH_KIND, batch_date)
-        except LetterError as exc:
-            problems.append(Problem("letters.batch", str(exc), f"{account_id}/{batch_date}"))
-            continue
-        if _is_zero(str(data["amounts"]["total"])):
-            continue  # nothing overdue any more: no reminder
-        jobs.append((data, batch_date, account_id, customer.customer_id))
-        sort_keys[account_id] = (customer.postal_code, account_id)
-    if problems:
-        raise ProblemsError(problems)
-    _lint_gate(app, BATCH_KIND, sorted({str(job[0]["locale"]) for job in jobs}))
-    jobs.sort(key=lambda job: sort_keys[job[2]])
-    rendered = render_many(jobs, workers)
-    now = dt.datetime.now(dt.UTC)
-    store.save_letters(app.engine, rendered, now)
-    pdf_path, manifest, pages, by_kind, sha, manifest_sha = _write_batch(batch_date, rendered, out)
-    store.save_batch(app.engine, batch_date, [s.sha256 for s in rendered], pages, sha, manifest_sha, now)
-    return Batch(batch_date, pdf_path, manifest, len(rendered), pages, by_kind, True)
+        return Batch(batch_date, pdf_path, manifest, len(entries), pages, by_kind, False, note)
+    with _plan(app, batch_date) as planned:
+        _lint_gate(app, BATCH_KIND, planned.locales())
+        now = dt.datetime.now(dt.UTC)
+        entries = render_batch(app.engine, planned, workers, now=now)
+    pdf_path, manifest, pages, by_kind, sha, manifest_sha = write_batch(app.engine, batch_date, entries, out)
+    store.save_batch(app.engine, batch_date, [e.sha256 for e in entries], pages, sha, manifest_sha, now)
+    return Batch(batch_date, pdf_path, manifest, len(entries), pages, by_kind, True)
 
 
 def _lint_gate(app: App, kind: str, locales: list[str]) -> None:

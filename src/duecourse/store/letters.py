@@ -102,21 +102,42 @@ def letters_for(engine: Engine, account_id: str) -> list[StoredLetter]:
     return [_letter(r) for r in rows]
 
 
-def batch_on(engine: Engine, batch_date: dt.date) -> list[StoredLetter] | None:
-    """The letters of the print batch of a date, in sequence; None when there is no batch for it."""
+def batch_listing(
+    engine: Engine, batch_date: dt.date, after: int = 0, limit: int = 500
+) -> list[tuple[int, str, str, str, str, str, int, str]]:
+    """The letters of the print batch of a date after sequence number ``after`` (at most ``limit``), in
+    sequence, without their PDFs: (sequence, sha256, account, customer, kind, locale, pages, data)."""
     with engine.connect() as connection:
-        head = connection.execute(
-            select(letter_batches).where(letter_batches.c.batch_date == batch_date)
-        ).first()
-        if head is None:
-            return None
         rows = connection.execute(
-            select(letters)
+            select(
+                letter_batch_items.c.sequence,
+                letters.c.sha256,
+                letters.c.account_id,
+                letters.c.customer_id,
+                letters.c.kind,
+                letters.c.locale,
+                letters.c.pages,
+                letters.c.data_json,
+            )
             .join(letter_batch_items, letter_batch_items.c.letter_sha256 == letters.c.sha256)
-            .where(letter_batch_items.c.batch_date == batch_date)
+            .where(letter_batch_items.c.batch_date == batch_date, letter_batch_items.c.sequence > after)
             .order_by(letter_batch_items.c.sequence)
+            .limit(limit)
         ).all()
-    return [_letter(r) for r in rows]
+    return [tuple(r) for r in rows]
+
+
+def pdfs_of(engine: Engine, shas: Sequence[str]) -> dict[str, bytes]:
+    """The stored PDFs of the letters with these sha256 (those stored)."""
+    found: dict[str, bytes] = {}
+    with engine.connect() as connection:
+        for start in range(0, len(shas), 500):
+            chunk = list(shas[start : start + 500])
+            rows = connection.execute(
+                select(letters.c.sha256, letters.c.pdf).where(letters.c.sha256.in_(chunk))
+            )
+            found.update((str(sha), bytes(pdf)) for sha, pdf in rows)
+    return found
 
 
 def batch_sha256(engine: Engine, batch_date: dt.date) -> str | None:
