@@ -1186,7 +1186,8 @@ class Merger:
 
     The file has the pages, their content, resources and annotations (no tags, bookmarks or metadata: the
     print shop prints pages). A small object identical to one already written (the colour profile) is not
-    written again; it is remembered by its sha256, not its bytes. The objects are numbered as they come
+    written again; it is remembered by its sha256, not its bytes, and only where a later PDF could have
+    it (not a letter's fonts, which refer to its own font programs). The objects are numbered as they come
     (the catalog 1, the page tree 2, then each PDF's pages and what they use), written to ``body`` as
     each PDF is added; :meth:`finish` writes the file: the header, the catalog and the page tree (known
     only at the end), the body copied, the cross-reference table. The same PDFs give the same bytes as
@@ -1217,12 +1218,18 @@ class Merger:
         pages = _page_list(objects, pages_root)
         first = len(self._offsets) + 3  # this PDF's first object number
         out: list[tuple[bytes, bytes | None] | None] = []
-        shared: dict[bytes, int] = {}  # small objects first written by this PDF
+        shared: dict[bytes, int] = {}  # small objects first written by this PDF that a later one may share
+        # Objects no later PDF can share: this PDF's pages, its big streams, and whatever refers to them
+        # (a later PDF's objects refer to this one's only through shared objects). Remembered for this
+        # PDF only, so that the merger's memory grows with the objects letters share, not with letters.
+        mine: dict[bytes, int] = {}
+        own: set[int] = set()
         # Each page is numbered first, so that an annotation's page (/P, a link's destination) is found.
         done: dict[int, int] = {}
         for page in pages:
             out.append(None)
             done[page] = first + len(out) - 1
+            own.add(done[page])
 
         def copy(old: int) -> int:
             number = done.get(old)
@@ -1235,12 +1242,18 @@ class Merger:
             if obj.data is not None and len(obj.data) > _SHARED_AT_MOST:
                 out.append((head, obj.data))  # a letter's own font: no other letter has it
                 number = first + len(out) - 1
+                own.add(number)
             else:
                 key = hashlib.sha256(head + b"\0" + (obj.data or b"")).digest()
-                number = self._shared.get(key) or shared.get(key)
+                number = self._shared.get(key) or shared.get(key) or mine.get(key)
                 if number is None:
                     out.append((head, obj.data))
-                    number = shared[key] = first + len(out) - 1
+                    number = first + len(out) - 1
+                    if own.isdisjoint(_refs(head)):
+                        shared[key] = number
+                    else:
+                        mine[key] = number
+                        own.add(number)
             done[old] = number
             return number
 

@@ -620,13 +620,18 @@ def letters_batch(app: App, batch_date: dt.date, out: Path, *, workers: int | No
                 "changed since; the letters and the manifest are the same, byte for byte"
             )
         return Batch(batch_date, pdf_path, manifest, len(entries), pages, by_kind, False, note)
-    with _plan(app, batch_date) as planned:
-        _lint_gate(app, BATCH_KIND, planned.locales())
-        now = dt.datetime.now(dt.UTC)
-        entries = render_batch(app.engine, planned, workers, now=now)
+    now = dt.datetime.now(dt.UTC)
+    entries = _rendered(app, batch_date, workers, now)
     pdf_path, manifest, pages, by_kind, sha, manifest_sha = write_batch(app.engine, batch_date, entries, out)
     store.save_batch(app.engine, batch_date, [e.sha256 for e in entries], pages, sha, manifest_sha, now)
     return Batch(batch_date, pdf_path, manifest, len(entries), pages, by_kind, True)
+
+
+def _rendered(app: App, batch_date: dt.date, workers: int | None, now: dt.datetime) -> list[Entry]:
+    """The batch's letters planned, linted, rendered and stored; only their entries are kept."""
+    with _plan(app, batch_date) as planned:
+        _lint_gate(app, BATCH_KIND, planned.locales())
+        return render_batch(app.engine, planned, workers, now=now)
 
 
 def _lint_gate(app: App, kind: str, locales: list[str]) -> None:
