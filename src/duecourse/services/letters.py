@@ -16,6 +16,7 @@ import io
 import json
 import multiprocessing
 import os
+import secrets
 import tempfile
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
@@ -544,7 +545,7 @@ def write_batch(
     pages = sum(e.pages for e in entries)
     cover = compile_pdf(_cover_markup(batch_date, len(entries), by_kind, pages), batch_date)
     pdf_path = out / f"batch-{batch_date}.pdf"
-    partial = out / f".batch-{batch_date}.pdf.partial"
+    partial = _partial(out, f"batch-{batch_date}.pdf")
     try:
         sha = _join(engine, batch_date, cover, entries, partial)
     except BaseException:
@@ -560,10 +561,18 @@ def write_batch(
         )
     manifest = text.getvalue().encode()
     manifest_path = out / f"batch-{batch_date}.csv"
-    partial = out / f".batch-{batch_date}.csv.partial"
+    partial = _partial(out, f"batch-{batch_date}.csv")
     partial.write_bytes(manifest)
     os.replace(partial, manifest_path)
     return pdf_path, manifest_path, pages, by_kind, sha, hashlib.sha256(manifest).hexdigest()
+
+
+def _partial(out: Path, name: str) -> Path:
+    """A new file beside ``name`` to write it under until it is complete (its own name: two batches written
+    at once into one folder do not write into one file)."""
+    path = out / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.partial"
+    path.touch(exist_ok=False)  # with the permissions of any new file (mkstemp's are the owner's only)
+    return path
 
 
 def _join(engine: Engine, batch_date: dt.date, cover: bytes, entries: Sequence[Entry], target: Path) -> str:
