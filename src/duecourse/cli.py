@@ -56,9 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = sub.add_parser(
         "import",
-        help="import customers, accounts, dues, payments, account attributes or consents (.csv or .parquet)",
+        help=(
+            "import customers, accounts, dues, payments, account attributes, consents or contacts "
+            "(.csv or .parquet)"
+        ),
     )
-    imp.add_argument("kind", choices=["customers", "accounts", "dues", "payments", "attributes", "consents"])
+    imp.add_argument(
+        "kind", choices=["customers", "accounts", "dues", "payments", "attributes", "consents", "contacts"]
+    )
     imp.add_argument("file", type=Path)
     imp.add_argument("--json", action="store_true", help="print the result or the problems as JSON")
 
@@ -321,6 +326,25 @@ def _with_app(app: App, args: argparse.Namespace) -> int:
         print(f"database ready at revision {revision}")
         return 0
     portfolio.init_database(app)
+    if args.command == "import" and args.kind == "contacts":
+        from duecourse.services.third_parties import import_contacts
+
+        added = import_contacts(app, args.file, dt.datetime.now(dt.UTC))
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "ok": True,
+                        "kind": "contacts",
+                        "file": added.file,
+                        "rows_added": added.added,
+                        "rows_unchanged": added.unchanged,
+                    }
+                )
+            )
+        else:
+            print(f"{added.file}: {added.added} contacts added, {added.unchanged} already there")
+        return 0
     if args.command == "import" and args.kind == "consents":
         from duecourse.services.consent import import_consents
 

@@ -44,9 +44,13 @@ _LOOKUP_CHUNK = 5_000
 _PLAN_LOCK_KEY = int.from_bytes(b"dcplan", "big")
 
 
-def message_key(account_id: str, stage: str, action: str, planned_on: dt.date, channel: str) -> str:
-    """The idempotency key of a message: the same contact planned again maps to the same row."""
-    return "|".join((account_id, stage, action, planned_on.isoformat(), channel))
+def message_key(
+    account_id: str, stage: str, action: str, planned_on: dt.date, channel: str, contact_id: str = ""
+) -> str:
+    """The idempotency key of a message: the same contact planned again maps to the same row. A message
+    to a third party the customer named ends in ``|to:CONTACT`` (never the key of a customer's message)."""
+    key = "|".join((account_id, stage, action, planned_on.isoformat(), channel))
+    return f"{key}|to:{contact_id}" if contact_id else key
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +68,13 @@ class Planned:
     fallback: tuple[str, ...] = ()
     replaces_id: int | None = None
     reason: str = ""  # why it was planned; the batch's reason when empty
+    contact_id: str = ""  # a third party the customer named (``third_parties``); "" for the customer
 
     @property
     def key(self) -> str:
-        return message_key(self.account_id, self.stage, self.action, self.planned_on, self.channel)
+        return message_key(
+            self.account_id, self.stage, self.action, self.planned_on, self.channel, self.contact_id
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,7 @@ class Message:
     created_at: dt.datetime
     updated_at: dt.datetime
     sent_at: dt.datetime | None
+    contact_id: str = ""  # a message to a third party the customer named; "" for the customer
 
 
 def _message(row: RowMapping | Mapping[str, Any]) -> Message:
@@ -205,6 +213,7 @@ def plan_in(connection: Connection, items: Sequence[Planned], now: dt.datetime, 
             "payments_seen": [count for count, _ in baselines],
             "paid_minor_seen": [minor for _, minor in baselines],
             "reason": reasons,
+            "contact_id": [item.contact_id for item in new],
         },
         schema_overrides={"replaces_id": pl.Int64(), "scheduled_at": instant},
     ).with_columns(
@@ -291,6 +300,7 @@ def _plan_row(item: Planned, seen: tuple[int, int], now: dt.datetime, reason: st
         "created_at": now,
         "updated_at": now,
         "sent_at": None,
+        "contact_id": item.contact_id,
     }
 
 

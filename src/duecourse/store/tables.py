@@ -380,6 +380,9 @@ outbox = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime, nullable=True),
+    # A message to a third party the customer named (``third_parties``, migration 0012), not to the
+    # customer: "" for every message to the customer.
+    Column("contact_id", String, nullable=False, server_default=""),
     CheckConstraint(
         "state IN ('planned', 'rendered', 'sending', 'sent', 'delivered', 'bounced', 'failed', 'cancelled')",
         name="state",
@@ -475,4 +478,37 @@ consents = Table(
     _text("source"),  # where it was given: a form, a call, the app ("" when not said)
     Column("imported_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("customer_id", "channel", "since"),
+)
+
+# Third parties the customers named (migration 0012): emergency, family, employer or reference contacts,
+# from ``duecourse import contacts``. A contact may be asked to pass on a request that the customer get
+# in touch, where and when the jurisdiction's pack allows it (``services/third_parties.py``); ``locale``
+# and ``timezone`` are "" when they are the customer's. ``link_subject`` is what the contact's opt-out
+# link signs (an opaque hash of the contact id).
+third_parties = Table(
+    "third_parties",
+    metadata,
+    Column("contact_id", String, primary_key=True),
+    _text("customer_id"),
+    _text("relation"),
+    _text("name"),
+    _text("phone"),
+    _text("email"),
+    _text("locale"),
+    _text("timezone"),
+    Column("agreed_on", Date, nullable=True),  # the day the customer named them, when known
+    _text("link_subject"),
+    Column("imported_at", UtcDateTime, nullable=False),
+    Index(None, "customer_id"),
+    Index(None, "link_subject"),
+)
+
+# A contact who asked to hear no more (a STOP reply from their number, their opt-out link): never
+# contacted again (CN-COL-09: stop if the contact refuses).
+third_party_stops = Table(
+    "third_party_stops",
+    metadata,
+    Column("contact_id", String, primary_key=True),
+    Column("stopped_at", UtcDateTime, nullable=False),
+    Column("how", Text, nullable=False),
 )

@@ -1,0 +1,333 @@
+"""Third parties the customers named: who they are, and when the law lets the institution ask them to pass
+on a message.
+
+**The data.** ``duecourse import contacts FILE`` (.csv or .parquet): ``contact_id``, ``customer_id``,
+``relation`` (``RELATIONS``: emergency, family, employer, reference), ``name``, ``phone`` (E.164) and/or
+``email`` (at least one), and optionally ``locale`` and ``timezone`` (the customer's when empty) and
+``agreed_on`` (the day the customer named them). All or nothing, every problem as
+``FILE:ROW:COLUMN: reason``; the same rows again change nothing; a contact id already stored with other
+content is refused (a changed contact is a new contact id: what was sent to whom stays true).
+
+**What may be sent.** A strategy action with ``to = "contact"`` (sms or e-mail, a kind of
+``CONTACT_KINDS``: ``location_request``) sends to each of the customer's contacts a message that names
+the institution and asks them to pass on a request that the customer get in touch. It never names a
+debt, an amount or a collection: its words are not a letter's (``channels/content.py`` gives it the
+contact's, the customer's and the institution's names and no account data at all, and the lint refuses
+a contact template that mentions the debt).
+
+**The rules** (``screen``, before the governor; each number and citation from the pack's
+``[third_parties]``):
+
+1. ``allowed``: the UK pack forbids it (UK-CONC-04, CONC 7.9.6R-7.9.8G: never disclose the debt to a third
+   party); the institution may open it with ``[governor] third_party_contact_in = ["UK"]``, its counsel's
+   choice (fail closed).
+2. The contact asked to hear no more (a STOP reply from their number, their opt-out link): suppressed
+   for good (CN-COL-09: stop if the contact refuses).
+3. The contact has no phone (for sms) or no e-mail (for email): suppressed.
+4. ``once``: at most one communication with a contact, ever (US-3P-01, 12 CFR 1006.10(b)(3)): a
+   contact with a message in the outbox (any state but cancelled or failed) is not contacted again,
+   and of one run's messages to one contact only the first goes.
+5. **Unreachable** (``unreachable_days`` N): the debtor must be unreachable (CN-COL-07 Art 14, CN-COL-09;
+   in the US the creditor must lack location information, 1006.10(b)). Defined from what the store
+   holds: for each of the customer's electronic channels (sms by the phone, e-mail by the address) the
+   customer either has no such contact point, or the one on file was found bad (a hard bounce, an
+   undeliverable number: ``bad_contact_points``) on a day at least N days before the run's day
+   (``bad since`` + N <= D: on day N it holds, on day N-1 not yet); and no message to the customer was
+   sent, delivered or is still under way in the N days before D (one that went through proves the
+   customer reachable; one whose outcome is not known yet is not counted as failed). A customer with
+   neither a phone nor an e-mail on file is unreachable. Letters are not counted: the store learns
+   little of a letter's fate.
+6. Of one run's messages to one contact (several accounts, several actions), only the first goes
+   (priority, then key): a contact hears from us once a day at most.
+
+Then the governor decides the rest as for any message (``engine/governor.py``), with two differences:
+the contact hours are the **contact's** (``timezone``, the customer's when empty), and only the holds
+that stop contact with the customer as a whole apply (a dispute, a not-mine claim, bankruptcy,
+deceased, a promise, a plan, an opt-out of all contact); a customer's opt-out of one channel, or missing
+consent to it, is about the customer's own phone or mailbox, not the contact's. A ``deceased`` hold
+suppresses location requests too: asking someone to have a dead person call back is no use and hurts;
+a message to the estate is another kind, not built here. The daily cap counts a contact's messages for
+the contact, not for the customer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import zoneinfo
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import Connection, Engine, insert, select
+
+from duecourse.bootstrap import App
+from duecourse.domain.errors import Problem, ProblemsError
+from duecourse.io.rows import read_rows
+from duecourse.store import outbox as store
+from duecourse.store.frames import append_in, read_frame
+from duecourse.store.tables import customers, third_parties, third_party_stops
+
+MAX_PROBLEMS = 1000
+RELATIONS: tuple[str, ...] = ("emergency", "family", "employer", "reference")
+LOCALES: tuple[str, ...] = ("zh-CN", "en-US", "en-GB")
+COLUMNS = ("contact_id", "customer_id", "relation", "name")
+OPTIONAL = ("phone", "email", "locale", "timezone", "agreed_on")
+STORED: dict[str, pl.DataType] = {
+    "contact_id": pl.String(),
+    "customer_id": pl.String(),
+    "relation": pl.String(),
+    "name": pl.String(),
+    "phone": pl.String(),
+    "email": pl.String(),
+    "locale": pl.String(),
+    "timezone": pl.String(),
+    "agreed_on": pl.Date(),
+}
+_PHONE = re.compile(r"\+[1-9][0-9]{6,14}")  # E.164, as the customers' import checks it
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_ID = re.compile(r"[!-~]+")  # printable ASCII without spaces
+MAX_TEXT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ContactsImported:
+    """What an import of contacts did: contacts added, contacts already there (the same)."""
+
+    file: str
+    rows: int
+    added: int
+    unchanged: int
+
+
+def link_subject(contact_id: str) -> str:
+    """What a contact's opt-out link signs: an opaque hash of the contact id (no personal data in a URL)."""
+    return "tp-" + hashlib.sha256(f"contact|{contact_id}".encode()).hexdigest()[:24]
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def read_file(path: Path, known: set[str] | None) -> pl.DataFrame:
+    """The contacts of a contacts file (``STORED`` and its ``row``), every problem raised at once;
+    ``known``: the customer ids the store holds (None: not checked)."""
+    file = str(path)
+    header, data = read_rows(path)
+    problems = [
+        Problem("import.missing_column", f"the header has no {name} column", f"{file}:1")
+        for name in COLUMNS
+        if name not in header
+    ]
+    problems += [
+        Problem(
+            "import.unexpected_column", f"{name!r} is not a column of a contacts file", f"{file}:1:{name}"
+        )
+        for name in header
+        if name not in COLUMNS + OPTIONAL
+    ]
+    problems += [
+        Problem("import.repeated_column", "the column is there twice", f"{file}:1:{h}")
+        for h in sorted({h for h in header if header.count(h) > 1})
+    ]
+    if problems:
+        raise ProblemsError(problems)
+    at = {name: header.index(name) for name in header}
+    rows: list[tuple[object, ...]] = []
+    seen: dict[str, int] = {}
+    for number, row in data:
+        if len(row) > len(header):
+            problems.append(
+                Problem("import.extra_cells", "the row has more cells than the header", f"{file}:{number}")
+            )
+            continue
+        cells = row + [""] * (len(header) - len(row))
+
+        def cell(name: str, cells: list[str] = cells) -> str:
+            return cells[at[name]].strip() if name in at else ""
+
+        def where(name: str, number: int = number) -> str:
+            return f"{file}:{number}:{name}"
+
+        def bad(code: str, message: str, column: str) -> None:
+            problems.append(Problem(code, message, where(column)))
+
+        before = len(problems)
+        contact, customer, relation = cell("contact_id"), cell("customer_id"), cell("relation")
+        name, phone, email = cell("name"), cell("phone"), cell("email")
+        locale, zone, agreed = cell("locale"), cell("timezone"), cell("agreed_on")
+        if not contact:
+            bad("import.missing_value", "contact_id is empty", "contact_id")
+        elif not _ID.fullmatch(contact) or "|" in contact or len(contact) > MAX_TEXT:
+            bad("import.bad_value", "contact_id must be printable ASCII without spaces or '|'", "contact_id")
+        if not customer:
+            bad("import.missing_value", "customer_id is empty", "customer_id")
+        elif known is not None and customer not in known:
+            bad("import.unknown_customer", f"customer {customer} is not in the store", "customer_id")
+        if relation not in RELATIONS:
+            bad(
+                "import.bad_value",
+                f"relation must be one of {', '.join(RELATIONS)}, not {relation!r}",
+                "relation",
+            )
+        if not name:
+            bad("import.missing_value", "name is empty", "name")
+        elif len(name) > MAX_TEXT or any(ord(c) < 32 for c in name):
+            bad("import.bad_text", f"name must be at most {MAX_TEXT} characters of text", "name")
+        if phone and not _PHONE.fullmatch(phone):
+            bad(
+                "import.bad_phone",
+                f"{phone!r} is not an E.164 phone number ('+', country code and number, like +8613800138000)",
+                "phone",
+            )
+        if email and not _EMAIL.fullmatch(email):
+            bad("import.bad_email", f"{email!r} does not look like an e-mail address", "email")
+        if not phone and not email:
+            bad("import.missing_value", "a contact needs a phone or an e-mail (both are empty)", "phone")
+        if locale and locale not in LOCALES:
+            bad(
+                "import.bad_value",
+                f"locale must be one of {', '.join(LOCALES)} or empty, not {locale!r}",
+                "locale",
+            )
+        if zone and zone not in _zones():
+            bad(
+                "import.unknown_timezone",
+                f"unknown time zone {zone!r} (expected an IANA name like Asia/Shanghai, or empty)",
+                "timezone",
+            )
+        day: dt.date | None = None
+        if agreed:
+            try:
+                day = dt.date.fromisoformat(agreed) if len(agreed) == 10 else None
+            except ValueError:
+                day = None
+            if day is None:
+                bad(
+                    "import.bad_date",
+                    f"agreed_on must be a date as YYYY-MM-DD or empty, not {agreed!r}",
+                    "agreed_on",
+                )
+        if len(problems) > before:
+            if len(problems) >= MAX_PROBLEMS:
+                break
+            continue
+        if contact in seen:
+            bad("import.repeated_key", f"contact {contact} is on row {seen[contact]} already", "contact_id")
+            continue
+        seen[contact] = number
+        rows.append((contact, customer, relation, name, phone, email, locale, zone, day, number))
+    if problems:
+        raise ProblemsError(problems[:MAX_PROBLEMS])
+    return pl.DataFrame(rows, schema=STORED | {"row": pl.Int64()}, orient="row")
+
+
+def import_contacts(app: App, path: Path, now: dt.datetime) -> ContactsImported:
+    """Import a contacts file, all or nothing (see the module's text)."""
+    known = set(read_frame(app.engine, select(customers.c.customer_id))["customer_id"].to_list())
+    frame = read_file(path, known)
+    with store.write_transaction(app.engine) as connection:
+        ids = frame["contact_id"].to_list()
+        stored_rows: list[dict[str, object]] = []
+        for start in range(0, len(ids), 500):
+            query = select(*(third_parties.c[name] for name in STORED)).where(
+                third_parties.c.contact_id.in_(ids[start : start + 500])
+            )
+            stored_rows += [dict(r._mapping) for r in connection.execute(query)]
+        stored = pl.DataFrame(stored_rows, schema=STORED)
+        both = frame.join(stored, on="contact_id", how="left", suffix="_stored")
+        compared = [name for name in STORED if name != "contact_id"]
+        differs = pl.any_horizontal([pl.col(n).ne_missing(pl.col(f"{n}_stored")) for n in compared])
+        changed = both.filter(pl.col("customer_id_stored").is_not_null() & differs)
+        if changed.height:
+            problems = []
+            for r in changed.head(MAX_PROBLEMS).iter_rows(named=True):
+                column = next(n for n in compared if r[n] != r[f"{n}_stored"])
+                problems.append(
+                    Problem(
+                        "import.changed_value",
+                        f"contact {r['contact_id']} is stored already with another {column} "
+                        f"({r[f'{column}_stored']!r}); a changed contact needs a new contact_id",
+                        f"{path}:{r['row']}:{column}",
+                    )
+                )
+            raise ProblemsError(problems)
+        new = both.filter(pl.col("customer_id_stored").is_null()).select(list(STORED))
+        new = new.with_columns(
+            pl.col("contact_id").map_elements(link_subject, return_dtype=pl.String()).alias("link_subject"),
+            pl.lit(now).alias("imported_at"),
+        )
+        append_in(connection, "third_parties", new)
+    return ContactsImported(str(path), frame.height, new.height, frame.height - new.height)
+
+
+# ---------------------------------------------------------------- stops
+
+
+def stop_contacts(connection: Connection, contact_ids: Iterable[str], now: dt.datetime, how: str) -> int:
+    """Record, within the caller's transaction, that these contacts asked to hear no more (a contact
+    stopped already keeps its first record); the number newly stopped."""
+    wanted = sorted(set(contact_ids))
+    if not wanted:
+        return 0
+    have = set(
+        connection.execute(
+            select(third_party_stops.c.contact_id).where(third_party_stops.c.contact_id.in_(wanted))
+        ).scalars()
+    )
+    fresh = [c for c in wanted if c not in have]
+    if fresh:
+        connection.execute(
+            insert(third_party_stops), [{"contact_id": c, "stopped_at": now, "how": how} for c in fresh]
+        )
+    return len(fresh)
+
+
+def stop_by_sender(
+    connection: Connection, senders: Sequence[str], channel: str, now: dt.datetime, how: str
+) -> int:
+    """The contacts whose phone (sms) or e-mail sent an opt-out: stopped for good; the number stopped."""
+    column = third_parties.c.phone if channel == "sms" else third_parties.c.email
+    wanted = sorted({s for s in senders if s})
+    if not wanted:
+        return 0
+    found = connection.execute(select(third_parties.c.contact_id).where(column.in_(wanted))).scalars().all()
+    return stop_contacts(connection, found, now, how)
+
+
+def stop_by_link(app: App, subject: str, now: dt.datetime) -> int:
+    """The contact whose opt-out link was followed (``link_subject``): stopped; the number stopped (0: the
+    contact was stopped already, or the link names no contact)."""
+    with store.write_transaction(app.engine) as connection:
+        found = (
+            connection.execute(
+                select(third_parties.c.contact_id).where(third_parties.c.link_subject == subject)
+            )
+            .scalars()
+            .all()
+        )
+        return stop_contacts(connection, found, now, "followed the opt-out link")
+
+
+def stopped(connection: Connection, contact_ids: Iterable[str]) -> set[str]:
+    """Which of these contacts asked to hear no more."""
+    wanted = sorted(set(contact_ids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        query = select(third_party_stops.c.contact_id).where(
+            third_party_stops.c.contact_id.in_(wanted[start : start + 500])
+        )
+        found |= set(connection.execute(query).scalars())
+    return found
+
+
+def contacts_of(engine: Engine, customer_ids: Iterable[str] | None = None) -> pl.DataFrame:
+    """The stored contacts (``STORED``), of these customers when given."""
+    query = select(*(third_parties.c[name] for name in STORED))
+    if customer_ids is not None:
+        query = query.where(third_parties.c.customer_id.in_(sorted(set(customer_ids))))
+    return read_frame(engine, query.order_by(third_parties.c.contact_id), schema=STORED)
