@@ -32,7 +32,17 @@ from duecourse.domain.calendar import KNOWN_CODES as CALENDARS
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.model import COMPONENTS, JURISDICTIONS
 from duecourse.domain.money import CURRENCIES, MoneyError, quantum, to_decimal
-from duecourse.domain.strategy import ACTION_CHANNELS, TASK_CHANNEL, TASK_KINDS, Action, Experiment, Variant
+from duecourse.domain.strategy import (
+    ACTION_CHANNELS,
+    ACTION_TO,
+    CONTACT_CHANNELS,
+    CONTACT_KINDS,
+    TASK_CHANNEL,
+    TASK_KINDS,
+    Action,
+    Experiment,
+    Variant,
+)
 from duecourse.domain.terms import (
     ATTRIBUTE_KINDS,
     ATTRIBUTE_LIMIT,
@@ -92,6 +102,7 @@ GOVERNOR_KEYS = (
     "limitation_years",
     "limitation_restarts_on_payment",
     "consent_required",
+    "third_party_contact_in",
 )
 # The regions of US customers a limitation period is set for: the states, DC and the territories (USPS).
 US_REGIONS = frozenset(
@@ -159,6 +170,9 @@ class GovernorSettings:
             institution's counsel says; none by default: where a payment does not revive the debt's time to
             sue, as in New York for consumer credit, counting from the payment would open a legal review of
             a debt already time-barred).
+        third_party_contact_in: the jurisdictions whose pack forbids contacting third parties the customer
+            named (the UK: UK-CONC-04) where the institution, on its counsel's advice, contacts them all
+            the same, under the pack's other rules (``services/third_parties.py``); none by default.
     """
 
     daily_contacts_per_customer: int = 1
@@ -167,6 +181,7 @@ class GovernorSettings:
     limitation_years: Mapping[str, int] = field(default_factory=dict)
     limitation_restarts_on_payment: tuple[str, ...] = ()
     consent_required: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    third_party_contact_in: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -1555,6 +1570,7 @@ ACTION_KEYS = (
     "fallback",
     "experiment",
     "variants",
+    "to",
 )
 EXPERIMENT_KEYS = ("name", "stages", "variants")
 PRE_DUE_KEYS = ("name", "channel", "kind", "offset_days", "at", "fallback")
@@ -1617,7 +1633,25 @@ def _action(
     else:
         _keys(check, table, path, ACTION_KEYS, ("channel", "kind"))
     channel = _choice(check, table, "channel", path, ACTION_CHANNELS)
-    kind = _choice(check, table, "kind", path, (*LETTER_KINDS, *TASK_KINDS))
+    kind = _choice(check, table, "kind", path, (*LETTER_KINDS, *TASK_KINDS, *CONTACT_KINDS))
+    to = _choice(check, table, "to", path, ACTION_TO) if "to" in table else "customer"
+    if to == "contact":
+        if channel is not None and channel not in CONTACT_CHANNELS:
+            message = f"a third party is contacted by {' or '.join(CONTACT_CHANNELS)} only, not {channel}"
+            check.add("config.bad_value", message, path + ("channel",))
+        if kind is not None and kind not in CONTACT_KINDS:
+            message = (
+                f"a third party gets {', '.join(CONTACT_KINDS)} only, never {kind}: nothing about the debt "
+                "goes to anyone but the customer (US-3P-01, CN-COL-07 Art 18, UK-CONC-04)"
+            )
+            check.add("config.bad_value", message, path + ("kind",))
+        for key in ("fallback", "experiment"):
+            if key in table:
+                message = f'an action to = "contact" has no {key}'
+                check.add("config.bad_value", message, path + (key,))
+    elif to == "customer" and kind in CONTACT_KINDS:
+        message = f'{kind} is written for a third party the customer named: add to = "contact"'
+        check.add("config.bad_value", message, path + ("kind",))
     if channel == TASK_CHANNEL and kind is not None and kind not in TASK_KINDS:
         message = f"a task is one of {', '.join(TASK_KINDS)}, not {kind} (a message needs a message channel)"
         check.add("config.bad_value", message, path + ("kind",))
@@ -1701,7 +1735,7 @@ def _action(
             "an action of an experiment names both experiment and variants (the arms that get it)",
             path,
         )
-    if channel in ("email", "sms", "push") and kind is not None:
+    if channel in ("email", "sms", "push") and kind is not None and kind not in CONTACT_KINDS:
         _check_words(check, channel, kind, path)
     for used in ([channel] if channel and channel != TASK_CHANNEL else []) + fallback:
         if CARRIER[used] not in channels:
@@ -1728,6 +1762,7 @@ def _action(
         fallback=tuple(fallback),
         experiment=experiment,
         variants=variants,
+        to=to or "customer",
     )
 
 
@@ -1927,7 +1962,18 @@ def _governor(check: _Check, data: Mapping[str, Any], products: set[str]) -> Gov
         limitation_years=_limitation_years(check, table, path),
         limitation_restarts_on_payment=restarts,
         consent_required=_consent_required(check, table, path),
+        third_party_contact_in=_jurisdictions(check, table, "third_party_contact_in", path),
     )
+
+
+def _jurisdictions(check: _Check, table: Mapping[str, Any], key: str, path: KeyPath) -> tuple[str, ...]:
+    """A list of jurisdictions (``["UK"]``); absent: none."""
+    raw = table.get(key, [])
+    if not isinstance(raw, list) or not all(isinstance(j, str) and j in JURISDICTIONS for j in raw):
+        message = f"{key} must be a list of jurisdictions among {', '.join(JURISDICTIONS)}, not {_show(raw)}"
+        check.add("config.bad_value", message, path + (key,))
+        return ()
+    return tuple(sorted(set(raw)))
 
 
 CONSENT_CHANNELS = ("email", "sms", "push", "call")

@@ -21,7 +21,7 @@ from duecourse.config import (
     load_config,
 )
 from duecourse.domain.errors import ProblemsError
-from duecourse.domain.strategy import TASK_KINDS, Action
+from duecourse.domain.strategy import CONTACT_KINDS, TASK_KINDS, Action
 from duecourse.domain.terms import Bucket, LateFee, Stage
 from duecourse.letters.kinds import KINDS
 
@@ -677,7 +677,7 @@ def test_every_problem_of_actions_and_channels_is_reported_at_its_line(in_tmp: P
         "duecourse.toml:12: the action sends by sms, but there is no [channels.sms] table: "
         "configure the channel or remove the action",
         "duecourse.toml:17: kind must be one of "
-        + ", ".join(f'"{k}"' for k in (*KINDS, *TASK_KINDS))
+        + ", ".join(f'"{k}"' for k in (*KINDS, *TASK_KINDS, *CONTACT_KINDS))
         + ', not "overdue_remider"; did you mean "overdue_reminder"?',
         "duecourse.toml:18: max_times above 1 needs repeat_every_days",
     ]
@@ -831,3 +831,56 @@ def test_key_lines_find_every_key_of_the_shipped_files(name: str) -> None:
 @given(st.text(alphabet="[]{}=\"'#.,\n ab1\\", max_size=60))
 def test_key_lines_end_on_any_text(text: str) -> None:
     assert KeyLines(text).line(("a", "b", 0)) >= 1
+
+
+def test_an_action_to_a_third_party_is_checked_at_its_line(in_tmp: Path) -> None:
+    found = problems(
+        """
+        [channels.sms]
+        gateway = "files"
+        dir = "sms"
+
+        [channels.post]
+        dir = "print"
+
+        [governor]
+        third_party_contact_in = ["UK", "FR"]
+
+        [[strategy.stages]]
+        name = "late"
+        min_days_past_due = 60
+          [[strategy.stages.actions]]
+          channel = "letter"
+          kind = "location_request"
+          to = "contact"
+          [[strategy.stages.actions]]
+          channel = "sms"
+          kind = "overdue_reminder"
+          to = "contact"
+          fallback = ["letter"]
+          [[strategy.stages.actions]]
+          channel = "sms"
+          kind = "location_request"
+          [[strategy.stages.actions]]
+          channel = "sms"
+          kind = "location_request"
+          to = "neighbour"
+          [[strategy.stages.actions]]
+          name = "ask"
+          channel = "sms"
+          kind = "location_request"
+          to = "contact"
+        """,
+        stage=False,
+    )
+    assert found == [
+        "duecourse.toml:15: a third party is contacted by sms or email only, not letter",
+        "duecourse.toml:20: a third party gets location_request only, never overdue_reminder: "
+        "nothing about the debt goes to anyone but the customer (US-3P-01, CN-COL-07 Art 18, UK-CONC-04)",
+        'duecourse.toml:22: an action to = "contact" has no fallback',
+        "duecourse.toml:25: location_request is written for a third party the customer named: "
+        'add to = "contact"',
+        'duecourse.toml:29: to must be one of "customer", "contact", not "neighbour"',
+        "duecourse.toml:9: third_party_contact_in must be a list of jurisdictions among CN, US, UK, "
+        "not an array",
+    ]

@@ -63,6 +63,7 @@ from jinja2 import meta
 
 from duecourse.config import Config, load_config
 from duecourse.domain import delinquency
+from duecourse.domain.strategy import CONTACT_CHANNELS, CONTACT_KINDS
 from duecourse.letters import KindNotUsed, LetterError, TemplateError
 from duecourse.letters.data import letter_data
 from duecourse.letters.kinds import (
@@ -102,6 +103,28 @@ OPT_OUT_KEYWORDS = {"zh-CN": "TD", "en-US": "STOP", "en-GB": "STOP"}
 LINK_FIELDS: Schema = {"links": {"portal_url": LEAF, "opt_out_url": LEAF, "opt_out_sms": LEAF}}
 # E-mail templates also get the rendered subject (the HTML title and heading).
 MESSAGE_FIELDS: Schema = {**LINK_FIELDS, "subject": LEAF}
+# What a message to a third party the customer named (``CONTACT_KINDS``) is made from: whom it is for,
+# whom to pass the request on to, who asks, and the contact's own opt-out. No account, no amount, no
+# date, no portal link (it would lead to the customer's account): a template for a contact cannot
+# name the debt from the data, and the lint refuses words about it (``reveals.contact``).
+CONTACT_FIELDS: Schema = {
+    "kind": LEAF,
+    "locale": LEAF,
+    "jurisdiction": LEAF,
+    "contact": {"name": LEAF, "relation": LEAF},
+    "customer": {"name": LEAF},
+    "issuer": {"legal_name": LEAF, "hotline": LEAF, "hours": LEAF, "website": LEAF},
+}
+CONTACT_LINK_FIELDS: Schema = {"links": {"opt_out_url": LEAF, "opt_out_sms": LEAF}}
+
+
+def _schema_of(kind: str) -> Schema:
+    """The fields of ``kind``'s data: a letter kind's, or a contact kind's (``CONTACT_FIELDS``)."""
+    return dict(CONTACT_FIELDS) if kind in CONTACT_KINDS else schema_for(KINDS[kind])
+
+
+def _links_of(kind: str) -> Schema:
+    return CONTACT_LINK_FIELDS if kind in CONTACT_KINDS else LINK_FIELDS
 
 
 class ContentError(LetterError):
@@ -264,8 +287,8 @@ def _load_previews(
     previews: dict[tuple[str, str, str], Preview] = {}
     problems: list[FieldProblem] = []
     for kind, table in document.items():
-        if kind not in KINDS or not isinstance(table, dict):
-            problems.append(FieldProblem(name, 1, f"[{kind}] is not a letter kind"))
+        if (kind not in KINDS and kind not in CONTACT_KINDS) or not isinstance(table, dict):
+            problems.append(FieldProblem(name, 1, f"[{kind}] is not a letter kind or a contact kind"))
             continue
         for key, source in table.items():
             line = _toml_line(text, kind, key)
@@ -274,7 +297,7 @@ def _load_previews(
                 problems.append(FieldProblem(name, line, f"{kind}.{key}: not one of {known} as text"))
                 continue
             declared.add((locale, kind, key))
-            found = check_fields(source, name, {**schema_for(KINDS[kind]), **LINK_FIELDS}, env)
+            found = check_fields(source, name, {**_schema_of(kind), **_links_of(kind)}, env)
             problems += [FieldProblem(name, line + p.line - 1, f"{kind}.{key}: {p.message}") for p in found]
             if not found:
                 previews[(locale, kind, key)] = Preview(name, line, source, env.from_string(source))
@@ -291,6 +314,8 @@ def _file_schema(name: str, path: Path, base: Path) -> Schema | str:
         return f"not a message template: KIND.{{{','.join(FILE_PARTS)}}}.j2"
     if stem in KINDS:
         return {**schema_for(KINDS[stem]), **MESSAGE_FIELDS}
+    if stem in CONTACT_KINDS:
+        return {**CONTACT_FIELDS, **CONTACT_LINK_FIELDS, "subject": LEAF}
     if stem.startswith("_"):
         return {**COMMON_FIELDS, **MESSAGE_FIELDS}  # shared by every kind: only what every kind has
     return f"{stem} is not a letter kind or a part (_NAME)"
@@ -348,7 +373,7 @@ def _incomplete(templates: ContentTemplates, declared: set[tuple[str, str, str]]
 
     out = []
     for locale in LOCALES:
-        for kind in KINDS:
+        for kind in (*KINDS, *CONTACT_KINDS):
             for channel, parts in NEEDS.items():
                 present = [p for p in parts if there(kind, locale, p)]
                 if present and len(present) < len(parts):
@@ -375,6 +400,8 @@ def _context(kind: str, locale: str, data: Mapping[str, Any], links: Links) -> d
         raise ContentError(
             f"the data is for {data.get('kind')} in {data.get('locale')}, not {kind} in {locale}"
         )
+    if kind in CONTACT_KINDS:
+        return {**data, "links": {"opt_out_url": links.opt_out_url, "opt_out_sms": links.opt_out_sms}}
     check_used(kind_named(kind), str(data.get("jurisdiction", "")))
     portal = data.get("portal")
     signed = str(portal.get("url", "")) if isinstance(portal, Mapping) else ""
@@ -545,6 +572,60 @@ def sample_data(config: Config, kind: str, locale: str) -> dict[str, Any]:
         letter_date=sample.letter_date,
         inputs=sample.inputs,
         itemization=snap_at(snap.oldest_unpaid_due_date) if snap.oldest_unpaid_due_date else None,
+    )
+
+
+def contact_data(
+    kind: str,
+    locale: str,
+    jurisdiction: str,
+    *,
+    contact_name: str,
+    relation: str,
+    customer_name: str,
+    issuer: Issuer,
+) -> dict[str, Any]:
+    """The data of a message to a third party the customer named (``CONTACT_FIELDS``, nothing more)."""
+    if kind not in CONTACT_KINDS:
+        raise ContentError(f"{kind} is not a kind for third parties ({', '.join(CONTACT_KINDS)})")
+    return {
+        "kind": kind,
+        "locale": locale,
+        "jurisdiction": jurisdiction,
+        "contact": {"name": contact_name, "relation": relation},
+        "customer": {"name": customer_name},
+        "issuer": {
+            "legal_name": issuer.legal_name,
+            "hotline": issuer.hotline,
+            "hours": issuer.hours,
+            "website": issuer.website,
+        },
+    }
+
+
+# The sample contact the lint renders a contact kind for, per locale.
+_SAMPLE_CONTACTS = {
+    "zh-CN": ("李雷", "王芳"),
+    "en-US": ("John Doe", "Jane Roe"),
+    "en-GB": ("John Smith", "Jane Roe"),
+}
+
+
+def sample_contact_data(config: Config, kind: str, locale: str) -> dict[str, Any]:
+    """The data of ``kind`` for a sample contact of a sample customer of ``locale``'s jurisdiction."""
+    jurisdiction = JURISDICTION_OF[locale]
+    issuer = config.issuers.get(jurisdiction)
+    if issuer is None:
+        raise LetterError(f"no [issuer.{jurisdiction}] in the configuration")
+    contact, customer = _SAMPLE_CONTACTS[locale]
+    return contact_data(
+        kind,
+        locale,
+        jurisdiction,
+        contact_name=contact,
+        relation="emergency",
+        customer_name=customer,
+        issuer=issuer,
     )
 
 
@@ -852,11 +933,101 @@ class _Linter:
             out.append(Finding(p.file, p.line, "push.url", f"the push opens {payload['url']}, not {wanted}"))
         return out
 
+    def contact_reveals(self, name: str, text: str, what: str) -> list[Finding]:
+        """A message to a third party must not tell the debt: no word about owing, paying, an account or
+        collection, no amount (``reveals.contact``; US-3P-01, CN-COL-07 Art 18, UK-CONC-04)."""
+        out = []
+        for found in _reveals(text, self.lists["reveals"]["contact"][self.locale]):
+            part, line = self.where(name, re.escape(found)) if name.endswith(".j2") else (name, 1)
+            message = (
+                f"the {what} to a third party reveals the debt with '{found}' "
+                "(US-3P-01, CN-COL-07 Art 18, UK-CONC-04: never disclose the debt to a third party)"
+            )
+            out.append(Finding(part, line, "contact.reveals", message))
+        return out
+
+    def contact(self, kind: str) -> list[Finding]:
+        """A contact kind: in every locale, by text and e-mail, what it must say and nothing of the debt."""
+        out: list[Finding] = []
+        missing = [c for c in CONTACT_CHANNELS if not self.t.has(kind, self.locale, c)]
+        for channel in missing:
+            part = next(p for p in NEEDS[channel] if not self.t.exists(kind, self.locale, p))
+            message = f"{kind} is sent to third parties by {channel}: its templates are missing"
+            out.append(Finding(self.part_name(kind, part), 1, "template.missing", message))
+        if len(missing) == len(CONTACT_CHANNELS):
+            return out
+        try:
+            data = sample_contact_data(self.config, kind, self.locale)
+        except LetterError as exc:
+            return [*out, Finding(f"{self.locale}/{kind}", 1, "template.error", str(exc))]
+        issuer = self.config.issuers[self.jurisdiction]
+        links = sample_links(issuer, self.locale)
+        jurisdiction = self.jurisdiction
+        if "sms" not in missing:
+            name = self.t.file_name(kind, self.locale, "sms")
+            try:
+                text = sms_text(kind, self.locale, data, links, templates=self.t)
+            except LetterError as exc:
+                return [*out, Finding(name, 1, "template.error", str(exc))]
+            context = _context(kind, self.locale, data, links)
+            from duecourse.channels.sms import sms_encoding
+
+            for element in _required("contact_sms", kind, jurisdiction):
+                lost = _missing(element, context, self.locale, text)
+                if lost:
+                    what = self.lists["elements"][element]["what"]
+                    message = f"{element} ({what}) is missing: no {', '.join(lost)}"
+                    out.append(Finding(name, 1, "element.missing", message))
+            sent = sms_encoding(text)
+            limit = int(self.lists["limits"]["sms_segments"])
+            if sent.segments > limit:
+                message = (
+                    f"{sent.segments} {sent.encoding} segments (limit {limit}), {sent.units} units: {text!r}"
+                )
+                out.append(Finding(name, 1, "sms.segments", message))
+            out += self.contact_reveals(name, text, "text message") + self.words(name, text)
+        if "email" not in missing:
+            txt = self.t.file_name(kind, self.locale, "email.txt")
+            html = self.t.file_name(kind, self.locale, "email.html")
+            try:
+                content = email_content(kind, self.locale, data, links, templates=self.t)
+            except LetterError as exc:
+                return [*out, Finding(txt, 1, "template.error", str(exc))]
+            context = {**_context(kind, self.locale, data, links), "subject": content.subject}
+            reader = read_html(content.html)
+            shown = reader.text()
+            p = self.t.previews[(self.locale, kind, "subject")]
+            out += self.contact_reveals(p.file, content.subject, "e-mail subject")
+            out += self.contact_reveals(txt, content.text, "e-mail") + self.contact_reveals(
+                html, shown, "e-mail"
+            )
+            for part, said in ((txt, content.text), (html, "\n".join([shown, *reader.hrefs]))):
+                for element in _required("contact_email", kind, jurisdiction):
+                    lost = _missing(element, context, self.locale, said)
+                    if lost:
+                        what = self.lists["elements"][element]["what"]
+                        message = f"{element} ({what}) is missing: no {', '.join(lost)}"
+                        out.append(Finding(part, 1, "element.missing", message))
+            out += self.words(txt, content.text) + self.words(html, shown)
+            if reader.lang != self.locale:
+                out.append(
+                    Finding(html, 1, "html.lang", f"<html lang> is {reader.lang!r}, not {self.locale!r}")
+                )
+            if reader.scripts:
+                out.append(Finding(html, 1, "html.script", "a script in an e-mail"))
+            if links.opt_out_url not in reader.hrefs:
+                message = f"no link to the opt-out {links.opt_out_url} (12 CFR 1006.6(e), US-ELEC-01)"
+                out.append(Finding(html, 1, "html.opt_out", message))
+        return out
+
     def run(self, kinds: Iterable[str]) -> list[Finding]:
         out: list[Finding] = []
         coverage = self.lists["coverage"]
         issuer = self.config.issuers.get(self.jurisdiction)
         for kind in kinds:
+            if kind in CONTACT_KINDS:
+                out += self.contact(kind)
+                continue
             if self.jurisdiction not in KINDS[kind].jurisdictions:
                 continue
             for channel in CONTENT_CHANNELS:
@@ -903,5 +1074,5 @@ def lint_content(
     config = config or load_config(None)
     findings = [Finding(p.template, p.line, "template.field", p.message) for p in templates.problems]
     for locale in locales or LOCALES:
-        findings += _Linter(templates, config, locale).run(kinds or KINDS)
+        findings += _Linter(templates, config, locale).run(kinds or (*KINDS, *CONTACT_KINDS))
     return sorted(set(findings))

@@ -22,6 +22,12 @@ ACTION_CHANNELS: tuple[str, ...] = ("letter", "email", "sms", "push", "task")
 # are listed by ``duecourse export tasks``.
 TASK_CHANNEL = "task"
 TASK_KINDS: tuple[str, ...] = ("agency_placement", "charge_off_review", "credit_report", "legal_review")
+# Whom an action addresses: the customer, or each third party the customer named (``to = "contact"``:
+# ``services/third_parties.py``), by text or e-mail only, with a kind written for them, which never
+# mentions the debt.
+ACTION_TO: tuple[str, ...] = ("customer", "contact")
+CONTACT_CHANNELS: tuple[str, ...] = ("sms", "email")
+CONTACT_KINDS: tuple[str, ...] = ("location_request",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,8 @@ class Action:
         fallback: the channels to try, in order, when this channel fails for good (e-mail bounced → letter).
         experiment: the experiment whose variants this action belongs to (``None``: every account).
         variants: the variants of ``experiment`` whose accounts get this action.
+        to: ``customer``, or ``contact``: each third party the customer named (a ``CONTACT_KINDS``
+            message by ``CONTACT_CHANNELS``, where the jurisdiction's rules allow it).
     """
 
     stage: str
@@ -54,6 +62,7 @@ class Action:
     fallback: tuple[str, ...] = ()
     experiment: str | None = None
     variants: tuple[str, ...] = ()
+    to: str = "customer"
 
     def occurrence_on_or_before(self, entered_on: dt.date, day: dt.date) -> dt.date | None:
         """The latest day on or before ``day`` on which this action falls, or None."""

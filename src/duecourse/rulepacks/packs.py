@@ -435,3 +435,65 @@ def governor_pack(jurisdiction: str) -> GovernorPack:
         call_quiet=call_quiet(jurisdiction),
         daily_cap=daily_cap(jurisdiction),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ThirdPartyRules:
+    """When a third party the customer named may be contacted (``[third_parties]``,
+    ``services/third_parties.py``).
+
+    Attributes:
+        allowed: whether the jurisdiction lets the institution contact third parties at all (the UK does
+            not: UK-CONC-04; ``[governor] third_party_contact_in`` opens it).
+        unreachable_days: N: the customer's contact points must have been found bad (or be missing) at
+            least N days before, and nothing sent to the customer gone through in those days.
+        once: at most one communication with a contact, ever (US-3P-01, 12 CFR 1006.10(b)(3)).
+    """
+
+    jurisdiction: str
+    allowed: bool
+    rule: str
+    citation: str
+    unreachable_days: int
+    unreachable_rule: str
+    unreachable_citation: str
+    refused_rule: str
+    refused_citation: str
+    once: bool
+    once_rule: str
+    once_citation: str
+    frequency_rule: str
+    frequency_citation: str
+
+
+@functools.cache
+def third_party_rules(jurisdiction: str) -> ThirdPartyRules:
+    """The ``[third_parties]`` of the jurisdiction's pack (every pack says, even to forbid it)."""
+    reader = _Reader(jurisdiction)
+    table = _pack(jurisdiction).get("third_parties")
+    where = "[third_parties]"
+    if not isinstance(table, dict):
+        raise RulePackError(f"{reader.file} {where}: must be a table")
+    allowed, once = table.get("allowed"), table.get("once")
+    if not isinstance(allowed, bool):
+        reader.problem(where, "allowed must be true or false")
+    if not isinstance(once, bool):
+        reader.problem(where, "once must be true or false")
+    rules = ThirdPartyRules(
+        jurisdiction=jurisdiction,
+        allowed=allowed is True,
+        rule=reader.text(table, "rule", where),
+        citation=reader.text(table, "citation", where),
+        unreachable_days=reader.positive(table, "unreachable_days", where),
+        unreachable_rule=reader.text(table, "unreachable_rule", where),
+        unreachable_citation=reader.text(table, "unreachable_citation", where),
+        refused_rule=reader.text(table, "refused_rule", where),
+        refused_citation=reader.text(table, "refused_citation", where),
+        once=once is True,
+        once_rule=reader.text(table, "once_rule", where) if once is True else "",
+        once_citation=reader.text(table, "once_citation", where) if once is True else "",
+        frequency_rule=reader.text(table, "frequency_rule", where),
+        frequency_citation=reader.text(table, "frequency_citation", where),
+    )
+    reader.done()
+    return rules

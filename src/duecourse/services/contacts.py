@@ -43,7 +43,7 @@ from duecourse.engine import governor
 from duecourse.letters.kinds import KINDS
 from duecourse.letters.settings import Deadline
 from duecourse.rulepacks.packs import contact_hours
-from duecourse.services import tasks
+from duecourse.services import tasks, third_parties
 from duecourse.services.statutory import statutory_parts
 from duecourse.store import outbox as store
 from duecourse.store import repo
@@ -59,6 +59,7 @@ from duecourse.store.tables import (
     snapshots,
     stage_history,
 )
+from duecourse.store.tables import third_parties as third_parties_table
 
 # Outbox states that no longer count as a contact (for the governor's daily caps).
 _NOT_CONTACTS = ("cancelled", "failed")
@@ -100,6 +101,12 @@ def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
             config.letters.deadlines,
             tasks.limits_of(config.governor),
         )
+        third_party_inputs = third_parties.read_inputs(
+            connection,
+            found.filter(pl.col("contact_id") != ""),
+            as_of,
+            config.governor.third_party_contact_in,
+        )
     found, decided = decide_with_fallbacks(
         found,
         holds=context["holds"],
@@ -108,6 +115,7 @@ def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
         as_of=as_of,
         policy=policy_of(config),
         task_inputs=task_inputs,
+        third_party_inputs=third_party_inputs,
     )
     allowed = found.join(
         decided.select("key", "verdict", pl.col("scheduled_at").alias("at")), on="key"
@@ -124,6 +132,7 @@ def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
             scheduled_at=row["at"],
             fallback=tuple(row["fallback"]),
             reason=row["why"],
+            contact_id=row["contact_id"] or "",
         )
         for row in allowed.iter_rows(named=True)
     ]
@@ -150,16 +159,29 @@ def decide(
     as_of: dt.date,
     policy: governor.Policy,
     task_inputs: tasks.TaskInputs | None = None,
+    third_party_inputs: third_parties.ThirdPartyInputs | None = None,
 ) -> pl.DataFrame:
     """The decision (``governor.DECISIONS``) on each of ``found`` (``plan_frame``'s rows): an account in
     an experiment's holdout arm, or a kind its jurisdiction does not use, is suppressed here, saying so;
     the governor decides the rest. Tasks pass the governor as letters do (its holds; no contact hours, no
     daily cap), then their own rules (``services/tasks.py``; ``task_inputs``: what those read, none when
-    not given)."""
+    not given). Messages to third parties the customer named pass their own rules first
+    (``services/third_parties.screen``; ``third_party_inputs``: what those read, none when not given:
+    then no customer is shown unreachable and none goes), then the governor, counted for the contact."""
     held_out = pl.col("holdout").is_not_null()
     usable = found.filter(_kind_used() & ~held_out)
+    to_contact = pl.col("contact_id").fill_null("") != ""
+    screened = pl.DataFrame(schema=governor.DECISIONS)
+    planned = usable.select(*governor.PLANNED, "contact_id")
+    if usable.filter(to_contact).height:
+        known = third_party_inputs or third_parties.ThirdPartyInputs.empty()
+        passed, screened = third_parties.screen(planned.filter(to_contact), known, as_of)
+        passed, copied = third_parties.as_governed(passed, holds)
+        planned = pl.concat([planned.filter(~to_contact), passed])
+        holds = pl.concat([holds, copied])
+        usable = usable.join(screened.select("key"), on="key", how="anti")
     decided = governor.govern(
-        usable.select(list(governor.PLANNED)).with_columns(
+        planned.select(list(governor.PLANNED)).with_columns(
             pl.when(tasks.is_task()).then(pl.lit("letter")).otherwise(pl.col("channel")).alias("channel")
         ),
         holds=holds,
@@ -168,6 +190,8 @@ def decide(
         as_of=as_of,
         policy=policy,
     )
+    if screened.height:
+        decided = pl.concat([decided, screened])
     passed = usable.filter(tasks.is_task()).join(
         decided.filter(pl.col("verdict") != "suppressed").select("key"), on="key", how="semi"
     )
@@ -179,7 +203,7 @@ def decide(
                 tasks.decide_tasks(passed, inputs, as_of),
             ]
         )
-    if usable.height == found.height:
+    if decided.height == found.height:
         return decided
     return pl.concat(
         [
@@ -199,6 +223,7 @@ def decide_with_fallbacks(
     as_of: dt.date,
     policy: governor.Policy,
     task_inputs: tasks.TaskInputs | None = None,
+    third_party_inputs: third_parties.ThirdPartyInputs | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``decide``, then the action's next channel for every message suppressed because its channel is
     closed to the customer (an opt-out, another hold on the channel) while the action has channels left
@@ -214,6 +239,7 @@ def decide_with_fallbacks(
         as_of=as_of,
         policy=policy,
         task_inputs=task_inputs,
+        third_party_inputs=third_party_inputs,
     )
     frames, decisions = [found], [decided]
     for _ in range(max((len(a) for a in found.get_column("fallback").to_list()), default=0)):
@@ -236,7 +262,9 @@ def decide_with_fallbacks(
             on="key",
         )
         if allowed.height:
-            allowed = allowed.with_columns(pl.col("timezones").list.first().alias("timezone"))
+            allowed = allowed.with_columns(
+                pl.col("timezones").list.first().alias("timezone"), governed_customer().alias("customer_id")
+            )
             allowed = allowed.with_columns(local_days(allowed, "at").alias("local_day"))
             contacts = pl.concat([contacts, allowed.select(list(governor.CONTACTS))])
         # The suppressed message says where the action went.
@@ -274,6 +302,7 @@ def decide_with_fallbacks(
             as_of=as_of,
             policy=policy,
             task_inputs=task_inputs,
+            third_party_inputs=third_party_inputs,
         )
         frames.append(found)
         decisions.append(decided)
@@ -281,8 +310,9 @@ def decide_with_fallbacks(
 
 
 def outbox_key() -> pl.Expr:
-    """A planned row's idempotency key: account, stage, action, day and channel (``store/outbox.py``)."""
-    return pl.concat_str(
+    """A planned row's idempotency key: account, stage, action, day and channel, and ``|to:CONTACT`` for
+    a message to a third party the customer named (``store/outbox.message_key``)."""
+    base = pl.concat_str(
         [
             pl.col("account_id"),
             pl.col("stage"),
@@ -291,6 +321,19 @@ def outbox_key() -> pl.Expr:
             pl.col("channel"),
         ],
         separator="|",
+    )
+    contact = pl.col("contact_id").fill_null("")
+    return pl.when(contact != "").then(pl.format("{}|to:{}", base, contact)).otherwise(base)
+
+
+def governed_customer() -> pl.Expr:
+    """Whom the governor counts a row against (its holds, its daily cap): the customer, or for a message
+    to a third party ``"CUSTOMER, contact CONTACT"`` (``third_parties.as_governed``)."""
+    contact = pl.col("contact_id").fill_null("")
+    return (
+        pl.when(contact != "")
+        .then(pl.format("{}, contact {}", pl.col("customer_id"), contact))
+        .otherwise(pl.col("customer_id"))
     )
 
 
@@ -392,7 +435,12 @@ def candidates(
     more = _pre_due_parts(app, as_of, previous, config.terms.deepest()) + statutory_parts(
         app, as_of, previous, config.terms.deepest()
     )
-    return plan_frame(config, rows, as_of, previous, arms=arms, more=more)
+    named = (
+        third_parties.contacts_of(app.engine)
+        if any(action.to == "contact" for action in config.actions)
+        else None
+    )
+    return plan_frame(config, rows, as_of, previous, arms=arms, more=more, contacts=named)
 
 
 def plan_frame(
@@ -404,6 +452,7 @@ def plan_frame(
     arms: pl.DataFrame | None = None,
     extra: Sequence[str] = (),
     more: Sequence[pl.DataFrame] = (),
+    contacts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The stage actions of ``config`` that fall on ``as_of`` for ``rows`` (``account_id, stage,
     customer_id, product_code, timezone, jurisdiction, entered_on`` and the ``extra`` columns, kept), as
@@ -412,7 +461,10 @@ def plan_frame(
 
     ``arms``: each account's arm in each experiment (none: no account is in any). ``more``: rows already
     shaped like the actions' (the reminders before a due date). A ``since`` column (``with_resumed``)
-    counts an account's occurrences after its own day instead of after ``previous``."""
+    counts an account's occurrences after its own day instead of after ``previous``. ``contacts``: the
+    third parties the customers named (``contact_id, customer_id, timezone``; none: an action ``to =
+    "contact"`` falls for nobody): such an action falls once for each of the customer's contacts, in the
+    contact's time zone (the customer's when empty), its key ending in ``|to:CONTACT``."""
     deepest = config.terms.deepest()
     if arms is None:
         arms = pl.DataFrame(schema=ARMS)
@@ -428,6 +480,25 @@ def plan_frame(
             )
             mine = mine.join(chosen.select("account_id", "variant"), on="account_id", how="inner")
             arm = f" for arm {{}} of experiment {action.experiment}"
+        if action.to == "contact":
+            named = contacts if contacts is not None else pl.DataFrame(schema=_NAMED)
+            mine = (
+                mine.join(
+                    named.select("customer_id", "contact_id", pl.col("timezone").alias("_zone")),
+                    on="customer_id",
+                    how="inner",
+                )
+                .with_columns(
+                    pl.when(pl.col("_zone") != "")
+                    .then(pl.col("_zone"))
+                    .otherwise(pl.col("timezone"))
+                    .alias("timezone")
+                )
+                .drop("_zone")
+            )
+            arm += " to contact {}"
+        else:
+            mine = mine.with_columns(pl.lit("").alias("contact_id"))
         if mine.is_empty():
             continue
         since = mine.get_column("since") if "since" in mine.columns else None
@@ -475,7 +546,8 @@ def plan_frame(
                     pl.lit(action.channel),
                     pl.lit(action.kind),
                     when,
-                    *(["variant"] if arm else []),
+                    *(["variant"] if action.experiment is not None else []),
+                    *(["contact_id"] if action.to == "contact" else []),
                 ).alias("why"),
             ).drop("variant", strict=False)
         )
@@ -483,6 +555,11 @@ def plan_frame(
     if not parts:
         return _empty_candidates().with_columns(pl.lit(None, rows.schema[name]).alias(name) for name in extra)
     found = pl.concat(parts, how="diagonal_relaxed")
+    found = found.with_columns(
+        (pl.col("contact_id") if "contact_id" in found.columns else pl.lit(None, pl.String()))
+        .fill_null("")
+        .alias("contact_id")
+    )
     wanted = _wanted_instants(found, as_of)
     return (
         found.join(wanted, on=["timezone", "jurisdiction", "at"], how="left", nulls_equal=True)
@@ -491,7 +568,7 @@ def plan_frame(
             pl.concat_list(pl.col("timezone")).alias("timezones"),
             pl.col("product_code").is_in(sorted(third_party)).alias("third_party"),
         )
-        .select(*governor.PLANNED, "fallback", "why", "holdout", *extra)
+        .select(*governor.PLANNED, "fallback", "why", "holdout", "contact_id", *extra)
         .sort("key")
     )
 
@@ -693,8 +770,16 @@ def _empty_candidates() -> pl.DataFrame:
             "fallback": pl.List(pl.String()),
             "why": pl.String(),
             "holdout": pl.String(),
+            "contact_id": pl.String(),
         }
     )
+
+
+_NAMED: dict[str, pl.DataType] = {
+    "contact_id": pl.String(),
+    "customer_id": pl.String(),
+    "timezone": pl.String(),
+}
 
 
 # ---------------------------------------------------------------- champion/challenger
@@ -823,9 +908,13 @@ def contacts_query(start: dt.datetime, end: dt.datetime) -> Select[Any]:
             outbox.c.key,
             outbox.c.planned_on,
             outbox.c.scheduled_at,
-            customers.c.timezone,
+            func.coalesce(func.nullif(third_parties_table.c.timezone, ""), customers.c.timezone).label(
+                "timezone"
+            ),
+            outbox.c.contact_id,
         )
         .join(customers, customers.c.customer_id == outbox.c.customer_id)
+        .outerjoin(third_parties_table, third_parties_table.c.contact_id == outbox.c.contact_id)
         .where(
             and_(
                 outbox.c.scheduled_at >= start,
@@ -837,9 +926,12 @@ def contacts_query(start: dt.datetime, end: dt.datetime) -> Select[Any]:
 
 
 def contact_frame(read: pl.DataFrame) -> pl.DataFrame:
-    """``contacts_query``'s rows as the governor's ``CONTACTS`` (each on the customer's local day)."""
+    """``contacts_query``'s rows as the governor's ``CONTACTS`` (each on the local day of whom it went to;
+    a message to a third party counted for the contact, ``governed_customer``)."""
     return (
-        read.with_columns(local_days(read, "scheduled_at").alias("local_day"))
+        read.with_columns(
+            local_days(read, "scheduled_at").alias("local_day"), governed_customer().alias("customer_id")
+        )
         .select(list(governor.CONTACTS))
         .cast(pl.Schema(governor.CONTACTS))
     )

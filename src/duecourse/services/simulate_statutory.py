@@ -94,7 +94,13 @@ def read_state(engine: Engine, first: dt.date, config: Config) -> StatutoryState
             customers.c.timezone,
         )
         .join(customers, customers.c.customer_id == outbox.c.customer_id)
-        .where(and_(customers.c.jurisdiction == "US", outbox.c.planned_on < first)),
+        .where(
+            and_(
+                customers.c.jurisdiction == "US",
+                outbox.c.planned_on < first,
+                outbox.c.contact_id == "",  # a location request to a third party is no communication
+            )
+        ),
         schema={
             "account_id": pl.String(),
             "kind": pl.String(),
@@ -232,6 +238,8 @@ def record(state: StatutoryState, allowed: pl.DataFrame, found: Inputs, day: dt.
     if not found.us_third_party.height:
         return
     us = allowed.join(found.us_third_party, on="account_id", how="semi")
+    if "contact_id" in us.columns:  # a location request to a third party is no communication
+        us = us.filter(pl.col("contact_id").fill_null("") == "")
     state.us_given |= set(us.filter(pl.col("kind") == law.VALIDATION_KIND).get_column("account_id").to_list())
     comms = us.filter(pl.col("kind") != law.VALIDATION_KIND).select(
         "account_id", pl.col("local_day").alias("first_on"), pl.lit(day, pl.Date()).alias("planned_on")

@@ -639,6 +639,8 @@ def _us_sources(us: Select[Any], as_of: dt.date) -> dict[str, Select[Any]]:
                 outbox.c.kind != VALIDATION_KIND,
                 outbox.c.state.not_in(NOT_COMMUNICATED),
                 outbox.c.planned_on < as_of,
+                # a location request to a third party is no communication with the consumer
+                outbox.c.contact_id == "",
             )
         )
         .group_by(outbox.c.account_id),

@@ -67,6 +67,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from duecourse.bootstrap import App
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.io.rows import read_rows
+from duecourse.rulepacks.packs import third_party_rules
 from duecourse.store import outbox as store
 from duecourse.store.frames import append_in, read_frame
 from duecourse.store.tables import customers, third_parties, third_party_stops
@@ -331,3 +332,364 @@ def contacts_of(engine: Engine, customer_ids: Iterable[str] | None = None) -> pl
     if customer_ids is not None:
         query = query.where(third_parties.c.customer_id.in_(sorted(set(customer_ids))))
     return read_frame(engine, query.order_by(third_parties.c.contact_id), schema=STORED)
+
+
+# ---------------------------------------------------------------- the rules
+
+
+@dataclass(frozen=True, slots=True)
+class ThirdPartyInputs:
+    """What ``screen`` reads of the store.
+
+    Attributes:
+        contacts: ``contact_id, phone, email`` of the contacts concerned.
+        stopped: ``contact_id, stopped_at`` of those who asked to hear no more.
+        earlier: ``contact_id, key, planned_on``: the outbox's messages to them that count as a
+            communication (any state but cancelled or failed).
+        people: ``customer_id, phone, email``: the customers' contact points on file.
+        bad: ``customer_id, channel, address, since``: contact points found bad (``since``: the UTC day).
+        through: ``customer_id, planned_on``: the customers' messages (not to contacts) on sms, e-mail, push
+            or call, planned before the day, that went through or may still (sent, delivered, waiting).
+        opened: the jurisdictions ``[governor] third_party_contact_in`` opens.
+    """
+
+    contacts: pl.DataFrame
+    stopped: pl.DataFrame
+    earlier: pl.DataFrame
+    people: pl.DataFrame
+    bad: pl.DataFrame
+    through: pl.DataFrame
+    opened: tuple[str, ...] = ()
+
+    @staticmethod
+    def empty(opened: tuple[str, ...] = ()) -> ThirdPartyInputs:
+        text, day = pl.String(), pl.Date()
+        return ThirdPartyInputs(
+            contacts=pl.DataFrame(schema={"contact_id": text, "phone": text, "email": text}),
+            stopped=pl.DataFrame(schema={"contact_id": text, "stopped_at": pl.Datetime("us", "UTC")}),
+            earlier=pl.DataFrame(schema={"contact_id": text, "key": text, "planned_on": day}),
+            people=pl.DataFrame(schema={"customer_id": text, "phone": text, "email": text}),
+            bad=pl.DataFrame(schema={"customer_id": text, "channel": text, "address": text, "since": day}),
+            through=pl.DataFrame(schema={"customer_id": text, "planned_on": day}),
+            opened=opened,
+        )
+
+
+# Outbox states that are no communication: nothing reached anyone.
+_NO_COMMUNICATION = ("cancelled", "failed")
+# Outbox states of a message that went through or may still: the customer is not shown unreachable.
+_UNDER_WAY = ("planned", "rendered", "sending", "sent", "delivered")
+_ELECTRONIC = ("sms", "email", "push", "call")
+
+
+def read_inputs(
+    connection: Connection, rows: pl.DataFrame, as_of: dt.date, opened: tuple[str, ...] = ()
+) -> ThirdPartyInputs:
+    """The store's facts ``screen`` needs about ``rows`` (planned messages to contacts: ``customer_id``,
+    ``contact_id``)."""
+    from duecourse.store.tables import bad_contact_points, outbox
+
+    empty = ThirdPartyInputs.empty(opened)
+    if rows.is_empty():
+        return empty
+    contact_ids = sorted(set(rows["contact_id"].to_list()))
+    customer_ids = sorted(set(rows["customer_id"].to_list()))
+
+    def frame(query: object, like: pl.DataFrame, ids: list[str], column: object) -> pl.DataFrame:
+        found: list[dict[str, object]] = []
+        for start in range(0, len(ids), 500):
+            chunk = query.where(column.in_(ids[start : start + 500]))  # type: ignore[attr-defined]
+            found += [dict(r._mapping) for r in connection.execute(chunk)]
+        return pl.DataFrame(found, schema=like.schema)
+
+    contacts = frame(
+        select(third_parties.c.contact_id, third_parties.c.phone, third_parties.c.email),
+        empty.contacts,
+        contact_ids,
+        third_parties.c.contact_id,
+    )
+    stops = frame(
+        select(third_party_stops.c.contact_id, third_party_stops.c.stopped_at),
+        empty.stopped,
+        contact_ids,
+        third_party_stops.c.contact_id,
+    )
+    earlier = frame(
+        select(outbox.c.contact_id, outbox.c.key, outbox.c.planned_on).where(
+            outbox.c.state.not_in(_NO_COMMUNICATION)
+        ),
+        empty.earlier,
+        contact_ids,
+        outbox.c.contact_id,
+    )
+    people = frame(
+        select(customers.c.customer_id, customers.c.phone, customers.c.email),
+        empty.people,
+        customer_ids,
+        customers.c.customer_id,
+    )
+    bad_rows = frame(
+        select(
+            bad_contact_points.c.customer_id,
+            bad_contact_points.c.channel,
+            bad_contact_points.c.address,
+            bad_contact_points.c.since,
+        ),
+        pl.DataFrame(schema={**empty.bad.schema, "since": pl.Datetime("us", "UTC")}),
+        customer_ids,
+        bad_contact_points.c.customer_id,
+    )
+    bad = bad_rows.with_columns(pl.col("since").dt.date())
+    longest = max(third_party_rules(j).unreachable_days for j in ("CN", "US", "UK"))
+    through = frame(
+        select(outbox.c.customer_id, outbox.c.planned_on).where(
+            outbox.c.contact_id == "",
+            outbox.c.channel.in_(_ELECTRONIC),
+            outbox.c.state.in_(_UNDER_WAY),
+            outbox.c.planned_on >= as_of - dt.timedelta(days=longest),
+            outbox.c.planned_on < as_of,
+        ),
+        empty.through,
+        customer_ids,
+        outbox.c.customer_id,
+    )
+    return ThirdPartyInputs(contacts, stops, earlier, people, bad, through, opened)
+
+
+def _rules_frame(jurisdictions: Iterable[str], opened: tuple[str, ...]) -> pl.DataFrame:
+    rows = []
+    for j in sorted(set(jurisdictions)):
+        r = third_party_rules(j)
+        rows.append(
+            {
+                "jurisdiction": j,
+                "allowed": r.allowed or j in opened,
+                "opened": (not r.allowed) and j in opened,
+                "rule": r.rule,
+                "cite": r.citation,
+                "days": r.unreachable_days,
+                "unreach_rule": r.unreachable_rule,
+                "unreach_cite": r.unreachable_citation,
+                "refused_rule": r.refused_rule,
+                "refused_cite": r.refused_citation,
+                "once": r.once,
+                "once_rule": r.once_rule,
+                "once_cite": r.once_citation,
+                "freq_rule": r.frequency_rule,
+                "freq_cite": r.frequency_citation,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "jurisdiction": pl.String(),
+            "allowed": pl.Boolean(),
+            "opened": pl.Boolean(),
+            "rule": pl.String(),
+            "cite": pl.String(),
+            "days": pl.Int64(),
+            "unreach_rule": pl.String(),
+            "unreach_cite": pl.String(),
+            "refused_rule": pl.String(),
+            "refused_cite": pl.String(),
+            "once": pl.Boolean(),
+            "once_rule": pl.String(),
+            "once_cite": pl.String(),
+            "freq_rule": pl.String(),
+            "freq_cite": pl.String(),
+        },
+    )
+
+
+def reachability(inputs: ThirdPartyInputs, as_of: dt.date, days: pl.DataFrame) -> pl.DataFrame:
+    """Per customer (``days``: ``customer_id, days``, the N of the customer's pack): ``unreachable`` and
+    what it was decided from (``sms``, ``email``: "none", "bad since DAY" or "on file"; ``dead_since``;
+    ``last_through``). See the module's text."""
+    people = days.unique("customer_id").join(inputs.people, on="customer_id", how="left")
+    people = people.with_columns(pl.col("phone").fill_null(""), pl.col("email").fill_null(""))
+    bad = inputs.bad.group_by("customer_id", "channel", "address").agg(pl.col("since").min())
+    floor = dt.date(1970, 1, 1)
+    for channel, column in (("sms", "phone"), ("email", "email")):
+        found = bad.filter(pl.col("channel") == channel).select(
+            "customer_id", pl.col("address").alias(column), pl.col("since").alias(f"{channel}_bad")
+        )
+        people = people.join(found, on=["customer_id", column], how="left").with_columns(
+            pl.when(pl.col(column) == "")
+            .then(pl.lit(floor))
+            .otherwise(pl.col(f"{channel}_bad"))
+            .alias(f"{channel}_dead"),
+            pl.when(pl.col(column) == "")
+            .then(pl.lit("none on file"))
+            .when(pl.col(f"{channel}_bad").is_not_null())
+            .then(pl.format("{} found bad on {}", pl.col(column), pl.col(f"{channel}_bad").cast(pl.String)))
+            .otherwise(pl.format("{} on file, not found bad", pl.col(column)))
+            .alias(channel),
+        )
+    last = inputs.through.group_by("customer_id").agg(pl.col("planned_on").max().alias("last_through"))
+    people = people.join(last, on="customer_id", how="left")
+    edge = pl.lit(as_of) - pl.duration(days=pl.col("days"))
+    dead_since = pl.max_horizontal("sms_dead", "email_dead")
+    return people.with_columns(
+        dead_since=dead_since,
+        unreachable=pl.col("sms_dead").is_not_null()
+        & pl.col("email_dead").is_not_null()
+        & (dead_since <= edge)
+        & (pl.col("last_through").is_null() | (pl.col("last_through") < edge)),
+    ).select("customer_id", "unreachable", "sms", "email", "dead_since", "last_through")
+
+
+def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The third parties' own rules (the module's text, 1 to 6) on planned messages to contacts
+    (``rows``: the governor's ``PLANNED`` columns and ``contact_id``): the rows that pass on to the
+    governor, and the decisions (``governor.DECISIONS``) on the others, suppressed, with the rule, its
+    citation, the reason and what was seen."""
+    from duecourse.engine import governor
+
+    if rows.is_empty():
+        return rows, pl.DataFrame(schema=governor.DECISIONS)
+    rules = _rules_frame(rows["jurisdiction"].to_list(), inputs.opened)
+    stopped = inputs.stopped.group_by("contact_id").agg(pl.col("stopped_at").min())
+    earlier = (
+        inputs.earlier.join(rows.select("key"), on="key", how="anti")  # a message already there is itself
+        .group_by("contact_id")
+        .agg(pl.col("planned_on").min().alias("first_contacted"), pl.len().alias("contacted"))
+    )
+    seen = rows.join(rules, on="jurisdiction", how="left")
+    reach = reachability(inputs, as_of, seen.select("customer_id", "days"))
+    seen = (
+        seen.join(
+            inputs.contacts.rename({"phone": "c_phone", "email": "c_email"}), on="contact_id", how="left"
+        )
+        .join(stopped, on="contact_id", how="left")
+        .join(earlier, on="contact_id", how="left")
+        .join(reach, on="customer_id", how="left")
+        .with_columns(
+            address=pl.when(pl.col("channel") == "sms")
+            .then(pl.col("c_phone"))
+            .otherwise(pl.col("c_email"))
+            .fill_null(""),
+        )
+    )
+    refused = pl.col("stopped_at").is_not_null()
+    no_address = pl.col("address") == ""
+    again = pl.col("once") & pl.col("first_contacted").is_not_null()
+    reachable = ~pl.col("unreachable").fill_null(False)
+    blocked = ~pl.col("allowed") | refused | no_address | again | reachable
+    # of one run's messages to one contact, the first (priority, then key) goes
+    seen = seen.sort("contact_id", "priority", "key").with_columns(
+        first=(~blocked).cum_sum().over("contact_id") == 1
+    )
+    repeated = ~blocked & ~pl.col("first")
+    jurisdiction = pl.col("jurisdiction")
+    rule = (
+        pl.when(~pl.col("allowed"))
+        .then(pl.col("rule"))
+        .when(refused)
+        .then(pl.col("refused_rule"))
+        .when(no_address)
+        .then(pl.col("rule"))
+        .when(again)
+        .then(pl.col("once_rule"))
+        .when(reachable)
+        .then(pl.col("unreach_rule"))
+        .otherwise(pl.col("freq_rule"))
+    )
+    citation = (
+        pl.when(~pl.col("allowed"))
+        .then(pl.col("cite"))
+        .when(refused)
+        .then(pl.col("refused_cite"))
+        .when(no_address)
+        .then(pl.col("cite"))
+        .when(again)
+        .then(pl.col("once_cite"))
+        .when(reachable)
+        .then(pl.col("unreach_cite"))
+        .otherwise(pl.col("freq_cite"))
+    )
+    contact = pl.format("contact {}", pl.col("contact_id"))
+    reason = (
+        pl.when(~pl.col("allowed"))
+        .then(
+            pl.format("no third party is contacted for customers in {} (the customer is not)", jurisdiction)
+        )
+        .when(refused)
+        .then(
+            pl.format(
+                "{} asked to hear no more on {}: never contacted again",
+                contact,
+                pl.col("stopped_at").dt.date().cast(pl.String),
+            )
+        )
+        .when(no_address)
+        .then(pl.format("{} has no {} address", contact, pl.col("channel")))
+        .when(again)
+        .then(
+            pl.format(
+                "{} was contacted on {} already: once only",
+                contact,
+                pl.col("first_contacted").cast(pl.String),
+            )
+        )
+        .when(reachable)
+        .then(
+            pl.format(
+                "customer {} is not shown unreachable for {} days (phone: {}; e-mail: {}; last message that "
+                "went or may go through: {}): a contact only when the customer cannot be reached",
+                pl.col("customer_id"),
+                pl.col("days"),
+                pl.col("sms"),
+                pl.col("email"),
+                pl.col("last_through").cast(pl.String).fill_null("none"),
+            )
+        )
+        .otherwise(pl.format("{} gets one message a day at most: another goes to them in this run", contact))
+    )
+    seen_json = pl.struct(
+        contact_id=pl.col("contact_id"),
+        allowed=pl.col("allowed"),
+        opened_by_config=pl.col("opened"),
+        stopped_on=pl.col("stopped_at").dt.date().cast(pl.String),
+        address=pl.col("address"),
+        first_contacted=pl.col("first_contacted").cast(pl.String),
+        once=pl.col("once"),
+        unreachable=pl.struct(
+            days=pl.col("days"),
+            phone=pl.col("sms"),
+            email=pl.col("email"),
+            dead_since=pl.col("dead_since").cast(pl.String),
+            last_through=pl.col("last_through").cast(pl.String),
+            holds=pl.col("unreachable").fill_null(False),
+        ),
+    ).struct.json_encode()
+    out = seen.filter(blocked | repeated).select(
+        "key",
+        verdict=pl.lit("suppressed"),
+        scheduled_at=pl.lit(None, pl.Datetime("us", "UTC")),
+        rule_id=rule,
+        citation=citation,
+        reason=reason,
+        seen=pl.format('{{"third_party":{}}}', seen_json),
+    )
+    passed = rows.join(out.select("key"), on="key", how="anti")
+    return passed, out.cast(pl.Schema(governor.DECISIONS))
+
+
+def as_governed(rows: pl.DataFrame, holds: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Messages to contacts as the governor takes them: each counted against ``"CUSTOMER, contact ID"``
+    (its own daily cap), with the customer's holds that stop all contact with the customer (none on one
+    channel: the customer's opt-out of a channel is about the customer's phone or mailbox) copied to
+    it. Returns the rows and those holds."""
+    pairs = rows.select("customer_id", "contact_id").unique()
+    whole = holds.filter(pl.col("channel").is_null() & (pl.col("scope") != "channel"))
+    copied = (
+        whole.join(pairs, on="customer_id", how="inner")
+        .with_columns(
+            pl.format("{}, contact {}", pl.col("customer_id"), pl.col("contact_id")).alias("customer_id")
+        )
+        .select(holds.columns)
+    )
+    governed = rows.with_columns(
+        pl.format("{}, contact {}", pl.col("customer_id"), pl.col("contact_id")).alias("customer_id")
+    )
+    return governed, copied
