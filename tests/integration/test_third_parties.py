@@ -4,17 +4,27 @@ stored contact with other content is refused."""
 
 from __future__ import annotations
 
+import datetime as dt
+import email
+import email.policy
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
-from cli_support import cli_with
+from cli_support import PORTFOLIO, cli_with
 from sqlalchemy import select
 from test_cli import write
 
-from duecourse.config import default_config_text
+from duecourse.bootstrap import App
+from duecourse.channels.sms import InboundSms
+from duecourse.config import default_config_text, load_config
+from duecourse.services import feedback
+from duecourse.services.feedback import handle_inbound, store_inbound
+from duecourse.store import outbox as store
 from duecourse.store.db import make_engine
-from duecourse.store.tables import third_parties
+from duecourse.store.tables import decisions, outbox, third_parties
 
 CONTACTS = (
     "contact_id,customer_id,relation,name,phone,email,locale,timezone,agreed_on\n"
@@ -105,3 +115,203 @@ def test_a_stored_contact_with_other_content_is_refused(
     assert cli("import", "contacts", str(changed)) == 1
     err = capsys.readouterr().err
     assert f"{changed}:2:phone: contact K1 is stored already with another phone ('+8613900139000')" in err
+
+
+# ------------------------------------------------------------------------------ asking a contact, end to end
+
+ASK = """
+  [[strategy.stages.actions]]
+  name = "ask"
+  channel = "sms"
+  kind = "location_request"
+  to = "contact"
+  repeat_every_days = 1
+  max_times = 60
+  at = "10:00"
+
+"""
+BOUNCED = dt.datetime(2025, 5, 1, 3, tzinfo=dt.UTC)
+
+
+def _asking(db_url: str, tmp_path: Path, extra: str = "") -> tuple[Callable[..., int], Path]:
+    text = default_config_text()
+    marker = '[[strategy.stages]]\nname = "M2"'
+    text = text.replace(marker, ASK + marker) + (
+        f'\n[channels.sms]\ngateway = "files"\ndir = "{tmp_path / "sms"}"\n'
+        f'\n[channels.post]\ndir = "{tmp_path / "print"}"\n{extra}'
+    )
+    cli, config = cli_with(db_url, tmp_path, text)
+    assert cli("import", "contacts", str(write(tmp_path, "contacts.csv", CONTACTS_BY_PHONE))) == 0
+    return cli, config
+
+
+CONTACTS_BY_PHONE = (
+    "contact_id,customer_id,relation,name,phone\n"
+    "K1,C1,emergency,李雷,+8613900139000\n"
+    "K2,C2,family,John Roe,+12125550111\n"
+)
+
+
+def _bounce(db_url: str, customer: str, phone: str, email: str) -> None:
+    """The customer's phone and e-mail found bad (a hard bounce each) on BOUNCED."""
+    engine = make_engine(db_url)
+    try:
+        with store.write_transaction(engine) as connection:
+            store.mark_bad(connection, customer, "sms", phone, "undeliverable", "test", BOUNCED)
+            store.mark_bad(connection, customer, "email", email, "mailbox unknown", "test", BOUNCED)
+    finally:
+        engine.dispose()
+
+
+def _decided(db_url: str, day: str) -> dict[str, tuple[str, str, str]]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            return {
+                r.key: (r.verdict, r.rule_id, r.reason)
+                for r in connection.execute(select(decisions).where(decisions.c.action == "ask"))
+                if str(r.day) == day
+            }
+    finally:
+        engine.dispose()
+
+
+def _to_contacts(db_url: str) -> list[tuple[str, str, str, str, bytes]]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            return [
+                (r.key, r.contact_id, r.state, r.recipient, r.content or b"")
+                for r in connection.execute(
+                    select(outbox).where(outbox.c.contact_id != "").order_by(outbox.c.id)
+                )
+            ]
+    finally:
+        engine.dispose()
+
+
+def test_a_cn_contact_is_asked_from_day_n_of_the_customer_being_unreachable_and_never_after_a_stop(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUECOURSE_PORTAL_SECRET", "c" * 32)
+    cli, config = _asking(db_url, tmp_path)
+    _bounce(db_url, "C1", "+8613800138000", "wang@example.cn")
+
+    assert cli("run", "--as-of", "2025-05-07") == 0  # day 6 after the bounces: not yet
+    decided = _decided(db_url, "2025-05-07")
+    assert decided and {v[:2] for v in decided.values()} == {("suppressed", "CN-COL-07")}
+    assert all("not shown unreachable for 7 days" in v[2] for v in decided.values())
+    assert _to_contacts(db_url) == []
+
+    assert cli("run", "--as-of", "2025-05-08") == 0  # day 7: one message to the contact
+    decided = _decided(db_url, "2025-05-08")
+    planned = [k for k, v in decided.items() if v[0] == "planned"]
+    assert len(planned) == 1 and planned[0].endswith("|sms|to:K1")
+    others = [v for k, v in decided.items() if v[0] != "planned"]
+    assert all(v[1] == "CN-COL-07" and "one message a day at most" in v[2] for v in others)
+
+    assert cli("dispatch", "--once", "--now", "2025-05-08T02:30:00+00:00", "--quiet") == 0
+    ((key, contact, state, recipient, content),) = _to_contacts(db_url)
+    assert (key, contact, state, recipient) == (planned[0], "K1", "sent", "+8613900139000")
+    text = content.decode()
+    assert "李雷您好" in text and "王芳" in text and "回复TD退订" in text
+    assert not any(word in text for word in ("逾期", "欠", "催收", "还款", "账户", "元"))
+
+    app = App(db_url, make_engine(db_url), load_config(config))
+    try:
+        stop = InboundSms("+8613900139000", "TD", True, "BANK")
+        store_inbound(app.engine, [stop], dt.datetime(2025, 5, 8, 5, tzinfo=dt.UTC))
+        handled = handle_inbound(app, dt.datetime(2025, 5, 8, 5, tzinfo=dt.UTC))
+    finally:
+        app.engine.dispose()
+    assert handled.contacts_stopped == 1
+
+    assert cli("run", "--as-of", "2025-05-09") == 0
+    decided = _decided(db_url, "2025-05-09")
+    assert decided and {v[:2] for v in decided.values()} == {("suppressed", "CN-COL-09")}
+    assert all("asked to hear no more on 2025-05-08" in v[2] for v in decided.values())
+    assert len(_to_contacts(db_url)) == 1
+
+
+def test_a_stop_after_planning_cancels_the_message_at_sending(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUECOURSE_PORTAL_SECRET", "c" * 32)
+    cli, config = _asking(db_url, tmp_path)
+    _bounce(db_url, "C1", "+8613800138000", "wang@example.cn")
+    assert cli("run", "--as-of", "2025-05-08") == 0
+    app = App(db_url, make_engine(db_url), load_config(config))
+    try:
+        record = store_inbound
+        record(app.engine, [InboundSms("+8613900139000", "退订", True, "BANK")], BOUNCED)
+        handle_inbound(app, dt.datetime(2025, 5, 8, 1, tzinfo=dt.UTC))
+    finally:
+        app.engine.dispose()
+    assert cli("dispatch", "--once", "--now", "2025-05-08T02:30:00+00:00", "--quiet") == 0
+    ((_, _, state, _, _),) = _to_contacts(db_url)
+    assert state == "cancelled"
+
+
+EMAIL_ASK = ASK.replace('channel = "sms"', 'channel = "email"')
+
+
+def test_a_us_contact_gets_one_location_email_ever_and_its_link_stops_them(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUECOURSE_PORTAL_SECRET", "c" * 32)
+    text = default_config_text()
+    marker = '[[strategy.stages]]\nname = "M2"'
+    text = text.replace(marker, EMAIL_ASK + marker) + (
+        f'\n[channels.email]\ntransport = "files"\ndir = "{tmp_path / "email"}"\n'
+        'from = "Example Bank <collect@example.com>"\n'
+        f'\n[channels.post]\ndir = "{tmp_path / "print"}"\n'
+    )
+    # A3 (C2's card) unpaid since its due of 2025-04-25
+    unpaid = tuple((k, b.replace("P3,A3,2025-04-24,40.00\n", "")) for k, b in PORTFOLIO)
+    cli, config = cli_with(db_url, tmp_path, text, unpaid)
+    contacts = "contact_id,customer_id,relation,name,email\nK2,C2,family,John Roe,john@example.org\n"
+    assert cli("import", "contacts", str(write(tmp_path, "contacts.csv", contacts))) == 0
+    _bounce(db_url, "C2", "+12125550100", "jane@example.com")
+
+    assert cli("run", "--as-of", "2025-05-08") == 0
+    decided = _decided(db_url, "2025-05-08")
+    assert [v[0] for v in decided.values()] == ["planned"], decided
+    assert cli("dispatch", "--once", "--now", "2025-05-08T15:00:00+00:00", "--quiet") == 0
+    ((key, contact, state, recipient, _),) = _to_contacts(db_url)
+    assert (contact, state, recipient) == ("K2", "sent", "john@example.org")
+    (sent,) = sorted((tmp_path / "email").glob("*.eml"))
+    message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    assert message["Subject"] == "A message for Jane Roe"
+    body = message.get_body(("plain",))
+    assert body is not None
+    words = body.get_content()
+    assert "Dear John Roe" in words and "ask Jane Roe to call Example Bank, N.A." in words
+    assert not re.search(r"(?i)debt|owe|overdue|collect|account|pay|\$", words)
+    (link,) = re.findall(r"<(https?://[^>]+)>", str(message["List-Unsubscribe"]))
+    assert "/opt-out/contact/" in link
+
+    assert cli("run", "--as-of", "2025-05-09") == 0  # once only (12 CFR 1006.10(b)(3))
+    ((verdict, rule, reason),) = _decided(db_url, "2025-05-09").values()
+    assert (verdict, rule) == ("suppressed", "US-3P-01")
+    assert reason == "contact K2 was contacted on 2025-05-08 already: once only"
+
+    app = App(db_url, make_engine(db_url), load_config(config))
+    try:
+        token = link.rsplit("/", 1)[1]
+        assert not feedback.read_opt_out_link(app, "contact", token).opted_out
+        now = dt.datetime(2025, 5, 9, 16, tzinfo=dt.UTC)
+        _, added = feedback.opt_out_by_link(app, "contact", token, now, "the opt-out link")
+        assert added
+        _, again = feedback.opt_out_by_link(app, "contact", token, now, "the opt-out link")
+        assert not again
+        with pytest.raises(feedback.OptOutLinkError):
+            feedback.read_opt_out_link(app, "email", token)  # a contact's link opts no customer out
+    finally:
+        app.engine.dispose()
+    assert cli("run", "--as-of", "2025-05-10") == 0
+    ((verdict, rule, reason),) = _decided(db_url, "2025-05-10").values()
+    assert (verdict, rule, reason) == (
+        "suppressed",
+        "US-3P-01",
+        "contact K2 asked to hear no more on 2025-05-09: never contacted again",
+    )

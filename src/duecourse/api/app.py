@@ -36,7 +36,7 @@ from duecourse.bootstrap import App
 from duecourse.domain.errors import ProblemsError
 from duecourse.services import feedback
 
-OPT_OUT_CHANNELS = ("email", "sms", "push")
+OPT_OUT_CHANNELS = ("email", "sms", "push", "contact")  # contact: a third party the customer named
 
 # The words of the opt-out pages, per language (the customer's locale; English for any other).
 _CHANNEL_WORDS = {
@@ -73,6 +73,26 @@ _WORDS = {
     },
 }
 
+# The page of a third party's opt-out link (``services/third_parties.py``): nothing about the customer.
+_CONTACT_WORDS = {
+    "zh": {
+        "lang": "zh-CN",
+        "title": "不再接收{issuer}的消息",
+        "ask": "您是否希望{issuer}不再联系您？确认后，我们不会再联系您。",
+        "button": "确认",
+        "already": "您已告知{issuer}不再联系您，我们不会再联系您。",
+        "done": "好的：{issuer}不会再联系您。",
+    },
+    "en": {
+        "lang": "en",
+        "title": "Stop messages from {issuer}",
+        "ask": "Do you want {issuer} to stop contacting you? If you do, we will not contact you again.",
+        "button": "Stop messages",
+        "already": "You have already asked {issuer} not to contact you: we will not.",
+        "done": "Done: {issuer} will not contact you again.",
+    },
+}
+
 
 def _language(locale: str) -> str:
     return "zh" if locale.startswith("zh") else "en"
@@ -101,6 +121,9 @@ def _bad_link(reason: str, status: int) -> HTMLResponse:
 
 def _link_texts(link: feedback.OptOutLink) -> tuple[str, dict[str, str]]:
     language = _language(link.locale)
+    if link.channel == feedback.CONTACT_LINK:  # a third party: not a word about anyone's account
+        issuer = link.issuer or ("我们" if language == "zh" else "us")
+        return language, {key: value.format(issuer=issuer) for key, value in _CONTACT_WORDS[language].items()}
     what = _CHANNEL_WORDS[language][link.channel]
     issuer = link.issuer or ("我们" if language == "zh" else "us")
     by = _BY_WORDS[language][link.channel]

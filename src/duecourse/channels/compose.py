@@ -105,9 +105,13 @@ class LetterComposer:
         from duecourse.services import letters as letter_service
 
         self._subjects = {}
-        records = letter_service.records_for(self.app, sorted({m.account_id for m in messages}))
         bad = store.bad_addresses(connection, [m.customer_id for m in messages])
         made: dict[int, Composed | NotComposed] = {}
+        to_contacts = [m for m in messages if m.contact_id]
+        if to_contacts:
+            made |= self._to_contacts(to_contacts, bad, now, connection)
+            messages = [m for m in messages if not m.contact_id]
+        records = letter_service.records_for(self.app, sorted({m.account_id for m in messages}))
         ready: list[_Ready] = []
         for message in messages:
             found = records.get(message.account_id)
@@ -150,6 +154,138 @@ class LetterComposer:
             save_opt_out_links(connection, self._subjects, now)
             self._subjects = {}
         return made
+
+    def _to_contacts(
+        self,
+        messages: Sequence[store.Message],
+        bad: set[tuple[str, str, str]],
+        now: dt.datetime,
+        connection: Connection,
+    ) -> dict[int, Composed | NotComposed]:
+        """Messages to third parties the customers named: made from the contact's, the customer's and the
+        institution's names only (``content.contact_data``: no account data at all), in the contact's
+        language (the customer's when not given), to the contact's phone or e-mail, with the contact's
+        own opt-out (``/opt-out/contact/TOKEN``, the reply keyword)."""
+        from sqlalchemy import select
+
+        from duecourse.store.tables import customers, third_parties
+
+        contact_ids = sorted({m.contact_id for m in messages})
+        customer_ids = sorted({m.customer_id for m in messages})
+        contacts = {
+            row.contact_id: row
+            for row in connection.execute(
+                select(third_parties).where(third_parties.c.contact_id.in_(contact_ids))
+            )
+        }
+        people = {
+            row.customer_id: row
+            for row in connection.execute(
+                select(
+                    customers.c.customer_id, customers.c.name, customers.c.locale, customers.c.jurisdiction
+                ).where(customers.c.customer_id.in_(customer_ids))
+            )
+        }
+        made: dict[int, Composed | NotComposed] = {}
+        for message in messages:
+            contact, person = contacts.get(message.contact_id), people.get(message.customer_id)
+            if contact is None or person is None or contact.customer_id != message.customer_id:
+                made[message.id] = NotComposed(
+                    f"contact {message.contact_id} of customer {message.customer_id} is not in the store",
+                    False,
+                )
+                continue
+            address = str(contact.phone if message.channel == "sms" else contact.email)
+            if message.channel not in ("sms", "email") or not address:
+                made[message.id] = NotComposed(
+                    f"contact {contact.contact_id} has no {message.channel} address"
+                )
+                continue
+            if (message.customer_id, message.channel, address) in bad:
+                made[message.id] = NotComposed(f"{address} was found bad ({message.channel}); not used again")
+                continue
+            issuer = self.app.config.issuers.get(str(person.jurisdiction))
+            if issuer is None:
+                made[message.id] = NotComposed(
+                    f"no [issuer.{person.jurisdiction}] in the configuration", False
+                )
+                continue
+            locale = str(contact.locale or person.locale)
+            try:
+                data = words.contact_data(
+                    message.kind,
+                    locale,
+                    str(person.jurisdiction),
+                    contact_name=str(contact.name),
+                    relation=str(contact.relation),
+                    customer_name=str(person.name),
+                    issuer=issuer,
+                )
+                made[message.id] = self._contact_message(
+                    message, data, locale, address, str(contact.link_subject), now
+                )
+            except words.ContentNotUsed as error:
+                made[message.id] = NotComposed(
+                    f"no {message.channel} words for {message.kind}: {error}", False
+                )
+            except DuecourseError as error:
+                made[message.id] = NotComposed(
+                    f"cannot render {message.kind} for {message.channel}: {error}", False
+                )
+        return made
+
+    def _contact_message(
+        self,
+        message: store.Message,
+        data: dict[str, Any],
+        locale: str,
+        address: str,
+        subject: str,
+        now: dt.datetime,
+    ) -> Composed:
+        """The bytes of one message to a contact."""
+        issuer = self.app.config.issuers[str(data["jurisdiction"])]
+        base = issuer.portal_url.rstrip("/")
+        secret, _ = portal_secret()
+        token = make_token(subject, message.planned_on + dt.timedelta(days=OPT_OUT_DAYS), secret)
+        keyword = words.OPT_OUT_KEYWORDS.get(locale, "STOP")
+        # the Links' portal link is never shown to a contact (not in their templates' fields)
+        links = words.Links(issuer.website or base, f"{base}/opt-out/contact/{token}", keyword)
+        reference = reference_for(message.key)
+        if message.channel == "sms":
+            from duecourse.channels.sms import sms_encoding
+
+            text = words.sms_text(message.kind, locale, data, links)
+            shape = sms_encoding(text)
+            meta = {"encoding": shape.encoding, "segments": shape.segments, "reference": reference}
+            return Composed(address, text.encode(), meta)
+        from duecourse.channels import email
+
+        settings = self.app.config.channels["email"].values
+        sender = str(settings["from"])
+        content = words.email_content(message.kind, locale, data, links)
+        issuer_mail = str(issuer.email) or email.address_of(sender)
+        domain = email.address_of(sender).rpartition("@")[2]
+        body = email.build_email(
+            key=message.key,
+            sender=sender,
+            recipient=address,
+            subject=content.subject,
+            text=content.text,
+            html=content.html,
+            attachments=[],
+            unsubscribe_url=links.opt_out_url,
+            unsubscribe_mailto=f"mailto:{issuer_mail}?subject=unsubscribe",
+            date=now,
+            domain=domain,
+            reply_to=str(settings.get("reply_to", "")),
+        )
+        meta = {
+            "subject": content.subject,
+            "reference": reference,
+            "message_id": email.message_id_for(message.key, domain),
+        }
+        return Composed(address, body, meta)
 
     def _prepare(
         self, message: store.Message, found: tuple[Any, Any, Any, Any], bad: set[tuple[str, str, str]]

@@ -25,6 +25,13 @@ should not go now:
 - outside the contact hours of the customer's jurisdiction at ``now`` in the customer's time zone:
   deferred to the next allowed moment (never dropped).
 
+A message to a third party the customer named (``contact_id``, ``services/third_parties.py``) is
+re-checked for that person: cancelled once the contact asked to hear no more, or when a payment arrived
+since planning (the customer is in touch: no one need be asked to pass a message on); the customer's
+holds on the customer or the account stop it as they stop the customer's messages, but not the
+customer's opt-out of one channel nor missing consent (those are about the customer's own phone or
+mailbox); the hours are those of the contact's time zone (the customer's when not given).
+
 Delivery guarantee: **at least once**. A message can reach the customer twice when its dispatcher died
 between the channel's acceptance and the commit of its "sent" (at most one message per worker is in
 that state at any moment), and when the channel accepted it but the answer was lost (an SMTP reply or
@@ -462,7 +469,7 @@ class Dispatcher:
 
     def _outside_hours(self, row: store.Message) -> tuple[str, dict[str, Any]] | None:
         """The contact hours checked again at the moment of sending (the batch's check may be minutes old)."""
-        person = self._people.get(row.customer_id)
+        person = self._people.get(_whom(row))
         return None if person is None else _outside_hours(row, person, self.clock())
 
     def _hold_back(self, row: store.Message, why: str, summary: Summary) -> None:
@@ -566,13 +573,37 @@ class Dispatcher:
         customer_ids = sorted({row.customer_id for row in rows})
         people = _customers(connection, customer_ids)
         holds_of = _holds(connection, customer_ids, now)
+        stopped: set[str] = set()
+        if any(row.contact_id for row in rows):
+            stopped = _add_contacts(connection, people, [row for row in rows if row.contact_id])
+            # the customer's opt-out of a channel, or consent, is about the customer's phone or mailbox
+            whole = {
+                c: [h for h in found if h.scope != "channel" and h.channel is None]
+                for c, found in holds_of.items()
+            }
+            for contact in {row.contact_id for row in rows if row.contact_id}:
+                owner = next(row.customer_id for row in rows if row.contact_id == contact)
+                holds_of[f"contact:{contact}"] = whole.get(owner, [])
         if self.consent_required:
-            _add_consent_holds(connection, holds_of, people, self.consent_required, now)
-        paid = store.payments_since(connection, [r for r in rows if r.kind in REMINDER_KINDS])
+            _add_consent_holds(
+                connection,
+                holds_of,
+                {c: p for c, p in people.items() if c in customer_ids},
+                self.consent_required,
+                now,
+            )
+        paid = store.payments_since(connection, [r for r in rows if r.kind in REMINDER_KINDS or r.contact_id])
         bad = set() if rendering else store.bad_addresses(connection, customer_ids)
         verdicts: dict[int, Verdict] = {}
         for row in rows:
-            verdicts[row.id] = self._verdict(row, now, people.get(row.customer_id), holds_of, paid, bad)
+            if row.contact_id in stopped:
+                verdicts[row.id] = (
+                    "cancel",
+                    f"contact {row.contact_id} asked to hear no more",
+                    {"contact": True},
+                )
+                continue
+            verdicts[row.id] = self._verdict(row, now, people.get(_whom(row)), holds_of, paid, bad)
         return verdicts, people
 
     def _verdict(
@@ -594,7 +625,7 @@ class Dispatcher:
                 {"payments": count, "amount_minor": minor},
             )
         local_day = now.astimezone(_zone(person.timezone)).date()
-        for hold in holds_of.get(row.customer_id, []):
+        for hold in holds_of.get(_whom(row), []):
             if not hold.on(local_day):
                 continue
             applies = hold.scope == "customer" or (
@@ -645,6 +676,37 @@ def _add_consent_holds(
                 holds_of.setdefault(customer_id, []).append(
                     _Hold("channel", None, channel, NO_CONSENT, reason, dt.date.min, None)
                 )
+
+
+def _whom(row: store.Message) -> str:
+    """Whom a message goes to, as the re-check's tables are keyed: the customer, or ``contact:ID``."""
+    return f"contact:{row.contact_id}" if row.contact_id else row.customer_id
+
+
+def _add_contacts(connection: Any, people: dict[str, _Customer], rows: Sequence[store.Message]) -> set[str]:
+    """Add to ``people`` the contacts these messages go to (``contact:ID``: the contact's time zone, the
+    customer's when not given; the customer's jurisdiction); the contacts who asked to hear no more."""
+    from duecourse.store.tables import third_parties, third_party_stops
+
+    ids = sorted({row.contact_id for row in rows})
+    zones = dict(
+        connection.execute(
+            select(third_parties.c.contact_id, third_parties.c.timezone).where(
+                third_parties.c.contact_id.in_(ids)
+            )
+        ).all()
+    )
+    for row in rows:
+        owner = people.get(row.customer_id)
+        if owner is not None:
+            people[f"contact:{row.contact_id}"] = _Customer(
+                zones.get(row.contact_id) or owner.timezone, owner.jurisdiction
+            )
+    return set(
+        connection.execute(
+            select(third_party_stops.c.contact_id).where(third_party_stops.c.contact_id.in_(ids))
+        ).scalars()
+    )
 
 
 def _stops(hold_kind: str, row: store.Message) -> bool:

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from duecourse.bootstrap import App
 from duecourse.channels.base import DeliveryEvent
 from duecourse.domain.errors import DuecourseError, Problem, ProblemsError
+from duecourse.services import third_parties
 from duecourse.store import outbox as store
 from duecourse.store.tables import customers, holds, inbound, opt_out_links
 
@@ -194,6 +195,7 @@ class OptOutLink:
         locale: the customer's language, for the page that answers.
         issuer: the legal name of the sender, as the customer knows it.
         opted_out: whether the customer has opted out of the channel (before or by this request).
+        subject: what the link's token signs.
     """
 
     customer_id: str
@@ -201,6 +203,7 @@ class OptOutLink:
     locale: str
     issuer: str
     opted_out: bool
+    subject: str = ""
 
 
 def read_opt_out_link(app: App, channel: str, token: str) -> OptOutLink:
@@ -219,6 +222,9 @@ def opt_out_by_link(
     only moves the account to another channel. Returns the link and whether a hold was added."""
     with store.write_transaction(app.engine) as connection:
         link = _link(app, connection, channel, token)
+        if channel == CONTACT_LINK:
+            added = bool(third_parties.stop_by_subject(connection, link.subject, now, how))
+            return dataclasses.replace(link, opted_out=True), added
         timezone = connection.execute(
             select(customers.c.timezone).where(customers.c.customer_id == link.customer_id)
         ).scalar_one()
@@ -234,6 +240,8 @@ def _link(app: App, connection: Connection, channel: str, token: str) -> OptOutL
         subject = verify_token(token, dt.date.min, secret)  # never expired: see opt_out_by_link
     except BadToken as error:
         raise OptOutLinkError(f"this opt-out link is not valid: {error}") from None
+    if channel == CONTACT_LINK:
+        return _contact_link(app, connection, subject)
     found = connection.execute(
         select(opt_out_links.c.customer_id, opt_out_links.c.channel).where(opt_out_links.c.subject == subject)
     ).first()
@@ -250,7 +258,37 @@ def _link(app: App, connection: Connection, channel: str, token: str) -> OptOutL
     locale, jurisdiction = str(person[0]), str(person[1])
     issuer = app.config.issuers.get(jurisdiction)
     name = issuer.legal_name if issuer is not None else ""
-    return OptOutLink(customer_id, channel, locale, name, _opted_out(connection, customer_id, channel))
+    return OptOutLink(
+        customer_id, channel, locale, name, _opted_out(connection, customer_id, channel), subject
+    )
+
+
+# A third party's opt-out link: /opt-out/contact/TOKEN (``services/third_parties.py``).
+CONTACT_LINK = "contact"
+
+
+def _contact_link(app: App, connection: Connection, subject: str) -> OptOutLink:
+    """Whom a third party's opt-out link is for: the contact (``customer_id`` is the customer who named
+    them, for the issuer; ``locale``: the contact's language)."""
+    from duecourse.store.tables import third_parties as contacts
+
+    found = connection.execute(
+        select(contacts.c.contact_id, contacts.c.customer_id, contacts.c.locale).where(
+            contacts.c.link_subject == subject
+        )
+    ).first()
+    if found is None:
+        raise OptOutLinkError("this opt-out link was not sent by us (no message carried it)")
+    contact_id, customer_id, locale = str(found[0]), str(found[1]), str(found[2])
+    person = connection.execute(
+        select(customers.c.locale, customers.c.jurisdiction).where(customers.c.customer_id == customer_id)
+    ).first()
+    jurisdiction = str(person[1]) if person is not None else ""
+    issuer = app.config.issuers.get(jurisdiction)
+    name = issuer.legal_name if issuer is not None else ""
+    language = locale or (str(person[0]) if person is not None else "")
+    opted_out = contact_id in third_parties.stopped(connection, [contact_id])
+    return OptOutLink(customer_id, CONTACT_LINK, language, name, opted_out, subject)
 
 
 # --------------------------------------------------------------------------------------------- inbound
@@ -303,6 +341,7 @@ class InboundResult:
 
     handled: int = 0
     opt_out_holds: int = 0  # holds added for opt-out replies
+    contacts_stopped: int = 0  # third parties the customers named who replied with an opt-out
     feedback: FeedbackResult = field(default_factory=FeedbackResult)
     waiting: int = 0  # receipts matching no sent message yet, left for a later pass (RECEIPT_GRACE)
 
@@ -361,11 +400,16 @@ def _handle_one(
         result.feedback.unmatched.append(event.provider_id)
         return "receipt matches no sent message"
     if detail.get("opt_out"):
-        added = _opt_outs(connection, [row["sender"]], row["channel"], now, "replied with an opt-out keyword")
+        how = "replied with an opt-out keyword"
+        added = _opt_outs(connection, [row["sender"]], row["channel"], now, how)
         result.opt_out_holds += added
-        return (
+        # a third party the customer named, replying from their own number: never contacted again
+        stopped = third_parties.stop_by_sender(connection, [row["sender"]], row["channel"], now, how)
+        result.contacts_stopped += stopped
+        done = (
             f"opt-out: {added} hold(s) added" if added else "opt-out: already opted out or no such customer"
         )
+        return done + (f"; {stopped} contact(s) the customers named stopped" if stopped else "")
     return "reply without an opt-out keyword: nothing to do"
 
 

@@ -300,18 +300,11 @@ def stop_by_sender(
     return stop_contacts(connection, found, now, how)
 
 
-def stop_by_link(app: App, subject: str, now: dt.datetime) -> int:
-    """The contact whose opt-out link was followed (``link_subject``): stopped; the number stopped (0: the
-    contact was stopped already, or the link names no contact)."""
-    with store.write_transaction(app.engine) as connection:
-        found = (
-            connection.execute(
-                select(third_parties.c.contact_id).where(third_parties.c.link_subject == subject)
-            )
-            .scalars()
-            .all()
-        )
-        return stop_contacts(connection, found, now, "followed the opt-out link")
+def stop_by_subject(connection: Connection, subject: str, now: dt.datetime, how: str) -> int:
+    """The contact whose opt-out link was followed (``link_subject``): stopped, within the caller's
+    transaction; the number stopped (0: stopped already, or the link names no contact)."""
+    query = select(third_parties.c.contact_id).where(third_parties.c.link_subject == subject)
+    return stop_contacts(connection, connection.execute(query).scalars().all(), now, how)
 
 
 def stopped(connection: Connection, contact_ids: Iterable[str]) -> set[str]:
