@@ -199,7 +199,7 @@ def _policy_check(args: argparse.Namespace) -> int:
     else:
         for finding in findings:
             print(finding.line())
-        warnings = len(findings) - errors
+        warnings = sum(f.severity == "warning" for f in findings)
         print(f"{where}: {errors} error(s), {warnings} warning(s)")
     return 1 if errors else 0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -315,3 +316,41 @@ def test_a_us_contact_gets_one_location_email_ever_and_its_link_stops_them(
         "US-3P-01",
         "contact K2 asked to hear no more on 2025-05-09: never contacted again",
     )
+
+
+def test_explain_simulate_and_check_account_for_actions_to_contacts(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUECOURSE_PORTAL_SECRET", "c" * 32)
+    cli, _ = _asking(db_url, tmp_path)
+    _bounce(db_url, "C1", "+8613800138000", "wang@example.cn")
+    capsys.readouterr()
+
+    # the simulation, before any run: day 6 nothing, day 7 one text to K1, day 8 one more (CN: not once)
+    assert cli("policy", "simulate", "--from", "2025-05-07", "--to", "2025-05-09", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    texts = {
+        m["day"]: m["count"]
+        for m in report["messages"]
+        if m["channel"] == "sms" and m["verdict"] != "suppressed"
+    }
+    assert texts == {"2025-05-08": 1, "2025-05-09": 1}, report["messages"]
+    rules = {(r["verdict"], r["rule_id"]): r["count"] for r in report["by_rule"]}
+    assert (
+        rules[("suppressed", "CN-COL-07")] == 2 + 1 + 1
+    )  # day 6: both accounts; then the second of each day
+
+    assert cli("run", "--as-of", "2025-05-08") == 0
+    capsys.readouterr()
+    assert cli("explain", "A1", "--as-of", "2025-05-08") == 0
+    shown = capsys.readouterr().out
+    assert "sms location_request to contact K1 (stage M1, action ask):" in shown
+
+    assert cli("policy", "check") == 0
+    out = capsys.readouterr().out
+    assert "warning: stage M1, action ask (sms location_request to contacts): UK forbids contacting " in out
+    assert "[policy.third_party_forbidden]" in out
+    assert (
+        "note: stage M1, action ask (sms location_request to contacts): in US a contact gets it only " in out
+    )
+    assert "once per contact ever (US-3P-01)" in out

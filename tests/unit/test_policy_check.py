@@ -134,3 +134,39 @@ def test_a_segments_stages_are_checked_against_the_jurisdictions_it_takes() -> N
     assert len(late) == 1 and "outside the contact hours of UK (08:00-21:00" in late[0]
     assert "warning: stage UK-1 has no actions" not in "\n".join(lines)
     assert any("stage M1 has no actions" in line for line in lines)
+
+
+ASK = """
+  [[strategy.stages.actions]]
+  name = "ask"
+  channel = "sms"
+  kind = "location_request"
+  to = "contact"
+
+"""
+
+
+@pytest.mark.parametrize("opened", [False, True], ids=["uk-closed", "uk-opened"])
+def test_an_action_to_contacts_is_flagged_where_the_pack_forbids_it(opened: bool) -> None:
+    text = default_config_text()
+    marker = '[[strategy.stages]]\nname = "M2"'
+    text = text.replace(marker, ASK + marker) + CHANNELS
+    if opened:
+        text += '\n[governor]\nthird_party_contact_in = ["UK"]\n'
+    found = [f for f in check_policy(config_from_text(text)) if f.code.startswith("policy.third_party")]
+    where = "stage M1, action ask (sms location_request to contacts)"
+    forbidden = [f for f in found if f.code == "policy.third_party_forbidden"]
+    notes = {f.message.split(": in ")[1][:2]: f for f in found if f.code == "policy.third_party_conditions"}
+    if opened:
+        assert forbidden == [] and set(notes) == {"CN", "US", "UK"}
+        assert "in UK (opened by [governor] third_party_contact_in)" in notes["UK"].message
+    else:
+        ((warning),) = forbidden
+        assert warning.severity == "warning"
+        assert warning.message.startswith(
+            f"{where}: UK forbids contacting third parties (UK-CONC-04, CONC 7.9.6R"
+        )
+        assert set(notes) == {"CN", "US"}
+    assert "unreachable for 7 days, once per contact ever (US-3P-01)" in notes["US"].message
+    assert "once per contact" not in notes["CN"].message
+    assert all(f.severity == "note" for f in notes.values())

@@ -217,6 +217,19 @@ def test_the_customers_stopping_holds_apply_to_a_contact_and_a_channel_opt_out_d
         third_party_inputs=inputs(),
     )
     assert opted["verdict"].to_list() == ["planned"]
+    for stopping, rule in (("deceased", "COMMON-HOLD-DECEASED"), ("bankruptcy", "COMMON-HOLD-BANKRUPTCY")):
+        # a location request asks that the customer call: no use once the customer died (a message to
+        # the estate is another kind), and a bankruptcy stops all collection contact
+        held = decide(
+            found,
+            holds=hold("customer", stopping),
+            contacts=empty,
+            calls=calls,
+            as_of=day,
+            policy=governor.Policy(),
+            third_party_inputs=inputs(),
+        )
+        assert held["rule_id"].to_list() == [rule]
     disputed = decide(
         found,
         holds=hold("customer", "not_mine"),

@@ -1134,6 +1134,12 @@ def export_communications(app: App, first: dt.date, last: dt.date, out: Path) ->
 # ---------------------------------------------------------------- explain
 
 
+def contact_of_key(key: str) -> str:
+    """The third party a decision's key addresses (``...|to:CONTACT``), "" for the customer."""
+    head, sep, contact = key.rpartition("|to:")
+    return contact if sep and head else ""
+
+
 def explain_contacts(app: App, account_id: str, as_of: dt.date) -> tuple[str, list[dict[str, Any]]]:
     """The account's contact plan of ``as_of`` in words and as data: every action the strategy called
     for that day and the governor's verdict on it (rule, citation, reason, the values it saw)."""
@@ -1146,8 +1152,10 @@ def explain_contacts(app: App, account_id: str, as_of: dt.date) -> tuple[str, li
     for row in shown.iter_rows(named=True):
         when = {"planned": " for ", "deferred": " to "}.get(row["verdict"], "") + (row["local_at"] or "")
         rule = f"{row['rule_id']}" + (f" ({row['citation']})" if row["citation"] else "")
+        contact = contact_of_key(row["key"])
+        to = f" to contact {contact}" if contact else ""
         lines.append(
-            f"  {row['channel']} {row['kind']} (stage {row['stage']}, action {row['action']}): "
+            f"  {row['channel']} {row['kind']}{to} (stage {row['stage']}, action {row['action']}): "
             f"{row['verdict']}{when.rstrip()}"
         )
         if row["planned_because"]:
@@ -1160,6 +1168,7 @@ def explain_contacts(app: App, account_id: str, as_of: dt.date) -> tuple[str, li
                 "action": row["action"],
                 "channel": row["channel"],
                 "kind": row["kind"],
+                "to": f"contact {contact}" if contact else "customer",
                 "verdict": row["verdict"],
                 "scheduled_at": row["local_at"],
                 "rule_id": row["rule_id"],

@@ -17,6 +17,10 @@ apply to every customer in that stage wherever they live:
   fails closed; a warning);
 - an action sending the UK notice of sums in arrears, which the law plans anyway: extra letters on the
   days it falls apart from the law's (a warning);
+- an action to third parties the customers named (``to = "contact"``) reaching a jurisdiction whose pack
+  forbids contacting them (the UK, UK-CONC-04) and that ``[governor] third_party_contact_in`` does not
+  open: those customers' contacts get nothing from it (a warning); where it is allowed, the reminder of
+  its conditions (a note: only when the customer is unreachable, once only in the US);
 - the rule packs themselves: every rule carries an id and a citation (an error otherwise).
 """
 
@@ -27,15 +31,22 @@ from dataclasses import dataclass
 from duecourse.config import Config
 from duecourse.domain.strategy import TASK_CHANNEL
 from duecourse.letters.kinds import KINDS, LOCALE_OF
-from duecourse.rulepacks.packs import JURISDICTIONS, RulePackError, contact_hours, task_rules
+from duecourse.rulepacks.packs import (
+    JURISDICTIONS,
+    RulePackError,
+    contact_hours,
+    task_rules,
+    third_party_rules,
+)
 
 WORDED_CHANNELS = ("email", "sms", "push")
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One thing ``policy check`` found: ``error`` (it will fail) or ``warning`` (it will not do what it
-    seems to), a code, and the message in words, naming the stage and action."""
+    """One thing ``policy check`` found: ``error`` (it will fail), ``warning`` (it will not do what it
+    seems to) or ``note`` (what it will do, where the law narrows it), a code, and the message in words,
+    naming the stage and action."""
 
     severity: str
     code: str
@@ -54,7 +65,44 @@ def check_policy(config: Config) -> list[Finding]:
     findings += _task_prerequisites(config)
     findings += _task_limitations(config)
     findings += _statutory_kinds(config)
+    findings += _third_parties(config)
     return sorted(findings, key=lambda f: f.severity != "error")
+
+
+def _third_parties(config: Config) -> list[Finding]:
+    """Actions to third parties the customers named, against each jurisdiction their stage reaches."""
+    reach = _reach(config)
+    opened = config.governor.third_party_contact_in
+    found: list[Finding] = []
+    for action in config.actions:
+        if action.to != "contact":
+            continue
+        where = f"stage {action.stage}, action {action.name} ({action.channel} {action.kind} to contacts)"
+        for jurisdiction in reach.get(action.stage, JURISDICTIONS):
+            rules = third_party_rules(jurisdiction)
+            if not rules.allowed and jurisdiction not in opened:
+                found.append(
+                    Finding(
+                        "warning",
+                        "policy.third_party_forbidden",
+                        f"{where}: {jurisdiction} forbids contacting third parties ({rules.rule}, "
+                        f"{rules.citation}); the contacts of customers there get nothing from it",
+                    )
+                )
+                continue
+            conditions = f"only when the customer is unreachable for {rules.unreachable_days} days"
+            if rules.once:
+                conditions += f", once per contact ever ({rules.once_rule})"
+            opened_by = " (opened by [governor] third_party_contact_in)" if not rules.allowed else ""
+            found.append(
+                Finding(
+                    "note",
+                    "policy.third_party_conditions",
+                    f"{where}: in {jurisdiction}{opened_by} a contact gets it {conditions}, never after "
+                    f"refusing ({rules.refused_rule}); the words never name the debt ({rules.rule})",
+                )
+            )
+    return found
 
 
 def _rule_packs() -> list[Finding]:

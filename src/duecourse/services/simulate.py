@@ -52,12 +52,13 @@ from duecourse.engine.stage_path import stage_path
 from duecourse.letters import LetterError
 from duecourse.letters.kinds import JURISDICTION_OF, LOCALE_OF
 from duecourse.rulepacks.packs import task_rules
-from duecourse.services import attributes, consent, simulate_statutory, tasks
+from duecourse.services import attributes, consent, simulate_statutory, tasks, third_parties
 from duecourse.services.contacts import (
     arms_for,
     contact_frame,
     contacts_query,
     decide_with_fallbacks,
+    governed_customer,
     hold_frame,
     holds_query,
     local_days,
@@ -316,6 +317,10 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
     law = simulate_statutory.applies(config)
     law_state = simulate_statutory.read_state(app.engine, first, config) if law else None
     law_inputs = simulate_statutory.inputs(config, portfolio, info) if law else None
+    # Third parties the customers named, for the actions to = "contact"; the messages to them the
+    # simulation lets through count as communications on the days after (US-3P-01: once only).
+    named = third_parties.contacts_of(app.engine) if any(a.to == "contact" for a in config.actions) else None
+    asked = third_parties.ThirdPartyInputs.empty().earlier
     days: list[pl.DataFrame] = []
     day = first
     while day <= last:
@@ -330,7 +335,7 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
             more += simulate_statutory.parts(
                 config, portfolio, law_inputs, law_state, rows.select("account_id", "stage"), day
             )
-        found = plan_frame(config, rows, day, None, arms=arms, extra=("locale",), more=more)
+        found = plan_frame(config, rows, day, None, arms=arms, extra=("locale",), more=more, contacts=named)
         found = _one_notice(found)
         if found.height:
             day_holds = stored.holds
@@ -345,6 +350,7 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
                 as_of=day,
                 policy=policy,
                 task_inputs=_task_inputs(config, portfolio, found, day, stored.holds),
+                third_party_inputs=_third_party_inputs(app, found, day, first, asked),
             )
             result = found.select(
                 "key",
@@ -354,15 +360,31 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
                 "kind",
                 "locale",
                 pl.col("timezones").list.first().alias("timezone"),
+                "contact_id",
             ).join(decided.select("key", "verdict", "rule_id", "scheduled_at"), on="key", how="inner")
             result = result.with_columns(
                 local_days(result, "scheduled_at").alias("local_day"), pl.lit(day).alias("day")
             )
             allowed = result.filter(pl.col("verdict") != "suppressed")
-            contacts = pl.concat([contacts, allowed.select(list(governor.CONTACTS))])
+            contacts = pl.concat(
+                [
+                    contacts,
+                    allowed.with_columns(governed_customer().alias("customer_id")).select(
+                        list(governor.CONTACTS)
+                    ),
+                ]
+            )
+            asked = pl.concat(
+                [
+                    asked,
+                    allowed.filter(pl.col("contact_id") != "").select(
+                        "contact_id", "key", pl.lit(day, pl.Date()).alias("planned_on")
+                    ),
+                ]
+            )
             if law_state is not None and law_inputs is not None:
                 simulate_statutory.record(law_state, allowed, law_inputs, day)
-            days.append(result.drop("timezone", "scheduled_at"))
+            days.append(result.drop("timezone", "scheduled_at", "contact_id"))
         day += dt.timedelta(days=1)
     if not days:
         return pl.DataFrame(schema=_DECIDED)
@@ -389,6 +411,25 @@ def _one_notice(found: pl.DataFrame) -> pl.DataFrame:
     own = found.filter(~pl.col("action").str.starts_with("statutory-")).select("account_id", "kind").unique()
     dropped = law.join(own, on=["account_id", "kind"], how="semi").select("key")
     return found.join(dropped, on="key", how="anti")
+
+
+def _third_party_inputs(
+    app: App, found: pl.DataFrame, day: dt.date, first: dt.date, asked: pl.DataFrame
+) -> third_parties.ThirdPartyInputs | None:
+    """What the third parties' rules read, as far as the simulation knows it: the store's facts (the
+    contacts, their stops, the customers' contact points found bad, the outbox's messages planned before
+    the first simulated day) and the messages to contacts the simulation let through on earlier days. The
+    simulated messages to the customers are not counted as gone through: nobody knows how they would end."""
+    rows = found.filter(pl.col("contact_id") != "")
+    if rows.is_empty():
+        return None
+    with app.engine.connect() as connection:
+        read = third_parties.read_inputs(connection, rows, day, app.config.governor.third_party_contact_in)
+    return replace(
+        read,
+        earlier=pl.concat([read.earlier.filter(pl.col("planned_on") < first), asked]),
+        through=read.through.filter(pl.col("planned_on") < first),
+    )
 
 
 def _task_inputs(
@@ -668,8 +709,9 @@ def _peaks(load: Mapping[tuple[dt.date, str], int]) -> dict[str, tuple[dt.date, 
 
 def _sms_shapes(config: Config, texts: pl.DataFrame) -> tuple[SmsShape, ...]:
     """The encoding and segments of each (kind, locale) of ``texts``, each rendered once."""
-    from duecourse.channels.content import sample_data, sample_links, sms_text
+    from duecourse.channels.content import sample_contact_data, sample_data, sample_links, sms_text
     from duecourse.channels.sms import sms_encoding
+    from duecourse.domain.strategy import CONTACT_KINDS
 
     shapes = []
     for kind, locale, n in texts.group_by("kind", "locale").len().sort("kind", "locale").iter_rows():
@@ -680,7 +722,9 @@ def _sms_shapes(config: Config, texts: pl.DataFrame) -> tuple[SmsShape, ...]:
             text = sms_text(
                 str(kind),
                 str(locale),
-                sample_data(config, str(kind), str(locale)),
+                (sample_contact_data if kind in CONTACT_KINDS else sample_data)(
+                    config, str(kind), str(locale)
+                ),
                 sample_links(issuer, str(locale)),
             )
         except LetterError as exc:
