@@ -60,9 +60,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, insert, select
 
 from duecourse.bootstrap import App
 from duecourse.domain.errors import Problem, ProblemsError
@@ -388,10 +389,12 @@ def read_inputs(
     contact_ids = sorted(set(rows["contact_id"].to_list()))
     customer_ids = sorted(set(rows["customer_id"].to_list()))
 
-    def frame(query: object, like: pl.DataFrame, ids: list[str], column: object) -> pl.DataFrame:
+    def frame(
+        query: Select[Any], like: pl.DataFrame, ids: list[str], column: ColumnElement[Any]
+    ) -> pl.DataFrame:
         found: list[dict[str, object]] = []
         for start in range(0, len(ids), 500):
-            chunk = query.where(column.in_(ids[start : start + 500]))  # type: ignore[attr-defined]
+            chunk = query.where(column.in_(ids[start : start + 500]))
             found += [dict(r._mapping) for r in connection.execute(chunk)]
         return pl.DataFrame(found, schema=like.schema)
 
