@@ -166,6 +166,27 @@ def test_a_contact_without_the_channels_address_gets_nothing() -> None:
     assert passed.is_empty() and decided["reason"][0] == "contact K1 has no email address"
 
 
+def test_a_contacts_address_found_bad_is_not_used_again() -> None:
+    bounced = pl.DataFrame(
+        {
+            "customer_id": ["C1"],
+            "channel": ["sms"],
+            "address": ["+8613900139000"],
+            "since": [dt.date(2025, 5, 9)],
+        }
+    )
+    known = inputs()
+    passed, decided = screen(
+        rows(("k", "A1", "C1", "CN", "K1")),
+        replace(known, bad=pl.concat([known.bad, bounced])),
+        dt.date(2025, 6, 1),
+    )
+    assert passed.is_empty()
+    assert (
+        decided["reason"][0] == "contact K1's sms +8613900139000 was found bad on 2025-05-09: not used again"
+    )
+
+
 def test_uk_third_parties_are_not_contacted_unless_the_institution_opens_it() -> None:
     uk = rows(("k", "A5", "C1", "UK", "K1"))
     passed, decided = screen(uk, inputs(), dt.date(2025, 6, 1))

@@ -23,7 +23,8 @@ a contact template that mentions the debt).
    choice (fail closed).
 2. The contact asked to hear no more (a STOP reply from their number, their opt-out link): suppressed
    for good (CN-COL-09: stop if the contact refuses).
-3. The contact has no phone (for sms) or no e-mail (for email): suppressed.
+3. The contact has no phone (for sms) or no e-mail (for email), or the one on file was found bad (a
+   message to it bounced): suppressed.
 4. ``once``: at most one communication with a contact, ever (US-3P-01, 12 CFR 1006.10(b)(3)): a
    contact with a message in the outbox (any state but cancelled or failed) is not contacted again,
    and of one run's messages to one contact only the first goes.
@@ -566,8 +567,13 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
             .fill_null(""),
         )
     )
+    # a contact's own phone or e-mail found bad (a message to it bounced): not used again
+    found_bad = inputs.bad.select(
+        "customer_id", "channel", pl.col("address"), pl.col("since").alias("address_bad")
+    ).unique(["customer_id", "channel", "address"])
+    seen = seen.join(found_bad, on=["customer_id", "channel", "address"], how="left")
     refused = pl.col("stopped_at").is_not_null()
-    no_address = pl.col("address") == ""
+    no_address = (pl.col("address") == "") | pl.col("address_bad").is_not_null()
     again = pl.col("once") & pl.col("first_contacted").is_not_null()
     reachable = ~pl.col("unreachable").fill_null(False)
     blocked = ~pl.col("allowed") | refused | no_address | again | reachable
@@ -617,8 +623,18 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
                 pl.col("stopped_at").dt.date().cast(pl.String),
             )
         )
-        .when(no_address)
+        .when(pl.col("address") == "")
         .then(pl.format("{} has no {} address", contact, pl.col("channel")))
+        .when(no_address)
+        .then(
+            pl.format(
+                "{}'s {} {} was found bad on {}: not used again",
+                contact,
+                pl.col("channel"),
+                pl.col("address"),
+                pl.col("address_bad").cast(pl.String),
+            )
+        )
         .when(again)
         .then(
             pl.format(
