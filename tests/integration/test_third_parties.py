@@ -354,3 +354,41 @@ def test_explain_simulate_and_check_account_for_actions_to_contacts(
         "note: stage M1, action ask (sms location_request to contacts): in US a contact gets it only " in out
     )
     assert "once per contact ever (US-3P-01)" in out
+
+
+@pytest.mark.parametrize("opened", [False, True], ids=["uk-closed", "uk-opened"])
+def test_a_uk_contact_is_not_asked_unless_the_institution_opens_it(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opened: bool
+) -> None:
+    monkeypatch.setenv("DUECOURSE_PORTAL_SECRET", "c" * 32)
+    text = default_config_text()
+    marker = '[[strategy.stages]]\nname = "M2"'
+    text = text.replace(marker, ASK + marker) + (
+        f'\n[channels.sms]\ngateway = "files"\ndir = "{tmp_path / "sms"}"\n'
+        f'\n[channels.post]\ndir = "{tmp_path / "print"}"\n'
+    )
+    if opened:
+        text += '\n[governor]\nthird_party_contact_in = ["UK"]\n'
+    people = (
+        "customer_id,name,locale,timezone,jurisdiction,phone,email,address_line1,address_line2,city,region,"
+        "postal_code,country\n"
+        "C3,Tom Smith,en-GB,Europe/London,UK,+447700900123,tom@example.co.uk,1 High St,,Leeds,,LS1 1AA,GB\n"
+    )
+    uk = (
+        ("customers", people),
+        ("accounts", "account_id,customer_id,product_code,opened_on\nA4,C3,loan_uk,2024-01-01\n"),
+        ("dues", "account_id,due_id,due_date,amount,component\nA4,L1,2025-04-20,200.00,principal\n"),
+    )
+    cli, _ = cli_with(db_url, tmp_path, text, uk)
+    contacts = "contact_id,customer_id,relation,name,phone\nK3,C3,family,Ann Smith,+447700900456\n"
+    assert cli("import", "contacts", str(write(tmp_path, "contacts.csv", contacts))) == 0
+    _bounce(db_url, "C3", "+447700900123", "tom@example.co.uk")
+    assert cli("run", "--as-of", "2025-05-08") == 0
+    ((verdict, rule, reason),) = _decided(db_url, "2025-05-08").values()
+    if opened:
+        assert verdict == "planned"
+        assert [c for _, c, *_ in _to_contacts(db_url)] == ["K3"]
+    else:
+        assert (verdict, rule) == ("suppressed", "UK-CONC-04")
+        assert reason == "no third party is contacted for customers in UK (the customer is not)"
+        assert _to_contacts(db_url) == []
