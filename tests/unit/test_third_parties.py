@@ -327,3 +327,77 @@ def test_a_template_for_contacts_that_mentions_the_debt_is_refused(tmp_path: Pat
 
 def test_the_shipped_contact_templates_pass_the_lint() -> None:
     assert lint_content(kinds=["location_request"]) == []
+
+
+# ------------------------------------------------------------------------------------------ planning
+
+ASK = """
+  [[strategy.stages.actions]]
+  name = "ask"
+  channel = "sms"
+  kind = "location_request"
+  to = "contact"
+  at = "10:00"
+
+  [[strategy.stages.actions]]
+  name = "text"
+  channel = "sms"
+  kind = "overdue_reminder"
+  at = "10:00"
+
+"""
+
+
+def test_an_action_to_contacts_falls_for_each_contact_in_the_contacts_time_zone() -> None:
+    from duecourse.config import config_from_text, default_config_text
+    from duecourse.services.contacts import plan_frame
+
+    text = default_config_text()
+    marker = '[[strategy.stages]]\nname = "M2"'
+    text = text.replace(marker, ASK + marker) + '\n[channels.sms]\ngateway = "files"\ndir = "sms"\n'
+    config = config_from_text(text)
+    day = dt.date(2025, 5, 8)
+    accounts = pl.DataFrame(
+        {
+            "account_id": ["A1", "A3"],
+            "stage": ["M1", "M1"],
+            "customer_id": ["C1", "C2"],
+            "product_code": ["card_cn", "card_us"],
+            "timezone": ["Asia/Shanghai", "America/New_York"],
+            "jurisdiction": ["CN", "US"],
+            "entered_on": [day, day],
+            "since": [None, None],  # as contacts.with_resumed gives it: no hold kept anything back
+        },
+        schema_overrides={"since": pl.Date()},
+    )
+    named = pl.DataFrame(
+        {
+            "contact_id": ["K1", "K2", "K3"],
+            "customer_id": ["C1", "C2", "C2"],
+            "timezone": ["", "America/Chicago", ""],
+        }
+    )
+    found = plan_frame(config, accounts, day, None, contacts=named)
+    asked = {
+        row["key"]: (row["contact_id"], row["timezones"], row["scheduled_at"])
+        for row in found.filter(pl.col("action") == "ask").iter_rows(named=True)
+    }
+    assert asked == {
+        "A1|M1|ask|2025-05-08|sms|to:K1": ("K1", ["Asia/Shanghai"], dt.datetime(2025, 5, 8, 2, tzinfo=UTC)),
+        "A3|M1|ask|2025-05-08|sms|to:K2": (
+            "K2",
+            ["America/Chicago"],
+            dt.datetime(2025, 5, 8, 15, tzinfo=UTC),
+        ),
+        "A3|M1|ask|2025-05-08|sms|to:K3": (
+            "K3",
+            ["America/New_York"],
+            dt.datetime(2025, 5, 8, 14, tzinfo=UTC),
+        ),
+    }
+    assert "falls today to contact K2" in found.filter(pl.col("contact_id") == "K2")["why"][0]
+    customers = found.filter(pl.col("action") == "text")
+    assert customers["contact_id"].to_list() == ["", ""]
+    assert customers["key"].to_list() == ["A1|M1|text|2025-05-08|sms", "A3|M1|text|2025-05-08|sms"]
+    # without the contacts read, an action to contacts falls for nobody
+    assert plan_frame(config, accounts, day, None).filter(pl.col("action") == "ask").is_empty()
