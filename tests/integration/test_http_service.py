@@ -192,6 +192,7 @@ def test_an_sms_gateways_replies_and_receipts_are_stored_and_acted_on(service: t
         "stored": 2,
         "handled": 2,
         "opt_out_holds": 1,
+        "contacts_stopped": 0,
         "delivered": 0,
         "bounced": 0,
         "waiting": 0,
@@ -293,3 +294,42 @@ def test_links_sent_before_the_table_existed_keep_working_after_the_upgrade(db_u
     assert sorted((r["subject"], r["customer_id"], r["channel"]) for r in rows) == sorted(
         (opt_out_subject(c, ch), c, ch) for c in ("C1", "C2") for ch in ("email", "sms", "push")
     )
+
+
+def test_a_contacts_opt_out_link_and_stop_reply_stop_that_contact_and_say_nothing_of_an_account(
+    service: tuple[str, Path, str], tmp_path: Path
+) -> None:
+    from duecourse.letters.token import make_token, portal_secret
+    from duecourse.services.third_parties import import_contacts, link_subject
+    from duecourse.store.tables import third_party_stops
+
+    base, _, db_url = service
+    app = bootstrap(db_url, None)
+    try:
+        path = tmp_path / "contacts.csv"
+        path.write_text(
+            "contact_id,customer_id,relation,name,phone\n"
+            "K1,C1,emergency,李雷,+8613900139000\nK2,C1,family,韩梅梅,+8613900139001\n",
+            encoding="utf-8",
+        )
+        import_contacts(app, path, NOW)
+    finally:
+        app.engine.dispose()
+    secret, _ = portal_secret()
+    token = make_token(link_subject("K1"), dt.date(2026, 5, 5), secret)
+    status, page, _ = _call(f"{base}/opt-out/contact/{token}")
+    assert status == 200 and "不再接收示例消费金融有限公司的消息" in page
+    assert not any(word in page for word in ("账户", "还款", "逾期"))
+    status, page, _ = _call(f"{base}/opt-out/contact/{token}", b"List-Unsubscribe=One-Click")
+    assert status == 200 and "示例消费金融有限公司不会再联系您" in page
+    status, page, _ = _call(f"{base}/opt-out/contact/{token}", b"List-Unsubscribe=One-Click")
+    assert "您已告知" in page  # once
+
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    reply = {"from": "+8613900139001", "to": "10690000", "text": "TD"}
+    status, answer, _ = _call(f"{base}/callbacks/sms/replies", json.dumps([reply]).encode(), auth)
+    assert status == 200 and json.loads(answer)["contacts_stopped"] == 1
+    assert sorted(r["contact_id"] for r in _rows(db_url, third_party_stops)) == ["K1", "K2"]
+    assert [
+        c for c, channel, _ in _opt_outs(db_url) if channel == "sms"
+    ] == []  # the customer is not opted out

@@ -216,6 +216,7 @@ def create_app(app: App, clock: Callable[[], dt.datetime] | None = None) -> Fast
                 "stored": result.stored,
                 "handled": handled.handled,
                 "opt_out_holds": handled.opt_out_holds,
+                "contacts_stopped": handled.contacts_stopped,
                 "delivered": handled.feedback.delivered,
                 "bounced": handled.feedback.bounced,
                 "waiting": handled.waiting,
