@@ -30,6 +30,7 @@ before any measure (its imports cost seconds of CPU, which a measure should not 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import itertools
 import json
 import os
@@ -223,7 +224,7 @@ def batch(locale: str, count: int, workers: int, plain: bool) -> dict[str, Any]:
             for data, _, account, customer in itertools.chain([first], jobs):
                 planned.add(data, account, customer)
             started, cpu_started = time.perf_counter(), cpu()
-            entries = service().render_batch(engine, planned, workers)
+            entries = service().render_batch(engine, planned, workers, dt.datetime.now(dt.UTC))
         rendered_at, cpu_rendered = time.perf_counter(), cpu()
         pdf_path, _, pages, _, _, _ = service().write_batch(engine, day, entries, Path(tmp) / "out")
         seconds, cpu_seconds = time.perf_counter() - started, cpu() - cpu_started

@@ -19,6 +19,7 @@ from duecourse.letters import pdfparts
 from duecourse.letters.render import compile_letters, compile_pdf, letters_markup, load_templates
 from duecourse.services import letters as service
 from tests.unit.letters_support import data_for, sample, text_of
+from tests.unit.merge_oracle import merge_at_once
 
 WHEN = dt.date(2025, 9, 26)
 CUSTOMERS = [
@@ -222,6 +223,10 @@ def test_a_print_file_joined_as_it_goes_is_the_one_joined_at_once(
         with pytest.raises(ValueError, match="finished"):
             merger.add(cover)
     joined = (tmp_path / "out.pdf").read_bytes()
+    assert joined == merge_at_once([cover, *together])  # the first version's bytes
     assert joined == pdfparts.merge([cover, *together])
+    # the same letters again, in another order and twice over: shared objects are found again
+    parts = [cover, *together[::-1], *together]
+    assert pdfparts.merge(parts) == merge_at_once(parts)
     assert digest == hashlib.sha256(joined).hexdigest()
     assert len(PdfReader(io.BytesIO(pdfparts.merge([]))).pages) == 0  # nothing joined: a file of no pages

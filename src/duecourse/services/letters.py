@@ -19,8 +19,9 @@ import os
 import secrets
 import tempfile
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,7 +268,7 @@ def _job_key(data: dict[str, Any], letter_date: dt.date) -> tuple[Any, ...]:
 
 def _compiled(
     texts: Iterator[tuple[list[str], dt.date]], chunks: int, letters: int, workers: int
-) -> Iterator[list[bytes]]:
+) -> Generator[list[bytes]]:
     """The PDFs of each chunk of letter markups, in order (``compile_letters``): in this process, or in
     worker processes (from PARALLEL_FROM letters) with a few chunks in flight, so that neither the
     markups nor the PDFs pile up."""
@@ -282,12 +283,18 @@ def _compiled(
     workers = min(workers, chunks)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=single_threaded) as pool:
         pending: deque[Future[list[bytes]]] = deque()
-        for markups, day in texts:
-            pending.append(pool.submit(compile_letters, markups, day))
-            if len(pending) > 2 * workers:
+        try:
+            for markups, day in texts:
+                pending.append(pool.submit(compile_letters, markups, day))
+                if len(pending) > 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        except BaseException:
+            # A failure here or in the caller (which closes this generator): the chunks not started are
+            # dropped, not compiled for nothing before the error is seen.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def render_many(jobs: Sequence[Job], workers: int | None = None) -> list[store.StoredLetter]:
@@ -297,10 +304,10 @@ def render_many(jobs: Sequence[Job], workers: int | None = None) -> list[store.S
     chunks = _chunks([_job_key(data, day) for data, day, _, _ in jobs])
     texts = (([templates.markup(jobs[n][0]) for n in chunk], jobs[chunk[0]][1]) for chunk in chunks)
     pdfs: list[bytes] = [b""] * len(jobs)
-    compiled = _compiled(texts, len(chunks), len(jobs), workers or os.cpu_count() or 1)
-    for chunk, chunk_pdfs in zip(chunks, compiled, strict=True):
-        for n, pdf in zip(chunk, chunk_pdfs, strict=True):
-            pdfs[n] = pdf
+    with closing(_compiled(texts, len(chunks), len(jobs), workers or os.cpu_count() or 1)) as compiled:
+        for chunk, chunk_pdfs in zip(chunks, compiled, strict=True):
+            for n, pdf in zip(chunk, chunk_pdfs, strict=True):
+                pdfs[n] = pdf
     return [
         _stored(data, templates, letter_date, account_id, customer_id, pdf)
         for (data, letter_date, account_id, customer_id), pdf in zip(jobs, pdfs, strict=True)
@@ -407,7 +414,7 @@ def _plan(app: App, batch_date: dt.date) -> PlannedLetters:
 
 
 def render_batch(
-    engine: Engine, planned: PlannedLetters, workers: int | None = None, *, now: dt.datetime | None = None
+    engine: Engine, planned: PlannedLetters, workers: int | None, now: dt.datetime
 ) -> list[Entry]:
     """Render the planned letters sorted by postal code and store them WINDOW at a time; the manifest's
     entries in order. A letter already stored (a batch interrupted and made again) is not stored twice."""
@@ -418,37 +425,29 @@ def render_batch(
     texts = (([templates.markup(json.loads(planned.text(items[n]))) for n in chunk], day) for chunk in chunks)
     entries: list[Entry | None] = [None] * len(items)
     window: list[store.StoredLetter] = []
-    now = now or dt.datetime.now(dt.UTC)
-    compiled = _compiled(texts, len(chunks), len(items), workers or os.cpu_count() or 1)
-    for chunk, pdfs in zip(chunks, compiled, strict=True):
-        for n, pdf in zip(chunk, pdfs, strict=True):
-            item = items[n]
-            stored = store.StoredLetter(
-                sha256=hashlib.sha256(pdf).hexdigest(),
-                reference=item.reference,
-                account_id=item.account_id,
-                customer_id=item.customer_id,
-                kind=item.kind,
-                locale=item.locale,
-                letter_date=day,
-                template_version=templates.version(item.kind, item.locale),
-                pages=page_count(pdf),
-                data_json=planned.text(item),
-                pdf=pdf,
-            )
-            entries[n] = Entry(
-                item.account_id,
-                item.customer_id,
-                item.kind,
-                item.locale,
-                item.postal_code,
-                stored.pages,
-                stored.sha256,
-            )
-            window.append(stored)
-        if len(window) >= WINDOW:
-            store.save_letters(engine, window, now)
-            window = []
+    with closing(_compiled(texts, len(chunks), len(items), workers or os.cpu_count() or 1)) as compiled:
+        for chunk, pdfs in zip(chunks, compiled, strict=True):
+            for n, pdf in zip(chunk, pdfs, strict=True):
+                item = items[n]
+                stored = store.StoredLetter(
+                    sha256=hashlib.sha256(pdf).hexdigest(),
+                    reference=item.reference,
+                    account_id=item.account_id,
+                    customer_id=item.customer_id,
+                    kind=item.kind,
+                    locale=item.locale,
+                    letter_date=day,
+                    template_version=templates.version(item.kind, item.locale),
+                    pages=page_count(pdf),
+                    data_json=planned.text(item),
+                    pdf=pdf,
+                )
+                entry = (item.account_id, item.customer_id, item.kind, item.locale, item.postal_code)
+                entries[n] = Entry(*entry, stored.pages, stored.sha256)
+                window.append(stored)
+            if len(window) >= WINDOW:
+                store.save_letters(engine, window, now)
+                window = []
     store.save_letters(engine, window, now)
     return [entry for entry in entries if entry is not None]
 
@@ -544,14 +543,6 @@ def write_batch(
     by_kind = dict(sorted(Counter(f"{e.kind} {e.locale}" for e in entries).items()))
     pages = sum(e.pages for e in entries)
     cover = compile_pdf(_cover_markup(batch_date, len(entries), by_kind, pages), batch_date)
-    pdf_path = out / f"batch-{batch_date}.pdf"
-    partial = _partial(out, f"batch-{batch_date}.pdf")
-    try:
-        sha = _join(engine, batch_date, cover, entries, partial)
-    except BaseException:
-        partial.unlink(missing_ok=True)  # no half-written print file is left behind
-        raise
-    os.replace(partial, pdf_path)
     text = io.StringIO()
     writer_csv = csv.writer(text, lineterminator="\n")
     writer_csv.writerow(MANIFEST_COLUMNS)
@@ -560,10 +551,21 @@ def write_batch(
             [n, e.account_id, e.customer_id, e.kind, e.locale, e.postal_code, e.pages, e.sha256]
         )
     manifest = text.getvalue().encode()
-    manifest_path = out / f"batch-{batch_date}.csv"
-    partial = _partial(out, f"batch-{batch_date}.csv")
-    partial.write_bytes(manifest)
-    os.replace(partial, manifest_path)
+    pdf_path, manifest_path = out / f"batch-{batch_date}.pdf", out / f"batch-{batch_date}.csv"
+    partials = [_partial(out, pdf_path.name), _partial(out, manifest_path.name)]
+    try:
+        sha = _join(engine, batch_date, cover, entries, partials[0])
+        with partials[1].open("wb") as file:
+            file.write(manifest)
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        for partial in partials:
+            partial.unlink(missing_ok=True)  # no half-written file is left behind
+        raise
+    # Both files are complete on disk before either takes its name.
+    os.replace(partials[1], manifest_path)
+    os.replace(partials[0], pdf_path)
     return pdf_path, manifest_path, pages, by_kind, sha, hashlib.sha256(manifest).hexdigest()
 
 
@@ -594,7 +596,10 @@ def _join(engine: Engine, batch_date: dt.date, cover: bytes, entries: Sequence[E
                     merger.add(pdfs[sha])
         except pdfparts.Unsupported as exc:
             raise LetterError(f"cannot join the letters into one print file: {exc}") from exc
-        return merger.finish(file)
+        digest = merger.finish(file)
+        file.flush()
+        os.fsync(file.fileno())
+        return digest
 
 
 def _cover_markup(batch_date: dt.date, letters: int, by_kind: dict[str, int], pages: int) -> str:
@@ -640,7 +645,7 @@ def _rendered(app: App, batch_date: dt.date, workers: int | None, now: dt.dateti
     """The batch's letters planned, linted, rendered and stored; only their entries are kept."""
     with _plan(app, batch_date) as planned:
         _lint_gate(app, BATCH_KIND, planned.locales())
-        return render_batch(app.engine, planned, workers, now=now)
+        return render_batch(app.engine, planned, workers, now)
 
 
 def _lint_gate(app: App, kind: str, locales: list[str]) -> None:
