@@ -57,12 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser(
         "import",
         help=(
-            "import customers, accounts, dues, payments, account attributes, consents or contacts "
+            "import customers, accounts, dues, payments, account attributes, consents, contacts or holds "
             "(.csv or .parquet)"
         ),
     )
     imp.add_argument(
-        "kind", choices=["customers", "accounts", "dues", "payments", "attributes", "consents", "contacts"]
+        "kind",
+        choices=["customers", "accounts", "dues", "payments", "attributes", "consents", "contacts", "holds"],
     )
     imp.add_argument("file", type=Path)
     imp.add_argument("--json", action="store_true", help="print the result or the problems as JSON")
@@ -344,6 +345,29 @@ def _with_app(app: App, args: argparse.Namespace) -> int:
             )
         else:
             print(f"{added.file}: {added.added} contacts added, {added.unchanged} already there")
+        return 0
+    if args.command == "import" and args.kind == "holds":
+        from duecourse.services.holds import import_holds
+
+        took_holds = import_holds(app, args.file, dt.datetime.now(dt.UTC))
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "ok": True,
+                        "kind": "holds",
+                        "file": took_holds.file,
+                        "rows_added": took_holds.added,
+                        "rows_ended": took_holds.ended,
+                        "rows_unchanged": took_holds.unchanged,
+                    }
+                )
+            )
+        else:
+            print(
+                f"{took_holds.file}: {took_holds.added} holds added, {took_holds.ended} with a new end, "
+                f"{took_holds.unchanged} already there"
+            )
         return 0
     if args.command == "import" and args.kind == "consents":
         from duecourse.services.consent import import_consents

@@ -424,6 +424,43 @@ def task_rules(jurisdiction: str) -> TaskRules:
     return TaskRules(tuple(prerequisites), tuple(bars), tuple(limitations))
 
 
+# Tasks a hold opens for people (``[[hold_tasks]]``): work the automated strategy must leave to them.
+HOLD_TASK_KINDS: tuple[str, ...] = ("specialist_review",)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldTask:
+    """A hold of kind ``hold`` in force opens a task of kind ``task`` (a queue of people trained for it)
+    for each of the customer's accounts in collection, once per hold and account."""
+
+    jurisdiction: str
+    hold: str
+    task: str
+    rule: str
+    citation: str
+
+
+@functools.cache
+def hold_tasks(jurisdiction: str) -> tuple[HoldTask, ...]:
+    """The ``[[hold_tasks]]`` of the jurisdiction's pack (none: a hold opens no task)."""
+    reader = _Reader(jurisdiction)
+    pack = _pack(jurisdiction)
+    found: list[HoldTask] = []
+    for number, table in enumerate(reader.tables(pack, "hold_tasks"), start=1):
+        where = f"[[hold_tasks]] #{number}"
+        found.append(
+            HoldTask(
+                jurisdiction,
+                reader.text(table, "hold", where),
+                reader.choice(table, "task", where, HOLD_TASK_KINDS),
+                reader.text(table, "rule", where),
+                reader.text(table, "citation", where),
+            )
+        )
+    reader.done()
+    return tuple(found)
+
+
 @functools.cache
 def governor_pack(jurisdiction: str) -> GovernorPack:
     """Everything the governor reads from the jurisdiction's pack, checked."""

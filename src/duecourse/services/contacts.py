@@ -983,6 +983,7 @@ def _replace_decisions(
         tasks.store_tasks(connection, task_rows, now)
         tasks.open_ready(connection, as_of, now, deadlines)
         tasks.cancel_time_barred(connection, as_of, now, tasks.limits_of(app.config.governor))
+        tasks.open_hold_tasks(connection, as_of, now)
         if not items:
             return store.PlanResult(0, 0)
         return store.plan_in(connection, items, now, f"planned by the run of {as_of}")

@@ -43,7 +43,7 @@ from duecourse.domain.strategy import TASK_CHANNEL
 from duecourse.engine import governor
 from duecourse.letters.data import deadline_for
 from duecourse.letters.settings import Deadline
-from duecourse.rulepacks.packs import Bar, Limitation, Prerequisite, task_rules
+from duecourse.rulepacks.packs import JURISDICTIONS, Bar, Limitation, Prerequisite, hold_tasks, task_rules
 from duecourse.store.frames import read_frame
 from duecourse.store.tables import accounts, customers, holds, outbox, payments, snapshots, tasks
 
@@ -504,6 +504,79 @@ def open_ready(
             opened += 1
         connection.execute(update(tasks).where(tasks.c.key == row.key).values(**values))
     return opened
+
+
+def open_hold_tasks(connection: Connection, as_of: dt.date, now: dt.datetime) -> int:
+    """Open the tasks the rule packs' ``[[hold_tasks]]`` ask for (UK: a vulnerability hold → the
+    specialist team's review, UK-CONC-01): for each such hold in force on ``as_of``, one task for each of
+    the customer's accounts in collection that day (the account's own, for an account hold), once per hold
+    and account (key ``ACCOUNT|-|hold:ID|STARTS_ON|TASK``: a re-run, or the next day, adds none). A
+    customer who owes nothing gets none. Returns how many were opened."""
+    added = 0
+    for jurisdiction in JURISDICTIONS:
+        for rule in hold_tasks(jurisdiction):
+            found = connection.execute(
+                select(
+                    holds.c.id,
+                    holds.c.starts_on,
+                    holds.c.reason,
+                    accounts.c.account_id,
+                    accounts.c.customer_id,
+                    snapshots.c.stage,
+                )
+                .join(customers, customers.c.customer_id == holds.c.customer_id)
+                .join(accounts, accounts.c.customer_id == holds.c.customer_id)
+                .join(
+                    snapshots,
+                    and_(snapshots.c.account_id == accounts.c.account_id, snapshots.c.as_of == as_of),
+                )
+                .where(
+                    customers.c.jurisdiction == jurisdiction,
+                    holds.c.kind == rule.hold,
+                    holds.c.starts_on <= as_of,
+                    or_(holds.c.ends_on.is_(None), holds.c.ends_on >= as_of),
+                    or_(holds.c.account_id.is_(None), holds.c.account_id == accounts.c.account_id),
+                    snapshots.c.stage != "current",
+                )
+                .order_by(accounts.c.account_id, holds.c.id)
+            ).all()
+            rows = {
+                f"{r.account_id}|-|hold:{r.id}|{r.starts_on}|{rule.task}": r for r in found
+            }  # one per hold and account
+            if not rows:
+                continue
+            keys = sorted(rows)
+            known: set[str] = set()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                known |= set(connection.execute(select(tasks.c.key).where(tasks.c.key.in_(chunk))).scalars())
+            fresh = [
+                {
+                    "key": key,
+                    "account_id": r.account_id,
+                    "customer_id": r.customer_id,
+                    "stage": r.stage,
+                    "action": f"hold:{rule.hold}",
+                    "kind": rule.task,
+                    "state": "open",
+                    "planned_on": as_of,
+                    "ready_on": as_of,
+                    "rule_id": rule.rule,
+                    "reason": (
+                        f"a {rule.hold} hold since {r.starts_on} ({r.reason}): the account goes to the "
+                        f"{rule.task.replace('_', ' ')} queue; automated reminders stop ({rule.rule}: "
+                        f"{rule.citation})"
+                    ),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for key, r in rows.items()
+                if key not in known
+            ]
+            if fresh:
+                connection.execute(insert(tasks), fresh)
+            added += len(fresh)
+    return added
 
 
 def cancel_time_barred(connection: Connection, as_of: dt.date, now: dt.datetime, limits: Limits) -> int:

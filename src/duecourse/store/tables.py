@@ -205,8 +205,12 @@ holds = Table(
     Column("ends_on", Date, nullable=True),  # null: until lifted
     Column("reason", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # The hold's id in the system it was imported from (``duecourse import holds``, migration 0013); null
+    # for the holds recorded here (opt-outs, answers).
+    Column("source_id", String, nullable=True),
     CheckConstraint("scope IN ('customer', 'account', 'channel')", name="scope"),
     Index(None, "customer_id"),
+    Index("ux_holds_source_id", "source_id", unique=True),
 )
 
 # The governor's decision on every contact the strategy planned for a day (``engine/governor.py``):
