@@ -322,6 +322,7 @@ def _check_text(text: str, source: str) -> tuple[Config | None, list[Problem]]:
     channels = _channels(check, data)
     declared = data.get("channels")
     actions = _actions(check, data, set(declared) if isinstance(declared, dict) else set())
+    _contact_senders(check, data, channels)
     governor = _governor(check, data, product_codes)
     costs = _costs(check, data)
     experiments = _experiments(check, data, sorted(stage_names))
@@ -1792,6 +1793,8 @@ CHANNEL_KEYS: dict[str, tuple[str, ...]] = {
         "password_env",
         "from",
         "reply_to",
+        "contact_from",
+        "contact_reply_to",
         "dir",
         "timeout_seconds",
         "cafile",
@@ -1804,6 +1807,7 @@ CHANNEL_KEYS: dict[str, tuple[str, ...]] = {
         "password_env",
         "system_type",
         "source_addr",
+        "contact_source_addr",
         "url",
         "headers",
         "body",
@@ -1923,6 +1927,63 @@ def _channels(check: _Check, data: Mapping[str, Any]) -> dict[str, ChannelSettin
         if len(check.problems) == before:
             found[name] = ChannelSettings(name, transport, dict(table))
     return found
+
+
+# The setting of a channel that names its sender to a third party (``services/third_parties.py``): the
+# customer's own sender (``from``, ``source_addr``) may name collections, and a header or sender id
+# reveals the debt as plainly as the words (US-3P-01: 1006.22(f); CN-COL-07 Art 18; EU-GDPR-01).
+CONTACT_SENDERS: dict[str, tuple[str, ...]] = {
+    "email": ("contact_from", "contact_reply_to"),
+    "sms": ("contact_source_addr",),
+}
+
+
+def _contact_senders(check: _Check, data: Mapping[str, Any], channels: Mapping[str, ChannelSettings]) -> None:
+    """A channel's contact sender names no debt (``reveals.contact`` of ``channels/checklists.toml``, in
+    every locale), and an action ``to = "contact"`` needs its channel's contact sender: without it, a
+    message to a contact would go out under the customer's sender."""
+    from duecourse.channels.content import channel_checklists
+
+    patterns = [p for words in channel_checklists()["reveals"]["contact"].values() for p in words]
+    for name, keys in CONTACT_SENDERS.items():
+        section = data.get("channels")
+        table = section.get(name) if isinstance(section, dict) else None
+        if not isinstance(table, dict):
+            continue
+        for key in keys:
+            if key not in table:
+                continue
+            path: KeyPath = ("channels", name, key)
+            value = table[key]
+            if not isinstance(value, str) or not value.strip():
+                check.add("config.bad_type", f"{key} must be a non-empty string, not {_show(value)}", path)
+                continue
+            if name == "email" and "@" not in value:
+                check.add("config.bad_value", f"{key} {_show(value)} holds no e-mail address", path)
+            found = [m.group(0) for p in patterns for m in [re.search(p, value)] if m]
+            if found:
+                message = (
+                    f"{key} {_show(value)} reveals the debt to a third party with '{found[0]}' "
+                    "(US-3P-01, CN-COL-07 Art 18, EU-GDPR-01): name the institution only"
+                )
+                check.add("config.contact_sender", message, path)
+    for stage_path, stage in _stage_tables(data):
+        items = stage.get("actions")
+        if not isinstance(items, list):
+            continue
+        for j, item in enumerate(items):
+            if not isinstance(item, dict) or item.get("to") != "contact":
+                continue
+            channel = item.get("channel")
+            if channel not in CONTACT_SENDERS or channel not in channels:
+                continue  # another problem says so (not a contact channel, or no such channel)
+            key = CONTACT_SENDERS[channel][0]
+            if key not in channels[channel].values:
+                message = (
+                    f'an action to = "contact" on {channel} needs [channels.{channel}] {key}: the '
+                    f"customer's sender may reveal the debt to the contact (US-3P-01, CN-COL-07 Art 18)"
+                )
+                check.add("config.contact_sender", message, (*stage_path, "actions", j, "channel"))
 
 
 # ---------------------------------------------------------------- governor

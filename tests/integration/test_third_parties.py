@@ -9,12 +9,16 @@ import email
 import email.policy
 import json
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
+from aiosmtpd.controller import Controller
 from cli_support import PORTFOLIO, cli_with
+from smpp_peer import SmppPeer
 from sqlalchemy import select
 from test_cli import write
 
@@ -138,7 +142,7 @@ def _asking(db_url: str, tmp_path: Path, extra: str = "") -> tuple[Callable[...,
     text = default_config_text()
     marker = '[[strategy.stages]]\nname = "M2"'
     text = text.replace(marker, ASK + marker) + (
-        f'\n[channels.sms]\ngateway = "files"\ndir = "{tmp_path / "sms"}"\n'
+        f'\n[channels.sms]\ngateway = "files"\ndir = "{tmp_path / "sms"}"\ncontact_source_addr = "8800"\n'
         f'\n[channels.post]\ndir = "{tmp_path / "print"}"\n{extra}'
     )
     cli, config = cli_with(db_url, tmp_path, text)
@@ -264,7 +268,7 @@ def test_a_us_contact_gets_one_location_email_ever_and_its_link_stops_them(
     marker = '[[strategy.stages]]\nname = "M2"'
     text = text.replace(marker, EMAIL_ASK + marker) + (
         f'\n[channels.email]\ntransport = "files"\ndir = "{tmp_path / "email"}"\n'
-        'from = "Example Bank <collect@example.com>"\n'
+        'from = "Example Bank <collect@example.com>"\ncontact_from = "Example Bank <hello@example.com>"\n'
         f'\n[channels.post]\ndir = "{tmp_path / "print"}"\n'
     )
     # A3 (C2's card) unpaid since its due of 2025-04-25
@@ -364,7 +368,7 @@ def test_a_uk_contact_is_not_asked_unless_the_institution_opens_it(
     text = default_config_text()
     marker = '[[strategy.stages]]\nname = "M2"'
     text = text.replace(marker, ASK + marker) + (
-        f'\n[channels.sms]\ngateway = "files"\ndir = "{tmp_path / "sms"}"\n'
+        f'\n[channels.sms]\ngateway = "files"\ndir = "{tmp_path / "sms"}"\ncontact_source_addr = "8800"\n'
         f'\n[channels.post]\ndir = "{tmp_path / "print"}"\n'
     )
     if opened:
@@ -392,3 +396,73 @@ def test_a_uk_contact_is_not_asked_unless_the_institution_opens_it(
         assert (verdict, rule) == ("suppressed", "UK-CONC-04")
         assert reason == "no third party is contacted for customers in UK (the customer is not)"
         assert _to_contacts(db_url) == []
+
+
+# ------------------------------------------------------------------ the sender a contact sees
+
+
+class _Mailbox:
+    """An SMTP server's side: the envelope sender and the bytes of each message."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        self.messages.append((str(envelope.mail_from), bytes(envelope.original_content)))
+        return "250 2.0.0 Ok: queued"
+
+
+def test_a_contacts_email_and_text_go_under_the_contact_sender_not_the_customers(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUECOURSE_PORTAL_SECRET", "c" * 32)
+    monkeypatch.setenv("TEST_SMPP_PASSWORD", "s3cret")
+    mailbox = _Mailbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with SmppPeer(password="s3cret") as peer:
+            text = default_config_text()
+            marker = '[[strategy.stages]]\nname = "M2"'
+            both = ASK + EMAIL_ASK.replace('name = "ask"', 'name = "ask-mail"')
+            text = text.replace(marker, both + marker) + (
+                f'\n[channels.email]\nhost = "127.0.0.1"\nport = {port}\nstarttls = false\n'
+                'from = "Example Bank Collections <collections@example.com>"\n'
+                'reply_to = "Collections <collections@example.com>"\n'
+                'contact_from = "Example Bank <hello@example.com>"\n'
+                'contact_reply_to = "Example Bank <frontdesk@example.com>"\n'
+                f'\n[channels.sms]\ngateway = "smpp"\nhost = "127.0.0.1"\nport = {peer.port}\n'
+                'system_id = "bank"\npassword_env = "TEST_SMPP_PASSWORD"\nsource_addr = "COLLECT"\n'
+                'contact_source_addr = "EXBANK"\n'
+                f'\n[channels.post]\ndir = "{tmp_path / "print"}"\n'
+            )
+            unpaid = tuple((k, b.replace("P3,A3,2025-04-24,40.00\n", "")) for k, b in PORTFOLIO)
+            cli, _ = cli_with(db_url, tmp_path, text, unpaid)
+            contacts = (
+                "contact_id,customer_id,relation,name,phone,email\n"
+                "K1,C1,emergency,李雷,+8613900139000,\n"
+                "K2,C2,family,John Roe,,john@example.org\n"
+            )
+            assert cli("import", "contacts", str(write(tmp_path, "contacts.csv", contacts))) == 0
+            _bounce(db_url, "C1", "+8613800138000", "wang@example.cn")
+            _bounce(db_url, "C2", "+12125550100", "jane@example.com")
+            assert cli("run", "--as-of", "2025-05-08") == 0
+            for now in ("2025-05-08T02:30:00+00:00", "2025-05-08T15:00:00+00:00"):
+                assert cli("dispatch", "--once", "--now", now, "--quiet") == 0
+            submitted = list(peer.log.submitted)
+    finally:
+        controller.stop()
+    sent = {(contact, state) for _, contact, state, _, _ in _to_contacts(db_url)}
+    assert sent == {("K1", "delivered"), ("K2", "sent")}  # the SMSC sends its receipt at once
+    # every part of the text (UCS-2, more than one part) under the contact sender id
+    assert {(s.destination, s.source_addr) for s in submitted} == {("8613900139000", "EXBANK")}
+    ((envelope_from, raw),) = mailbox.messages
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(message["From"]) == "Example Bank <hello@example.com>"
+    assert str(message["Reply-To"]) == "Example Bank <frontdesk@example.com>"
+    assert envelope_from == "hello@example.com"
+    assert "mailto:hello@example.com?subject=unsubscribe" in str(message["List-Unsubscribe"])
+    assert "collect" not in raw.decode("utf-8", "replace").lower()

@@ -839,6 +839,7 @@ def test_an_action_to_a_third_party_is_checked_at_its_line(in_tmp: Path) -> None
         [channels.sms]
         gateway = "files"
         dir = "sms"
+        contact_source_addr = "8800"
 
         [channels.post]
         dir = "print"
@@ -874,13 +875,53 @@ def test_an_action_to_a_third_party_is_checked_at_its_line(in_tmp: Path) -> None
         stage=False,
     )
     assert found == [
-        "duecourse.toml:15: a third party is contacted by sms or email only, not letter",
-        "duecourse.toml:20: a third party gets location_request only, never overdue_reminder: "
+        "duecourse.toml:16: a third party is contacted by sms or email only, not letter",
+        "duecourse.toml:21: a third party gets location_request only, never overdue_reminder: "
         "nothing about the debt goes to anyone but the customer (US-3P-01, CN-COL-07 Art 18, UK-CONC-04)",
-        'duecourse.toml:22: an action to = "contact" has no fallback',
-        "duecourse.toml:25: location_request is written for a third party the customer named: "
+        'duecourse.toml:23: an action to = "contact" has no fallback',
+        "duecourse.toml:26: location_request is written for a third party the customer named: "
         'add to = "contact"',
-        'duecourse.toml:29: to must be one of "customer", "contact", not "neighbour"',
-        "duecourse.toml:9: third_party_contact_in must be a list of jurisdictions among CN, US, UK, "
+        'duecourse.toml:30: to must be one of "customer", "contact", not "neighbour"',
+        "duecourse.toml:10: third_party_contact_in must be a list of jurisdictions among CN, US, UK, "
         "not an array",
+    ]
+
+
+def test_an_action_to_contacts_needs_a_contact_sender_that_names_no_debt(in_tmp: Path) -> None:
+    found = problems(
+        """
+        [channels.sms]
+        gateway = "files"
+        dir = "sms"
+
+        [channels.email]
+        transport = "files"
+        dir = "email"
+        from = "Example Bank Collections <collections@example.com>"
+        contact_from = "Example Bank <collections@example.com>"
+        contact_reply_to = "Overdue Team <hello@example.com>"
+
+        [[strategy.stages]]
+        name = "late"
+        min_days_past_due = 60
+          [[strategy.stages.actions]]
+          name = "text"
+          channel = "sms"
+          kind = "location_request"
+          to = "contact"
+          [[strategy.stages.actions]]
+          name = "mail"
+          channel = "email"
+          kind = "location_request"
+          to = "contact"
+        """,
+        stage=False,
+    )
+    assert found == [
+        'duecourse.toml:9: contact_from "Example Bank <collections@example.com>" reveals the debt to a '
+        "third party with 'collect' (US-3P-01, CN-COL-07 Art 18, EU-GDPR-01): name the institution only",
+        'duecourse.toml:10: contact_reply_to "Overdue Team <hello@example.com>" reveals the debt to a '
+        "third party with 'Overdue' (US-3P-01, CN-COL-07 Art 18, EU-GDPR-01): name the institution only",
+        'duecourse.toml:17: an action to = "contact" on sms needs [channels.sms] contact_source_addr: the '
+        "customer's sender may reveal the debt to the contact (US-3P-01, CN-COL-07 Art 18)",
     ]

@@ -28,6 +28,7 @@ CHANNELS = """
 [channels.sms]
 gateway = "files"
 dir = "out/sms"
+contact_source_addr = "8800"
 
 [channels.post]
 dir = "out/print"

@@ -354,7 +354,8 @@ def test_an_action_to_contacts_falls_for_each_contact_in_the_contacts_time_zone(
 
     text = default_config_text()
     marker = '[[strategy.stages]]\nname = "M2"'
-    text = text.replace(marker, ASK + marker) + '\n[channels.sms]\ngateway = "files"\ndir = "sms"\n'
+    channels = '\n[channels.sms]\ngateway = "files"\ndir = "sms"\ncontact_source_addr = "8800"\n'
+    text = text.replace(marker, ASK + marker) + channels
     config = config_from_text(text)
     day = dt.date(2025, 5, 8)
     accounts = pl.DataFrame(

@@ -43,6 +43,10 @@ from duecourse.store.tables import opt_out_links
 OPT_OUT_DAYS = 366  # an opt-out link keeps working for a year
 
 
+class NoContactSender(Exception):
+    """The channel has no sender of its own for third parties (``contact_from``, ``contact_source_addr``)."""
+
+
 def _address(channel: str, customer: Any) -> str:
     """The contact point a message goes to: the e-mail address, the phone number, the customer (push),
     or the postal address in one line (a letter: a returned letter marks that address bad, and a new
@@ -228,6 +232,8 @@ class LetterComposer:
                 made[message.id] = NotComposed(
                     f"no {message.channel} words for {message.kind}: {error}", False
                 )
+            except NoContactSender as error:
+                made[message.id] = NotComposed(f"not sent to a contact: {error}", False)
             except DuecourseError as error:
                 made[message.id] = NotComposed(
                     f"cannot render {message.kind} for {message.channel}: {error}", False
@@ -252,20 +258,33 @@ class LetterComposer:
         # the Links' portal link is never shown to a contact (not in their templates' fields)
         links = words.Links(issuer.website or base, f"{base}/opt-out/contact/{token}", keyword)
         reference = reference_for(message.key)
+        # Never the customer's sender: its name or address may say "collections" (US-3P-01, 1006.22(f);
+        # CN-COL-07 Art 18); ``config check`` refuses an action to contacts on a channel without one.
+        settings = self.app.config.channels[message.channel].values
         if message.channel == "sms":
             from duecourse.channels.sms import sms_encoding
 
+            source = str(settings.get("contact_source_addr", ""))
+            if not source:
+                raise NoContactSender("[channels.sms] has no contact_source_addr")
             text = words.sms_text(message.kind, locale, data, links)
             shape = sms_encoding(text)
-            meta = {"encoding": shape.encoding, "segments": shape.segments, "reference": reference}
+            meta = {
+                "encoding": shape.encoding,
+                "segments": shape.segments,
+                "reference": reference,
+                "source_addr": source,
+            }
             return Composed(address, text.encode(), meta)
         from duecourse.channels import email
 
-        settings = self.app.config.channels["email"].values
-        sender = str(settings["from"])
+        sender = str(settings.get("contact_from", ""))
+        if not email.address_of(sender):
+            raise NoContactSender("[channels.email] has no contact_from")
         content = words.email_content(message.kind, locale, data, links)
-        issuer_mail = str(issuer.email) or email.address_of(sender)
-        domain = email.address_of(sender).rpartition("@")[2]
+        # the opt-out mailbox is the contact sender's: the issuer's e-mail may be a collections address
+        issuer_mail = email.address_of(sender)
+        domain = issuer_mail.rpartition("@")[2]
         body = email.build_email(
             key=message.key,
             sender=sender,
@@ -278,12 +297,14 @@ class LetterComposer:
             unsubscribe_mailto=f"mailto:{issuer_mail}?subject=unsubscribe",
             date=now,
             domain=domain,
-            reply_to=str(settings.get("reply_to", "")),
+            reply_to=str(settings.get("contact_reply_to", "")),
         )
         meta = {
             "subject": content.subject,
             "reference": reference,
             "message_id": email.message_id_for(message.key, domain),
+            # the SMTP MAIL FROM (the Return-Path the contact's mailbox shows): the contact sender's too
+            "envelope_from": issuer_mail,
         }
         return Composed(address, body, meta)
 

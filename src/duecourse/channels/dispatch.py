@@ -419,8 +419,12 @@ class Dispatcher:
         item = Outgoing(row.id, row.key, row.channel, row.recipient, row.content or b"", _text_meta(row.meta))
         failure: tuple[str, str, dict[str, Any]] | None = None
         receipt: Receipt | None = None
+        own = "source_addr" if row.channel == "sms" else "envelope_from"
         if transport is None:
             failure = ("fail", f"no {row.channel} channel is configured", {})
+        elif row.contact_id and not item.meta.get(own):
+            # rendered under the customer's sender (before contact senders existed): it may reveal the debt
+            failure = ("fail", "a message to a contact without the channel's contact sender is not sent", {})
         else:
             try:
                 staged = self._staged.get(row.channel)

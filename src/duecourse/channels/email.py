@@ -389,16 +389,18 @@ class SmtpTransport:
             or _message_id_in(item.content)
             or message_id_for(item.key, self.settings.message_id_domain)
         )
+        # A message to a third party names its own envelope sender (the Return-Path its mailbox shows).
+        sender = item.meta.get("envelope_from") or self.settings.envelope_from
         try:
             reused = self._smtp is not None
             smtp = self._connection()
             try:
-                reply = self._deliver(smtp, recipient, item.content, before_accept)
+                reply = self._deliver(smtp, recipient, item.content, before_accept, sender)
             except _Stale:
                 if not reused:
                     raise
                 self._drop()  # closed by the server while idle: nothing was sent; once more, afresh
-                reply = self._deliver(self._connection(), recipient, item.content, before_accept)
+                reply = self._deliver(self._connection(), recipient, item.content, before_accept, sender)
         except _CallerFailed as failed:
             self._drop()  # DATA left unfinished: the server discards the message
             raise failed.error from None
@@ -477,7 +479,12 @@ class SmtpTransport:
         return smtp
 
     def _deliver(
-        self, smtp: smtplib.SMTP, recipient: str, content: bytes, before_accept: Callable[[], None]
+        self,
+        smtp: smtplib.SMTP,
+        recipient: str,
+        content: bytes,
+        before_accept: Callable[[], None],
+        sender: str,
     ) -> str:
         """MAIL, RCPT, DATA as ``smtplib.sendmail`` does, but keeping the DATA reply (the queue id)."""
         options: list[str] = []
@@ -485,17 +492,17 @@ class SmtpTransport:
             options.append(f"SIZE={len(content)}")
         if not content.isascii() and smtp.has_extn("8bitmime"):
             options.append("BODY=8BITMIME")
-        if not recipient.isascii() or not self.settings.envelope_from.isascii():
+        if not recipient.isascii() or not sender.isascii():
             if not smtp.has_extn("smtputf8"):
                 raise PermanentError(f"{recipient!r} needs SMTPUTF8, which {self._server} does not offer")
             options.append("SMTPUTF8")
         try:
-            code, reply = smtp.mail(self.settings.envelope_from, options)
+            code, reply = smtp.mail(sender, options)
         except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
             raise _Stale from exc
         if code != 250:
             self._reset(smtp, code)
-            raise smtplib.SMTPSenderRefused(code, reply, self.settings.envelope_from)
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
         code, reply = smtp.rcpt(recipient)
         if code not in (250, 251):
             self._reset(smtp, code)

@@ -566,7 +566,7 @@ class SmppTransport:
                     client=client,
                     source_addr_ton=s.source_ton,
                     source_addr_npi=s.source_npi,
-                    source_addr=s.source_addr,
+                    source_addr=item.meta.get("source_addr") or s.source_addr,
                     dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
                     dest_addr_npi=smpplib.consts.SMPP_NPI_ISDN,
                     destination_addr=item.recipient[1:],
@@ -724,7 +724,7 @@ class HttpSmsTransport:
         s = self.settings
         values = {
             "to": item.recipient,
-            "from": s.source_addr,
+            "from": item.meta.get("source_addr") or s.source_addr,  # a contact's message: its own
             "text": _text_of(item),
             "reference": _reference(item),
         }
@@ -787,6 +787,8 @@ class SmsFileTransport:
             "encoding": shape.encoding,
             "segments": shape.segments,
         }
+        if item.meta.get("source_addr"):
+            line["from"] = item.meta["source_addr"]
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a+b") as out:
