@@ -29,7 +29,7 @@ from duecourse.services import feedback
 from duecourse.services.feedback import handle_inbound, store_inbound
 from duecourse.store import outbox as store
 from duecourse.store.db import make_engine
-from duecourse.store.tables import decisions, outbox, third_parties
+from duecourse.store.tables import decisions, outbox, third_parties, third_party_stops
 
 CONTACTS = (
     "contact_id,customer_id,relation,name,phone,email,locale,timezone,agreed_on\n"
@@ -300,6 +300,8 @@ def test_a_us_contact_gets_one_location_email_ever_and_its_link_stops_them(
     assert (verdict, rule) == ("suppressed", "US-3P-01")
     assert reason == "contact K2 was contacted on 2025-05-08 already: once only"
 
+    before = "contact_id,customer_id,relation,name,email\nK2c,C2,family,John Roe,john@example.org\n"
+    assert cli("import", "contacts", str(write(tmp_path, "before.csv", before))) == 0
     app = App(db_url, make_engine(db_url), load_config(config))
     try:
         token = link.rsplit("/", 1)[1]
@@ -311,15 +313,33 @@ def test_a_us_contact_gets_one_location_email_ever_and_its_link_stops_them(
         assert not again
         with pytest.raises(feedback.OptOutLinkError):
             feedback.read_opt_out_link(app, "email", token)  # a contact's link opts no customer out
+        with app.engine.connect() as connection:  # the link stops every id of the same e-mail
+            assert set(connection.execute(select(third_party_stops.c.contact_id)).scalars()) == {"K2", "K2c"}
     finally:
         app.engine.dispose()
+    # the same person imported again under a new id (the same e-mail): the stop is theirs too
+    again = "contact_id,customer_id,relation,name,email\nK2b,C2,family,John Roe,john@example.org\n"
+    assert cli("import", "contacts", str(write(tmp_path, "again.csv", again))) == 0
     assert cli("run", "--as-of", "2025-05-10") == 0
-    ((verdict, rule, reason),) = _decided(db_url, "2025-05-10").values()
-    assert (verdict, rule, reason) == (
-        "suppressed",
-        "US-3P-01",
-        "contact K2 asked to hear no more on 2025-05-09: never contacted again",
-    )
+    decided = {k.rsplit(":", 1)[1]: v for k, v in _decided(db_url, "2025-05-10").items()}
+    assert decided == {
+        "K2": (
+            "suppressed",
+            "US-3P-01",
+            "contact K2 asked to hear no more on 2025-05-09: never contacted again",
+        ),
+        "K2c": (
+            "suppressed",
+            "US-3P-01",
+            "contact K2c asked to hear no more on 2025-05-09: never contacted again",
+        ),
+        "K2b": (
+            "suppressed",
+            "US-3P-01",
+            "contact K2b asked to hear no more on 2025-05-09 (as contact K2, the same phone or e-mail): "
+            "never contacted again",
+        ),
+    }
 
 
 def test_explain_simulate_and_check_account_for_actions_to_contacts(

@@ -146,6 +146,50 @@ def test_a_us_location_request_goes_once_per_contact() -> None:
     assert passed["key"].to_list() == ["a", "c"]
 
 
+def test_a_us_contact_imported_again_under_a_new_id_is_still_contacted_once_only() -> None:
+    day = dt.date(2025, 5, 20)
+    again = pl.DataFrame(
+        {
+            "contact_id": ["K1", "K1b", "K2", "K3"],
+            "phone": ["+12125550111", "+12125550111", "+12125550122", ""],
+            "email": ["", "ann@example.org", "", "ann@example.org"],
+        }
+    )
+    earlier = pl.DataFrame({"contact_id": ["K1"], "key": ["old"], "planned_on": [dt.date(2025, 5, 9)]})
+    planned = rows(("b", "A3", "C2", "US", "K1b"), ("c", "A3", "C2", "US", "K2"))
+    passed, decided = screen(planned, inputs(contacts=again, earlier=earlier), day)
+    assert passed["key"].to_list() == ["c"]
+    assert decided.row(0, named=True)["reason"] == (
+        "contact K1b was contacted on 2025-05-09 (as contact K1, the same phone or e-mail) already: once only"
+    )
+    # one run, the same person under two ids (K3 has K1b's e-mail): only the first goes
+    passed, decided = screen(
+        rows(("x", "A3", "C2", "US", "K1b"), ("y", "A3", "C2", "US", "K3")), inputs(contacts=again), day
+    )
+    assert passed["key"].to_list() == ["x"] and verdicts(decided) == {"y": ("suppressed", "US-3P-01")}
+
+
+def test_a_refusal_stops_every_contact_id_of_the_same_phone_or_email() -> None:
+    again = pl.DataFrame(
+        {
+            "contact_id": ["K1", "K1b", "K4"],
+            "phone": ["+8613900139000", "", "+8613900139000"],
+            "email": ["li@example.cn", "li@example.cn", ""],
+        }
+    )
+    stopped = pl.DataFrame(
+        {"contact_id": ["K1"], "stopped_at": [dt.datetime(2025, 5, 9, 3, tzinfo=UTC)]},
+        schema={"contact_id": pl.String(), "stopped_at": pl.Datetime("us", "UTC")},
+    )
+    planned = rows(("e", "A1", "C1", "CN", "K1b"), channel="email").vstack(
+        rows(("s", "A1", "C1", "CN", "K4"))
+    )
+    passed, decided = screen(planned, inputs(contacts=again, stopped=stopped), dt.date(2025, 6, 1))
+    assert passed.is_empty()
+    assert verdicts(decided) == {"e": ("suppressed", "CN-COL-09"), "s": ("suppressed", "CN-COL-09")}
+    assert "(as contact K1, the same phone or e-mail)" in decided["reason"][0]
+
+
 def test_a_contact_who_refused_is_never_contacted_again() -> None:
     stopped = pl.DataFrame(
         {"contact_id": ["K1"], "stopped_at": [dt.datetime(2025, 5, 9, 3, tzinfo=UTC)]},

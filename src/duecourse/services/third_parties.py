@@ -22,12 +22,15 @@ a contact template that mentions the debt).
    party); the institution may open it with ``[governor] third_party_contact_in = ["UK"]``, its counsel's
    choice (fail closed).
 2. The contact asked to hear no more (a STOP reply from their number, their opt-out link): suppressed
-   for good (CN-COL-09: stop if the contact refuses).
+   for good (CN-COL-09: stop if the contact refuses). A refusal is the person's, not the contact id's:
+   a stop of any contact with the same phone (whatever the channel) or the same e-mail counts (a contact
+   imported again under a new id is the same person), and an opt-out link stops all of them.
 3. The contact has no phone (for sms) or no e-mail (for email), or the one on file was found bad (a
    message to it bounced): suppressed.
 4. ``once``: at most one communication with a contact, ever (US-3P-01, 12 CFR 1006.10(b)(3)): a
-   contact with a message in the outbox (any state but cancelled or failed) is not contacted again,
-   and of one run's messages to one contact only the first goes.
+   contact with a message in the outbox (any state but cancelled or failed), or any contact of the same
+   phone or e-mail with one, is not contacted again, and of one run's messages to one person only the
+   first goes.
 5. **Unreachable** (``unreachable_days`` N): the debtor must be unreachable (CN-COL-07 Art 14, CN-COL-09;
    in the US the creditor must lack location information, 1006.10(b)). Defined from what the store
    holds: for each of the customer's electronic channels (sms by the phone, e-mail by the address) the
@@ -38,8 +41,9 @@ a contact template that mentions the debt).
    customer reachable; one whose outcome is not known yet is not counted as failed). A customer with
    neither a phone nor an e-mail on file is unreachable. Letters are not counted: the store learns
    little of a letter's fate.
-6. Of one run's messages to one contact (several accounts, several actions), only the first goes
-   (priority, then key): a contact hears from us once a day at most.
+6. Of one run's messages to one person (several accounts, several actions, several contact ids of the
+   same phone or e-mail), only the first goes (priority, then key): a contact hears from us once a day
+   at most.
 
 Then the governor decides the rest as for any message (``engine/governor.py``), with two differences:
 the contact hours are the **contact's** (``timezone``, the customer's when empty), and only the holds
@@ -64,7 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import ColumnElement, Connection, Engine, Select, insert, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, insert, or_, select
 
 from duecourse.bootstrap import App
 from duecourse.domain.errors import Problem, ProblemsError
@@ -303,10 +307,23 @@ def stop_by_sender(
 
 
 def stop_by_subject(connection: Connection, subject: str, now: dt.datetime, how: str) -> int:
-    """The contact whose opt-out link was followed (``link_subject``): stopped, within the caller's
+    """The contact whose opt-out link was followed (``link_subject``), and every contact with the same
+    phone or e-mail (the same person, imported again under another id): stopped, within the caller's
     transaction; the number stopped (0: stopped already, or the link names no contact)."""
-    query = select(third_parties.c.contact_id).where(third_parties.c.link_subject == subject)
-    return stop_contacts(connection, connection.execute(query).scalars().all(), now, how)
+    named = third_parties.c.link_subject == subject
+    found = connection.execute(select(third_parties.c.phone, third_parties.c.email).where(named)).all()
+    if not found:
+        return 0
+    phones = sorted({r.phone for r in found if r.phone})
+    emails = sorted({r.email for r in found if r.email})
+    same = select(third_parties.c.contact_id).where(
+        or_(
+            named,
+            third_parties.c.phone.in_(phones),
+            third_parties.c.email.in_(emails),
+        )
+    )
+    return stop_contacts(connection, connection.execute(same).scalars().all(), now, how)
 
 
 def stopped(connection: Connection, contact_ids: Iterable[str]) -> set[str]:
@@ -399,16 +416,23 @@ def read_inputs(
             found += [dict(r._mapping) for r in connection.execute(chunk)]
         return pl.DataFrame(found, schema=like.schema)
 
-    contacts = frame(
-        select(third_parties.c.contact_id, third_parties.c.phone, third_parties.c.email),
-        empty.contacts,
-        contact_ids,
-        third_parties.c.contact_id,
-    )
+    named = select(third_parties.c.contact_id, third_parties.c.phone, third_parties.c.email)
+    contacts = frame(named, empty.contacts, contact_ids, third_parties.c.contact_id)
+    # the same person under other contact ids (the same phone or e-mail): their stops and messages count
+    phones = sorted({p for p in contacts["phone"].to_list() if p})
+    emails = sorted({e for e in contacts["email"].to_list() if e})
+    contacts = pl.concat(
+        [
+            contacts,
+            frame(named, empty.contacts, phones, third_parties.c.phone),
+            frame(named, empty.contacts, emails, third_parties.c.email),
+        ]
+    ).unique("contact_id", keep="first", maintain_order=True)
+    everyone = sorted(set(contacts["contact_id"].to_list()) | set(contact_ids))
     stops = frame(
         select(third_party_stops.c.contact_id, third_party_stops.c.stopped_at),
         empty.stopped,
-        contact_ids,
+        everyone,
         third_party_stops.c.contact_id,
     )
     earlier = frame(
@@ -416,7 +440,7 @@ def read_inputs(
             outbox.c.state.not_in(_NO_COMMUNICATION)
         ),
         empty.earlier,
-        contact_ids,
+        everyone,
         outbox.c.contact_id,
     )
     people = frame(
@@ -535,6 +559,19 @@ def reachability(inputs: ThirdPartyInputs, as_of: dt.date, days: pl.DataFrame) -
     ).select("customer_id", "unreachable", "sms", "email", "dead_since", "last_through")
 
 
+def same_person(contacts: pl.DataFrame, wanted: pl.Series) -> pl.DataFrame:
+    """``contact_id, other_id``: each wanted contact with itself and every contact of ``contacts`` with
+    the same phone (whatever the channel) or the same e-mail: one person imported under several ids."""
+    known = contacts.select("contact_id", "phone", "email").unique("contact_id")
+    pairs = [pl.DataFrame({"contact_id": wanted, "other_id": wanted}).cast(pl.String())]
+    for column in ("phone", "email"):
+        have = known.filter(pl.col(column).fill_null("") != "").select("contact_id", column)
+        pairs.append(
+            have.join(have.rename({"contact_id": "other_id"}), on=column).select("contact_id", "other_id")
+        )
+    return pl.concat(pairs).unique().filter(pl.col("contact_id").is_in(wanted.implode()))
+
+
 def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The third parties' own rules (the module's text, 1 to 6) on planned messages to contacts
     (``rows``: the governor's ``PLANNED`` columns and ``contact_id``): the rows that pass on to the
@@ -545,13 +582,28 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
     if rows.is_empty():
         return rows, pl.DataFrame(schema=governor.DECISIONS)
     rules = _rules_frame(rows["jurisdiction"].to_list(), inputs.opened)
-    stopped = inputs.stopped.group_by("contact_id").agg(pl.col("stopped_at").min())
+    same = same_person(inputs.contacts, rows["contact_id"])
+    stopped = (
+        inputs.stopped.rename({"contact_id": "other_id"})
+        .join(same, on="other_id")
+        .sort("stopped_at", pl.col("other_id") != pl.col("contact_id"), "other_id")  # its own stop first
+        .group_by("contact_id")
+        .agg(pl.col("stopped_at").first(), pl.col("other_id").first().alias("stopped_as"))
+    )
     earlier = (
         inputs.earlier.join(rows.select("key"), on="key", how="anti")  # a message already there is itself
+        .rename({"contact_id": "other_id"})
+        .join(same, on="other_id")
+        .sort("planned_on", pl.col("other_id") != pl.col("contact_id"), "other_id")
         .group_by("contact_id")
-        .agg(pl.col("planned_on").min().alias("first_contacted"), pl.len().alias("contacted"))
+        .agg(
+            pl.col("planned_on").first().alias("first_contacted"),
+            pl.col("other_id").first().alias("contacted_as"),
+            pl.len().alias("contacted"),
+        )
     )
-    seen = rows.join(rules, on="jurisdiction", how="left")
+    person = same.group_by("contact_id").agg(pl.col("other_id").min().alias("person"))
+    seen = rows.join(rules, on="jurisdiction", how="left").join(person, on="contact_id", how="left")
     reach = reachability(inputs, as_of, seen.select("customer_id", "days"))
     seen = (
         seen.join(
@@ -577,10 +629,8 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
     again = pl.col("once") & pl.col("first_contacted").is_not_null()
     reachable = ~pl.col("unreachable").fill_null(False)
     blocked = ~pl.col("allowed") | refused | no_address | again | reachable
-    # of one run's messages to one contact, the first (priority, then key) goes
-    seen = seen.sort("contact_id", "priority", "key").with_columns(
-        first=(~blocked).cum_sum().over("contact_id") == 1
-    )
+    # of one run's messages to one person (any of their contact ids), the first (priority, then key) goes
+    seen = seen.sort("person", "priority", "key").with_columns(first=(~blocked).cum_sum().over("person") == 1)
     repeated = ~blocked & ~pl.col("first")
     jurisdiction = pl.col("jurisdiction")
     rule = (
@@ -610,6 +660,15 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
         .otherwise(pl.col("freq_cite"))
     )
     contact = pl.format("contact {}", pl.col("contact_id"))
+
+    def as_other(column: str) -> pl.Expr:
+        """Who it was, when another contact id of the same phone or e-mail: "contact K2 (same phone ...)"."""
+        return (
+            pl.when(pl.col(column) != pl.col("contact_id"))
+            .then(pl.format(" (as contact {}, the same phone or e-mail)", pl.col(column)))
+            .otherwise(pl.lit(""))
+        )
+
     reason = (
         pl.when(~pl.col("allowed"))
         .then(
@@ -618,9 +677,10 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
         .when(refused)
         .then(
             pl.format(
-                "{} asked to hear no more on {}: never contacted again",
+                "{} asked to hear no more on {}{}: never contacted again",
                 contact,
                 pl.col("stopped_at").dt.date().cast(pl.String),
+                as_other("stopped_as"),
             )
         )
         .when(pl.col("address") == "")
@@ -638,9 +698,10 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
         .when(again)
         .then(
             pl.format(
-                "{} was contacted on {} already: once only",
+                "{} was contacted on {}{} already: once only",
                 contact,
                 pl.col("first_contacted").cast(pl.String),
+                as_other("contacted_as"),
             )
         )
         .when(reachable)
@@ -662,8 +723,10 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
         allowed=pl.col("allowed"),
         opened_by_config=pl.col("opened"),
         stopped_on=pl.col("stopped_at").dt.date().cast(pl.String),
+        stopped_as=pl.col("stopped_as"),
         address=pl.col("address"),
         first_contacted=pl.col("first_contacted").cast(pl.String),
+        contacted_as=pl.col("contacted_as"),
         once=pl.col("once"),
         unreachable=pl.struct(
             days=pl.col("days"),
