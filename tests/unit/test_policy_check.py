@@ -171,3 +171,23 @@ def test_an_action_to_contacts_is_flagged_where_the_pack_forbids_it(opened: bool
     assert "unreachable for 7 days, once per contact ever (US-3P-01)" in notes["US"].message
     assert "once per contact" not in notes["CN"].message
     assert all(f.severity == "note" for f in notes.values())
+
+
+@pytest.mark.parametrize("agency", [False, True], ids=["creditor-only", "third-party-products"])
+def test_an_action_to_contacts_warns_of_us_accounts_collected_as_a_third_party(agency: bool) -> None:
+    text = default_config_text()
+    marker = '[[strategy.stages]]\nname = "M2"'
+    text = text.replace(marker, ASK + marker) + CHANNELS
+    if agency:
+        text += '\n[governor]\nthird_party_products = ["card_us"]\n'
+    found = [f for f in check_policy(config_from_text(text)) if f.code == "policy.third_party_collector"]
+    if not agency:
+        assert found == []
+        return
+    (warning,) = found
+    assert warning.severity == "warning"
+    assert warning.message.startswith(
+        "stage M1, action ask (sms location_request to contacts): in US accounts of [governor] "
+        "third_party_products (card_us) are collected as a third party: their contacts get nothing from it "
+        "(no location-request template for a third-party collector yet; US-3P-01, 12 CFR 1006.10(b)(1)"
+    )

@@ -446,3 +446,19 @@ def test_an_action_to_contacts_falls_for_each_contact_in_the_contacts_time_zone(
     assert customers["key"].to_list() == ["A1|M1|text|2025-05-08|sms", "A3|M1|text|2025-05-08|sms"]
     # without the contacts read, an action to contacts falls for nobody
     assert plan_frame(config, accounts, day, None).filter(pl.col("action") == "ask").is_empty()
+
+
+def test_a_us_account_collected_as_a_third_party_gets_no_location_request_yet() -> None:
+    planned = rows(
+        ("own", "A3", "C2", "US", "K2"), ("agency", "A9", "C2", "US", "K3"), ("cn", "A1", "C1", "CN", "K1")
+    )
+    planned = planned.with_columns(third_party=pl.col("key") != "own")
+    passed, decided = screen(planned, inputs(), dt.date(2025, 5, 20))
+    assert passed["key"].to_list() == ["own", "cn"]  # a CN account, and the creditor's own US account
+    (row,) = decided.iter_rows(named=True)
+    assert (row["key"], row["rule_id"]) == ("agency", "US-3P-01")
+    assert row["citation"].startswith("12 CFR 1006.10(b)(1), FDCPA §1692b(1)")
+    assert row["reason"] == (
+        "account A9 is collected as a third party ([governor] third_party_products): no location-request "
+        "template for a third-party collector yet"
+    )

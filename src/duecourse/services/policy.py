@@ -20,7 +20,9 @@ apply to every customer in that stage wherever they live:
 - an action to third parties the customers named (``to = "contact"``) reaching a jurisdiction whose pack
   forbids contacting them (the UK, UK-CONC-04) and that ``[governor] third_party_contact_in`` does not
   open: those customers' contacts get nothing from it (a warning); where it is allowed, the reminder of
-  its conditions (a note: only when the customer is unreachable, once only in the US);
+  its conditions (a note: only when the customer is unreachable, once only in the US); and reaching the US
+  while ``[governor] third_party_products`` names products: those accounts' contacts get nothing from it
+  (a warning: no location-request template for a third-party collector yet, US-3P-01);
 - the rule packs themselves: every rule carries an id and a citation (an error otherwise).
 """
 
@@ -38,6 +40,7 @@ from duecourse.rulepacks.packs import (
     task_rules,
     third_party_rules,
 )
+from duecourse.services.third_parties import COLLECTOR_CITATION, COLLECTOR_JURISDICTIONS, COLLECTOR_RULE
 
 WORDED_CHANNELS = ("email", "sms", "push")
 
@@ -90,6 +93,18 @@ def _third_parties(config: Config) -> list[Finding]:
                     )
                 )
                 continue
+            if jurisdiction in COLLECTOR_JURISDICTIONS and config.governor.third_party_products:
+                products = ", ".join(config.governor.third_party_products)
+                found.append(
+                    Finding(
+                        "warning",
+                        "policy.third_party_collector",
+                        f"{where}: in {jurisdiction} accounts of [governor] third_party_products "
+                        f"({products}) are collected as a third party: "
+                        f"their contacts get nothing from it (no location-request template for a "
+                        f"third-party collector yet; {COLLECTOR_RULE}, {COLLECTOR_CITATION})",
+                    )
+                )
             conditions = f"only when the customer is unreachable for {rules.unreachable_days} days"
             if rules.once:
                 conditions += f", once per contact ever ({rules.once_rule})"

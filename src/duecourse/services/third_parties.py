@@ -31,6 +31,11 @@ a contact template that mentions the debt).
    contact with a message in the outbox (any state but cancelled or failed), or any contact of the same
    phone or e-mail with one, is not contacted again, and of one run's messages to one person only the
    first goes.
+4b. **A third-party collector** (US accounts of ``[governor] third_party_products``, Reg F in full): a
+   collector names its employer only if asked and asks a third party for location information only
+   (12 CFR 1006.10(b)(1), FDCPA §1692b(1)); the en-US location request names the creditor and asks for a
+   call back, so no such account's contact is asked: suppressed (US-3P-01), until a template of its own.
+   The creditor's own US accounts are asked as the other rules say.
 5. **Unreachable** (``unreachable_days`` N): the debtor must be unreachable (CN-COL-07 Art 14, CN-COL-09;
    in the US the creditor must lack location information, 1006.10(b)). Defined from what the store
    holds: for each of the customer's electronic channels (sms by the phone, e-mail by the address) the
@@ -387,6 +392,17 @@ class ThirdPartyInputs:
         )
 
 
+# A collector for another (``[governor] third_party_products``, Reg F in full) may name its employer only
+# if asked and asks a third party for location information only; the en-US location request names the
+# creditor and asks the contact to pass on a call-back request: not for such accounts until they have words
+# of their own.
+COLLECTOR_RULE = "US-3P-01"
+COLLECTOR_CITATION = (
+    "12 CFR 1006.10(b)(1), FDCPA §1692b(1): a debt collector names its employer only if expressly asked, "
+    "and communicates with a third party to acquire location information only"
+)
+COLLECTOR_JURISDICTIONS = ("US",)
+
 # Outbox states that are no communication: nothing reached anyone.
 _NO_COMMUNICATION = ("cancelled", "failed")
 # Outbox states of a message that went through or may still: the customer is not shown unreachable.
@@ -624,11 +640,12 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
         "customer_id", "channel", pl.col("address"), pl.col("since").alias("address_bad")
     ).unique(["customer_id", "channel", "address"])
     seen = seen.join(found_bad, on=["customer_id", "channel", "address"], how="left")
+    collector = pl.col("jurisdiction").is_in(COLLECTOR_JURISDICTIONS) & pl.col("third_party").fill_null(True)
     refused = pl.col("stopped_at").is_not_null()
     no_address = (pl.col("address") == "") | pl.col("address_bad").is_not_null()
     again = pl.col("once") & pl.col("first_contacted").is_not_null()
     reachable = ~pl.col("unreachable").fill_null(False)
-    blocked = ~pl.col("allowed") | refused | no_address | again | reachable
+    blocked = ~pl.col("allowed") | collector | refused | no_address | again | reachable
     # of one run's messages to one person (any of their contact ids), the first (priority, then key) goes
     seen = seen.sort("person", "priority", "key").with_columns(first=(~blocked).cum_sum().over("person") == 1)
     repeated = ~blocked & ~pl.col("first")
@@ -636,6 +653,8 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
     rule = (
         pl.when(~pl.col("allowed"))
         .then(pl.col("rule"))
+        .when(collector)
+        .then(pl.lit(COLLECTOR_RULE))
         .when(refused)
         .then(pl.col("refused_rule"))
         .when(no_address)
@@ -649,6 +668,8 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
     citation = (
         pl.when(~pl.col("allowed"))
         .then(pl.col("cite"))
+        .when(collector)
+        .then(pl.lit(COLLECTOR_CITATION))
         .when(refused)
         .then(pl.col("refused_cite"))
         .when(no_address)
@@ -673,6 +694,14 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
         pl.when(~pl.col("allowed"))
         .then(
             pl.format("no third party is contacted for customers in {} (the customer is not)", jurisdiction)
+        )
+        .when(collector)
+        .then(
+            pl.format(
+                "account {} is collected as a third party ([governor] third_party_products): no "
+                "location-request template for a third-party collector yet",
+                pl.col("account_id"),
+            )
         )
         .when(refused)
         .then(
