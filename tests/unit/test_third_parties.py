@@ -332,6 +332,40 @@ def test_a_contacts_message_does_not_count_against_the_customers_daily_cap() -> 
     assert decided["verdict"].to_list() == ["planned"]
 
 
+def test_a_same_day_rerun_keeps_the_message_already_planned_for_a_contact() -> None:
+    day = dt.date(2025, 6, 1)
+    # the first run planned A2's message to K1; A1 entered the stage later that day, its action ranks first
+    planned = rows(("A1|ask|to:K1", "A1", "C1", "CN", "K1"), ("A2|ask|to:K1", "A2", "C1", "CN", "K1"))
+    planned = planned.with_columns(priority=pl.when(pl.col("account_id") == "A1").then(0).otherwise(1))
+    earlier = pl.DataFrame({"contact_id": ["K1"], "key": ["A2|ask|to:K1"], "planned_on": [day]})
+    decided = decide(
+        _found(planned),
+        holds=pl.DataFrame(schema=HOLDS),
+        contacts=pl.DataFrame(schema=governor.CONTACTS),
+        calls=pl.DataFrame(schema=governor.CALLS),
+        as_of=day,
+        policy=governor.Policy(daily_contacts_per_customer=3),  # the governor's cap lets both through
+        third_party_inputs=inputs(earlier=earlier),
+    )
+    assert verdicts(decided) == {
+        "A2|ask|to:K1": ("planned", "ALLOWED"),
+        "A1|ask|to:K1": ("suppressed", "CN-COL-07"),
+    }
+    reason = decided.filter(pl.col("key") == "A1|ask|to:K1")["reason"][0]
+    assert reason == "contact K1 gets one message a day at most: another goes to them in this run"
+    # the first run of the day, nothing in the outbox: the action that ranks first goes
+    first = decide(
+        _found(planned),
+        holds=pl.DataFrame(schema=HOLDS),
+        contacts=pl.DataFrame(schema=governor.CONTACTS),
+        calls=pl.DataFrame(schema=governor.CALLS),
+        as_of=day,
+        policy=governor.Policy(daily_contacts_per_customer=3),
+        third_party_inputs=inputs(),
+    )
+    assert verdicts(first)["A1|ask|to:K1"] == ("planned", "ALLOWED")
+
+
 def test_without_what_the_rules_read_no_contact_is_asked() -> None:
     decided = decide(
         _found(rows(("k", "A1", "C1", "CN", "K1"))),

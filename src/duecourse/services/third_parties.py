@@ -47,8 +47,9 @@ a contact template that mentions the debt).
    neither a phone nor an e-mail on file is unreachable. Letters are not counted: the store learns
    little of a letter's fate.
 6. Of one run's messages to one person (several accounts, several actions, several contact ids of the
-   same phone or e-mail), only the first goes (priority, then key): a contact hears from us once a day
-   at most.
+   same phone or e-mail), only the first goes (priority, then key; on a re-run of the same day, one in
+   the outbox already comes first, so the message planned is still the one that goes): a contact hears
+   from us once a day at most.
 
 Then the governor decides the rest as for any message (``engine/governor.py``), with two differences:
 the contact hours are the **contact's** (``timezone``, the customer's when empty), and only the holds
@@ -646,8 +647,13 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
     again = pl.col("once") & pl.col("first_contacted").is_not_null()
     reachable = ~pl.col("unreachable").fill_null(False)
     blocked = ~pl.col("allowed") | collector | refused | no_address | again | reachable
-    # of one run's messages to one person (any of their contact ids), the first (priority, then key) goes
-    seen = seen.sort("person", "priority", "key").with_columns(first=(~blocked).cum_sum().over("person") == 1)
+    # of one run's messages to one person (any of their contact ids), the first (priority, then key) goes;
+    # one in the outbox already (a re-run of the same day) comes first: the message planned stays the one
+    # that goes, and the decision recorded says so
+    planned = pl.col("key").is_in(inputs.earlier["key"].implode())
+    seen = seen.sort("person", ~planned, "priority", "key").with_columns(
+        first=(~blocked).cum_sum().over("person") == 1
+    )
     repeated = ~blocked & ~pl.col("first")
     jurisdiction = pl.col("jurisdiction")
     rule = (
