@@ -18,8 +18,10 @@ import polars as pl
 import pytest
 from aiosmtpd.controller import Controller
 from cli_support import PORTFOLIO, cli_with
+from outbox_support import customer_row
 from smpp_peer import SmppPeer
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
+from sqlalchemy import inspect as sa_inspect
 from test_cli import write
 
 from duecourse.bootstrap import App
@@ -29,7 +31,7 @@ from duecourse.services import feedback
 from duecourse.services.feedback import handle_inbound, store_inbound
 from duecourse.store import outbox as store
 from duecourse.store.db import make_engine
-from duecourse.store.tables import decisions, outbox, third_parties, third_party_stops
+from duecourse.store.tables import customers, decisions, outbox, third_parties, third_party_stops
 
 CONTACTS = (
     "contact_id,customer_id,relation,name,phone,email,locale,timezone,agreed_on\n"
@@ -486,3 +488,65 @@ def test_a_contacts_email_and_text_go_under_the_contact_sender_not_the_customers
     assert envelope_from == "hello@example.com"
     assert "mailto:hello@example.com?subject=unsubscribe" in str(message["List-Unsubscribe"])
     assert "collect" not in raw.decode("utf-8", "replace").lower()
+
+
+# ------------------------------------------------------------------ going back below 0012
+
+
+def test_the_downgrade_below_0012_is_refused_while_a_message_to_a_contact_is_under_way(db_url: str) -> None:
+    from alembic import command
+
+    from duecourse.store.db import _alembic_config, init_db
+
+    init_db(db_url)
+    engine = make_engine(db_url)
+    now = dt.datetime(2025, 5, 8, 2, tzinfo=dt.UTC)
+    row = {
+        "key": "A1|M1|ask|2025-05-08|sms|to:K1",
+        "account_id": "A1",
+        "customer_id": "C1",
+        "stage": "M1",
+        "action": "ask",
+        "kind": "location_request",
+        "channel": "sms",
+        "fallback": "",
+        "planned_on": now.date(),
+        "scheduled_at": now,
+        "state": "rendered",
+        "attempts": 0,
+        "recipient": "+8613900139000",
+        "content": b"text",
+        "meta": "{}",
+        "provider_id": "",
+        "payments_seen": 0,
+        "paid_minor_seen": 0,
+        "reason": "rendered by the test",
+        "created_at": now,
+        "updated_at": now,
+        "contact_id": "K1",
+    }
+
+    def downgrade() -> None:
+        with engine.begin() as connection:
+            config = _alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0011")
+
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(customers).values(customer_row("C1")))
+            connection.execute(insert(outbox).values(row))
+            connection.execute(insert(outbox).values({**row, "key": row["key"] + "x", "state": "delivered"}))
+        with pytest.raises(Exception, match=r"cannot downgrade below 0012: .*\(1 rendered\)") as refused:
+            downgrade()
+        assert "older code would take them for messages to the customer" in str(refused.value)
+        with engine.connect() as connection:  # nothing changed
+            assert connection.execute(select(outbox.c.contact_id).where(outbox.c.state == "rendered")).all()
+        with engine.begin() as connection:
+            connection.execute(update(outbox).values(state="cancelled").where(outbox.c.state == "rendered"))
+        downgrade()
+        with engine.connect() as connection:
+            columns = {c["name"] for c in sa_inspect(connection).get_columns("outbox")}
+        assert "contact_id" not in columns
+    finally:
+        engine.dispose()

@@ -48,7 +48,37 @@ def upgrade() -> None:
         batch.add_column(sa.Column("contact_id", sa.String(), nullable=False, server_default=""))
 
 
+# The outbox states after which nothing more is sent or learnt of a message (``store/outbox.FINAL`` when
+# this revision was written); a copy, so that this migration keeps meaning what it meant.
+_FINAL = ("delivered", "bounced", "failed", "cancelled")
+
+
+class ContactMessagesPending(RuntimeError):
+    """The downgrade would turn messages to contacts that are still under way into customer messages."""
+
+
 def downgrade() -> None:
+    # Without outbox.contact_id the older code takes a message to a contact for one to the customer (it
+    # would render the customer's letter for it, or count it as the customer's): refuse while any such
+    # message is not final, rather than cancel what the institution planned.
+    final = ", ".join(f"'{state}'" for state in _FINAL)
+    pending = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                f"SELECT state, COUNT(*) FROM outbox WHERE contact_id <> '' AND state NOT IN ({final}) "
+                "GROUP BY state ORDER BY state"
+            )
+        )
+        .all()
+    )
+    if pending:
+        states = ", ".join(f"{count} {state}" for state, count in pending)
+        raise ContactMessagesPending(
+            f"cannot downgrade below 0012: messages to contacts are not final in the outbox ({states}); "
+            "older code would take them for messages to the customer. Let them reach a final state "
+            f"({', '.join(_FINAL)}) or cancel them first"
+        )
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("contact_id")
     op.drop_table("third_party_stops")
