@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -496,3 +497,25 @@ def test_a_us_account_collected_as_a_third_party_gets_no_location_request_yet() 
         "account A9 is collected as a third party ([governor] third_party_products): no location-request "
         "template for a third-party collector yet"
     )
+
+
+@pytest.mark.parametrize("jurisdiction", ["CN", "US", "UK"])
+def test_the_third_party_citations_name_only_the_packs_third_party_rules(jurisdiction: str) -> None:
+    from duecourse.rulepacks.packs import third_party_rules
+
+    rules = third_party_rules(jurisdiction)
+    names = ("", "unreachable_", "refused_", "once_", "frequency_")
+    own = {getattr(rules, f"{name}rule") for name in names} - {""}
+    for name in names:
+        cited = set(re.findall(r"\b[A-Z]{2}-[A-Z0-9]+-\d+\b", getattr(rules, f"{name}citation")))
+        assert cited <= own, f"{jurisdiction} {name}citation names {cited - own}, not a third-party rule"
+
+
+def test_the_docs_one_a_day_row_names_each_packs_rule() -> None:
+    from duecourse.rulepacks.packs import third_party_rules
+
+    docs = (Path(__file__).parents[2] / "docs" / "governor.md").read_text(encoding="utf-8")
+    (row,) = [line for line in docs.splitlines() if line.startswith("| one message to a contact a day |")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")][1:]
+    for cell, jurisdiction in zip(cells, ("CN", "US", "UK"), strict=True):
+        assert cell.startswith(third_party_rules(jurisdiction).frequency_rule), (jurisdiction, cell)
