@@ -550,3 +550,46 @@ def test_the_downgrade_below_0012_is_refused_while_a_message_to_a_contact_is_und
         assert "contact_id" not in columns
     finally:
         engine.dispose()
+
+
+def test_a_message_to_a_contact_rendered_without_the_contact_sender_is_not_sent(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUECOURSE_PORTAL_SECRET", "c" * 32)
+    cli, _ = _asking(db_url, tmp_path)
+    now = dt.datetime(2025, 5, 8, 2, 30, tzinfo=dt.UTC)
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:  # as the code before contact senders rendered it
+            connection.execute(
+                insert(outbox).values(
+                    key="A1|M1|ask|2025-05-08|sms|to:K1",
+                    account_id="A1",
+                    customer_id="C1",
+                    stage="M1",
+                    action="ask",
+                    kind="location_request",
+                    channel="sms",
+                    fallback="",
+                    planned_on=now.date(),
+                    scheduled_at=now,
+                    state="rendered",
+                    attempts=0,
+                    recipient="+8613900139000",
+                    content="李雷您好".encode(),
+                    meta=json.dumps({"reference": "r1"}),
+                    provider_id="",
+                    payments_seen=0,
+                    paid_minor_seen=0,
+                    reason="rendered by older code",
+                    created_at=now,
+                    updated_at=now,
+                    contact_id="K1",
+                )
+            )
+    finally:
+        engine.dispose()
+    assert cli("dispatch", "--once", "--now", now.isoformat(), "--quiet") == 0
+    ((_, _, state, _, _),) = _to_contacts(db_url)
+    assert state == "failed"
+    assert not (tmp_path / "sms" / "sms.jsonl").exists()

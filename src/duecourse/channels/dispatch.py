@@ -30,7 +30,9 @@ re-checked for that person: cancelled once the contact asked to hear no more, or
 since planning (the customer is in touch: no one need be asked to pass a message on); the customer's
 holds on the customer or the account stop it as they stop the customer's messages, but not the
 customer's opt-out of one channel nor missing consent (those are about the customer's own phone or
-mailbox); the hours are those of the contact's time zone (the customer's when not given).
+mailbox); the hours are those of the contact's time zone (the customer's when not given). One rendered
+without the channel's contact sender (``contact_source_addr``, ``contact_from``: by code older than
+those settings) fails rather than go under the customer's sender.
 
 Delivery guarantee: **at least once**. A message can reach the customer twice when its dispatcher died
 between the channel's acceptance and the commit of its "sent" (at most one message per worker is in
