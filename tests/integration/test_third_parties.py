@@ -540,8 +540,10 @@ def test_the_downgrade_below_0012_is_refused_while_a_message_to_a_contact_is_und
         with pytest.raises(Exception, match=r"cannot downgrade below 0012: .*\(1 rendered\)") as refused:
             downgrade()
         assert "older code would take them for messages to the customer" in str(refused.value)
-        with engine.connect() as connection:  # nothing changed
+        with engine.connect() as connection:  # nothing changed, not even a later migration's index
             assert connection.execute(select(outbox.c.contact_id).where(outbox.c.state == "rendered")).all()
+            names = {i["name"] for i in sa_inspect(connection).get_indexes("holds")}
+            assert "ux_holds_source_id" in names
         with engine.begin() as connection:
             connection.execute(update(outbox).values(state="cancelled").where(outbox.c.state == "rendered"))
         downgrade()

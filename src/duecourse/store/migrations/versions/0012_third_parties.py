@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from duecourse.store.downgrades import refuse_contact_messages_pending
+
 revision: str = "0012"
 down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
@@ -50,35 +52,8 @@ def upgrade() -> None:
 
 # The outbox states after which nothing more is sent or learnt of a message (``store/outbox.FINAL`` when
 # this revision was written); a copy, so that this migration keeps meaning what it meant.
-_FINAL = ("delivered", "bounced", "failed", "cancelled")
-
-
-class ContactMessagesPending(RuntimeError):
-    """The downgrade would turn messages to contacts that are still under way into customer messages."""
-
-
 def downgrade() -> None:
-    # Without outbox.contact_id the older code takes a message to a contact for one to the customer (it
-    # would render the customer's letter for it, or count it as the customer's): refuse while any such
-    # message is not final, rather than cancel what the institution planned.
-    final = ", ".join(f"'{state}'" for state in _FINAL)
-    pending = (
-        op.get_bind()
-        .execute(
-            sa.text(
-                f"SELECT state, COUNT(*) FROM outbox WHERE contact_id <> '' AND state NOT IN ({final}) "
-                "GROUP BY state ORDER BY state"
-            )
-        )
-        .all()
-    )
-    if pending:
-        states = ", ".join(f"{count} {state}" for state, count in pending)
-        raise ContactMessagesPending(
-            f"cannot downgrade below 0012: messages to contacts are not final in the outbox ({states}); "
-            "older code would take them for messages to the customer. Let them reach a final state "
-            f"({', '.join(_FINAL)}) or cancel them first"
-        )
+    refuse_contact_messages_pending(op.get_bind())  # see store/downgrades.py
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("contact_id")
     op.drop_table("third_party_stops")

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
+
+from duecourse.store.downgrades import needed, refuse_contact_messages_pending
 
 revision: str = "0013"
 down_revision: str | Sequence[str] | None = "0012"
@@ -26,6 +28,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Below 0012, its check first: nothing may change before a downgrade is refused (store/downgrades.py).
+    if needed(context.get_revision_argument(), "0012"):
+        refuse_contact_messages_pending(op.get_bind())
     op.drop_index("ux_holds_source_id", table_name="holds")
     with op.batch_alter_table("holds") as batch:
         batch.drop_column("source_id")
