@@ -306,6 +306,43 @@ def portfolio_init(app: App) -> None:
     portfolio.init_database(app)
 
 
+def _import_records(app: App, args: argparse.Namespace) -> None:
+    """The imports of records checked row by row (contacts, holds, consents, attributes), and their
+    result: a line of text, or JSON (``--json``)."""
+    now = dt.datetime.now(dt.UTC)
+    counts: dict[str, int]
+    if args.kind == "contacts":
+        from duecourse.services.third_parties import import_contacts
+
+        contacts = import_contacts(app, args.file, now)
+        file, counts = contacts.file, {"added": contacts.added, "unchanged": contacts.unchanged}
+        text = f"{file}: {contacts.added} contacts added, {contacts.unchanged} already there"
+    elif args.kind == "holds":
+        from duecourse.services.holds import import_holds
+
+        holds = import_holds(app, args.file, now)
+        file, counts = holds.file, {"added": holds.added, "ended": holds.ended, "unchanged": holds.unchanged}
+        text = f"{file}: {holds.added} holds added, {holds.ended} with a new end, "
+        text += f"{holds.unchanged} already there"
+    elif args.kind == "consents":
+        from duecourse.services.consent import import_consents
+
+        consents = import_consents(app, args.file, now)
+        file, counts = consents.file, {"added": consents.added, "unchanged": consents.unchanged}
+        text = f"{file}: {consents.added} consent records added, {consents.unchanged} already there"
+    else:
+        from duecourse.services.attributes import import_attributes
+
+        values = import_attributes(app, args.file, now)
+        file, counts = values.file, {"added": values.added, "unchanged": values.unchanged}
+        text = f"{file}: {values.added} attribute values added, {values.unchanged} already there"
+    if args.json:
+        rows = {f"rows_{name}": count for name, count in counts.items()}
+        print(json.dumps({"ok": True, "kind": args.kind, "file": file, **rows}))
+    else:
+        print(text)
+
+
 def _with_app(app: App, args: argparse.Namespace) -> int:
     from duecourse import cli_channels, cli_letters
 
@@ -327,85 +364,8 @@ def _with_app(app: App, args: argparse.Namespace) -> int:
         print(f"database ready at revision {revision}")
         return 0
     portfolio.init_database(app)
-    if args.command == "import" and args.kind == "contacts":
-        from duecourse.services.third_parties import import_contacts
-
-        added = import_contacts(app, args.file, dt.datetime.now(dt.UTC))
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "ok": True,
-                        "kind": "contacts",
-                        "file": added.file,
-                        "rows_added": added.added,
-                        "rows_unchanged": added.unchanged,
-                    }
-                )
-            )
-        else:
-            print(f"{added.file}: {added.added} contacts added, {added.unchanged} already there")
-        return 0
-    if args.command == "import" and args.kind == "holds":
-        from duecourse.services.holds import import_holds
-
-        took_holds = import_holds(app, args.file, dt.datetime.now(dt.UTC))
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "ok": True,
-                        "kind": "holds",
-                        "file": took_holds.file,
-                        "rows_added": took_holds.added,
-                        "rows_ended": took_holds.ended,
-                        "rows_unchanged": took_holds.unchanged,
-                    }
-                )
-            )
-        else:
-            print(
-                f"{took_holds.file}: {took_holds.added} holds added, {took_holds.ended} with a new end, "
-                f"{took_holds.unchanged} already there"
-            )
-        return 0
-    if args.command == "import" and args.kind == "consents":
-        from duecourse.services.consent import import_consents
-
-        took = import_consents(app, args.file, dt.datetime.now(dt.UTC))
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "ok": True,
-                        "kind": "consents",
-                        "file": took.file,
-                        "rows_added": took.added,
-                        "rows_unchanged": took.unchanged,
-                    }
-                )
-            )
-        else:
-            print(f"{took.file}: {took.added} consent records added, {took.unchanged} already there")
-        return 0
-    if args.command == "import" and args.kind == "attributes":
-        from duecourse.services.attributes import import_attributes
-
-        done = import_attributes(app, args.file, dt.datetime.now(dt.UTC))
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "ok": True,
-                        "kind": "attributes",
-                        "file": done.file,
-                        "rows_added": done.added,
-                        "rows_unchanged": done.unchanged,
-                    }
-                )
-            )
-        else:
-            print(f"{done.file}: {done.added} attribute values added, {done.unchanged} already there")
+    if args.command == "import" and args.kind in ("contacts", "holds", "consents", "attributes"):
+        _import_records(app, args)
         return 0
     if args.command == "import":
         result = portfolio.import_file(app, args.kind, args.file)
