@@ -1,7 +1,7 @@
 """A small import file read as text rows, each with the row number an editor shows: the header and the
 data rows of a CSV (the line the record starts on; blank lines skipped) or of a Parquet file (data row
 + 1, as in the CSV it was made from). For the imports that check their rows one by one (account
-attributes, consents); the bulk imports use ``io/readers.py``."""
+attributes, consents, contacts, holds); the bulk imports use ``io/readers.py``."""
 
 from __future__ import annotations
 
@@ -57,3 +57,26 @@ def read_rows(path: Path, *, parquet: bool = True) -> tuple[list[str], list[tupl
             out.append((start, row))
         start = reader.line_num + 1
     return [h.strip() for h in header], out
+
+
+def check_header(
+    header: list[str], required: tuple[str, ...], optional: tuple[str, ...], file: str, what: str
+) -> None:
+    """Raise every problem of a header at once: a required column missing, a column that is not one of
+    ``what`` files (``required`` and ``optional``), a column there twice."""
+    problems = [
+        Problem("import.missing_column", f"the header has no {name} column", f"{file}:1")
+        for name in required
+        if name not in header
+    ]
+    problems += [
+        Problem("import.unexpected_column", f"{name!r} is not a column of a {what} file", f"{file}:1:{name}")
+        for name in header
+        if name not in required + optional
+    ]
+    problems += [
+        Problem("import.repeated_column", "the column is there twice", f"{file}:1:{h}")
+        for h in sorted({h for h in header if header.count(h) > 1})
+    ]
+    if problems:
+        raise ProblemsError(problems)

@@ -32,7 +32,7 @@ from duecourse.bootstrap import App
 from duecourse.channels.dispatch import STOPPING_HOLDS
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.engine.governor import CHANNELS, OPT_OUT
-from duecourse.io.rows import read_rows
+from duecourse.io.rows import check_header, read_rows
 from duecourse.store import outbox as store
 from duecourse.store.tables import accounts, customers, holds
 
@@ -71,27 +71,13 @@ def read_file(
     stored."""
     file = str(path)
     header, data = read_rows(path)
+    check_header(header, COLUMNS, OPTIONAL, file, "holds")
     owners = account_owner(
         {row[header.index("account_id")].strip() for _, row in data if len(row) > header.index("account_id")}
         if "account_id" in header
         else set()
     )
-    problems = [
-        Problem("import.missing_column", f"the header has no {name} column", f"{file}:1")
-        for name in COLUMNS
-        if name not in header
-    ]
-    problems += [
-        Problem("import.unexpected_column", f"{name!r} is not a column of a holds file", f"{file}:1:{name}")
-        for name in header
-        if name not in COLUMNS + OPTIONAL
-    ]
-    problems += [
-        Problem("import.repeated_column", "the column is there twice", f"{file}:1:{h}")
-        for h in sorted({h for h in header if header.count(h) > 1})
-    ]
-    if problems:
-        raise ProblemsError(problems)
+    problems: list[Problem] = []
     at = {name: header.index(name) for name in header}
     out: list[tuple[int, dict[str, Any]]] = []
     seen: dict[str, int] = {}

@@ -78,7 +78,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, Select, insert, or_, s
 
 from duecourse.bootstrap import App
 from duecourse.domain.errors import Problem, ProblemsError
-from duecourse.io.rows import read_rows
+from duecourse.io.rows import check_header, read_rows
 from duecourse.rulepacks.packs import third_party_rules
 from duecourse.store import outbox as store
 from duecourse.store.frames import append_in, read_frame
@@ -131,24 +131,8 @@ def read_file(path: Path, known: set[str] | None) -> pl.DataFrame:
     ``known``: the customer ids the store holds (None: not checked)."""
     file = str(path)
     header, data = read_rows(path)
-    problems = [
-        Problem("import.missing_column", f"the header has no {name} column", f"{file}:1")
-        for name in COLUMNS
-        if name not in header
-    ]
-    problems += [
-        Problem(
-            "import.unexpected_column", f"{name!r} is not a column of a contacts file", f"{file}:1:{name}"
-        )
-        for name in header
-        if name not in COLUMNS + OPTIONAL
-    ]
-    problems += [
-        Problem("import.repeated_column", "the column is there twice", f"{file}:1:{h}")
-        for h in sorted({h for h in header if header.count(h) > 1})
-    ]
-    if problems:
-        raise ProblemsError(problems)
+    check_header(header, COLUMNS, OPTIONAL, file, "contacts")
+    problems: list[Problem] = []
     at = {name: header.index(name) for name in header}
     rows: list[tuple[object, ...]] = []
     seen: dict[str, int] = {}
