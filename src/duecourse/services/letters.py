@@ -155,17 +155,43 @@ def _stored(
     customer_id: str,
     pdf: bytes,
 ) -> store.StoredLetter:
-    return store.StoredLetter(
-        sha256=hashlib.sha256(pdf).hexdigest(),
+    return _stored_as(
+        pdf,
+        data_json(data),
+        templates,
+        letter_date,
+        account_id,
+        customer_id,
         reference=str(data["reference"]),
-        account_id=account_id,
-        customer_id=customer_id,
         kind=str(data["kind"]),
         locale=str(data["locale"]),
+    )
+
+
+def _stored_as(
+    pdf: bytes,
+    data: str,
+    templates: TemplateSet,
+    letter_date: dt.date,
+    account_id: str,
+    customer_id: str,
+    *,
+    reference: str,
+    kind: str,
+    locale: str,
+) -> store.StoredLetter:
+    """The stored letter of a PDF made from ``data`` (the data as stored: ``data_json``)."""
+    return store.StoredLetter(
+        sha256=hashlib.sha256(pdf).hexdigest(),
+        reference=reference,
+        account_id=account_id,
+        customer_id=customer_id,
+        kind=kind,
+        locale=locale,
         letter_date=letter_date,
-        template_version=templates.version(str(data["kind"]), str(data["locale"])),
+        template_version=templates.version(kind, locale),
         pages=page_count(pdf),
-        data_json=data_json(data),
+        data_json=data,
         pdf=pdf,
     )
 
@@ -429,18 +455,16 @@ def render_batch(
         for chunk, pdfs in zip(chunks, compiled, strict=True):
             for n, pdf in zip(chunk, pdfs, strict=True):
                 item = items[n]
-                stored = store.StoredLetter(
-                    sha256=hashlib.sha256(pdf).hexdigest(),
+                stored = _stored_as(
+                    pdf,
+                    planned.text(item),
+                    templates,
+                    day,
+                    item.account_id,
+                    item.customer_id,
                     reference=item.reference,
-                    account_id=item.account_id,
-                    customer_id=item.customer_id,
                     kind=item.kind,
                     locale=item.locale,
-                    letter_date=day,
-                    template_version=templates.version(item.kind, item.locale),
-                    pages=page_count(pdf),
-                    data_json=planned.text(item),
-                    pdf=pdf,
                 )
                 entry = (item.account_id, item.customer_id, item.kind, item.locale, item.postal_code)
                 entries[n] = Entry(*entry, stored.pages, stored.sha256)
