@@ -540,42 +540,28 @@ def open_hold_tasks(connection: Connection, as_of: dt.date, now: dt.datetime) ->
                 )
                 .order_by(accounts.c.account_id, holds.c.id)
             ).all()
-            rows = {
-                f"{r.account_id}|-|hold:{r.id}|{r.starts_on}|{rule.task}": r for r in found
-            }  # one per hold and account
-            if not rows:
-                continue
-            keys = sorted(rows)
-            known: set[str] = set()
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                known |= set(connection.execute(select(tasks.c.key).where(tasks.c.key.in_(chunk))).scalars())
-            fresh = [
-                {
+            rows: dict[str, dict[str, Any]] = {}
+            for r in found:  # one per hold and account
+                key = f"{r.account_id}|-|hold:{r.id}|{r.starts_on}|{rule.task}"
+                rows[key] = {
                     "key": key,
                     "account_id": r.account_id,
                     "customer_id": r.customer_id,
                     "stage": r.stage,
                     "action": f"hold:{rule.hold}",
                     "kind": rule.task,
-                    "state": "open",
                     "planned_on": as_of,
-                    "ready_on": as_of,
+                    "verdict": "planned",
+                    "ready_at": _midnight(as_of),
                     "rule_id": rule.rule,
                     "reason": (
                         f"a {rule.hold} hold since {r.starts_on} ({r.reason}): the account goes to the "
                         f"{rule.task.replace('_', ' ')} queue; automated reminders stop ({rule.rule}: "
                         f"{rule.citation})"
                     ),
-                    "created_at": now,
-                    "updated_at": now,
                 }
-                for key, r in rows.items()
-                if key not in known
-            ]
-            if fresh:
-                connection.execute(insert(tasks), fresh)
-            added += len(fresh)
+            if rows:
+                added += store_tasks(connection, pl.DataFrame(list(rows.values())), now)
     return added
 
 
