@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_support import cli_with
 from sqlalchemy import select
 
-from duecourse.cli import main
 from duecourse.config import default_config_text
 from duecourse.store.db import make_engine
 from duecourse.store.tables import decisions, holds, tasks
@@ -63,23 +63,8 @@ def _setup(db_url: str, tmp_path: Path) -> Callable[..., int]:
     text = text.replace(marker, ACTIONS + marker)
     text += f'\n[channels.email]\ntransport = "files"\ndir = "{tmp_path / "email"}"\n'
     text += 'from = "Bank <bank@example.com>"\n'
-    config = tmp_path / "duecourse.toml"
-    config.write_text(text, encoding="utf-8")
-
-    def cli(*args: str) -> int:
-        return main(["--db", db_url, "--config", str(config), *args])
-
-    assert cli("init") == 0
-    for kind, body in (
-        ("customers", CUSTOMERS),
-        ("accounts", ACCOUNTS),
-        ("dues", DUES),
-        ("payments", PAYMENTS),
-    ):
-        path = tmp_path / f"{kind}.csv"
-        path.write_text(body, encoding="utf-8")
-        assert cli("import", kind, str(path)) == 0
-    return cli
+    files = (("customers", CUSTOMERS), ("accounts", ACCOUNTS), ("dues", DUES), ("payments", PAYMENTS))
+    return cli_with(db_url, tmp_path, text, files)[0]
 
 
 def _file(tmp_path: Path, name: str, rows: str) -> str:
