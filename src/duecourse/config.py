@@ -21,7 +21,7 @@ import difflib
 import json
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from importlib import resources
@@ -89,6 +89,7 @@ SECTIONS = (
     "governor",
     "costs",
     "attributes",
+    "location_agent",
 )
 # An account attribute's name (``[attributes]``): a column of ``duecourse import attributes`` files.
 ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -216,6 +217,9 @@ class Config:
             to accounts that are not in collection (CN-COL-01).
         attributes: the ``[attributes]`` an account may carry (name → ``number`` or ``text``), imported
             with ``duecourse import attributes`` and chosen by in a segment's ``when``.
+        location_agents: the ``[location_agent.US]`` table: the person who asks third parties for a
+            third-party collector's location information (``services/third_parties.py``), by
+            jurisdiction.
     """
 
     source: str
@@ -230,6 +234,7 @@ class Config:
     experiments: tuple[Experiment, ...] = ()
     pre_due: tuple[Action, ...] = ()
     attributes: dict[str, str] = field(default_factory=dict)
+    location_agents: dict[str, LocationAgent] = field(default_factory=dict)
 
     def actions_of(self, stage: str) -> tuple[Action, ...]:
         return tuple(action for action in self.actions if action.stage == stage)
@@ -323,6 +328,7 @@ def _check_text(text: str, source: str) -> tuple[Config | None, list[Problem]]:
     declared = data.get("channels")
     actions = _actions(check, data, set(declared) if isinstance(declared, dict) else set())
     _contact_senders(check, data, channels)
+    location_agents = _location_agents(check, data, issuers)
     governor = _governor(check, data, product_codes)
     costs = _costs(check, data)
     experiments = _experiments(check, data, sorted(stage_names))
@@ -346,6 +352,7 @@ def _check_text(text: str, source: str) -> tuple[Config | None, list[Problem]]:
         experiments,
         pre_due,
         attributes,
+        location_agents,
     ), []
 
 
@@ -1984,6 +1991,121 @@ def _contact_senders(check: _Check, data: Mapping[str, Any], channels: Mapping[s
                     f"customer's sender may reveal the debt to the contact (US-3P-01, CN-COL-07 Art 18)"
                 )
                 check.add("config.contact_sender", message, (*stage_path, "actions", j, "channel"))
+
+
+# A third-party collector's location request (12 CFR 1006.10(b)(1), FDCPA §1692b(1)): the collector
+# identifies himself, says he is confirming or correcting location information, and names his employer
+# only if expressly asked. So the message comes from a person, under senders and links that name neither
+# the employer nor a debt, and the person's own number is the one to call back.
+LOCATION_AGENT_KEYS = ("name", "phone", "email_from", "sms_from", "link_base")
+LOCATION_AGENT_JURISDICTIONS = ("US",)
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+@dataclass(frozen=True, slots=True)
+class LocationAgent:
+    """Who asks a third party for a third-party collector's location information (``[location_agent.US]``).
+
+    Attributes:
+        name: the natural person who writes (the name the person uses at work, consistently).
+        phone: the number that person answers, in E.164: the number the contact is asked to call.
+        email_from: the e-mail sender, e.g. ``Jordan Lee <jordan.lee@locate.example>``.
+        sms_from: the text message's sender number, in E.164 (a number, not a name).
+        link_base: an https base URL served by the portal, on a host that names neither the employer nor
+            a debt: the contact's opt-out link is ``{link_base}/opt-out/contact/TOKEN``.
+    """
+
+    name: str
+    phone: str
+    email_from: str
+    sms_from: str
+    link_base: str
+
+
+def _location_agents(
+    check: _Check, data: Mapping[str, Any], issuers: Mapping[str, Issuer]
+) -> dict[str, LocationAgent]:
+    """``[location_agent.US]``: every key given, numbers in E.164, a link base in https, and nothing in
+    it that names the employer (an issuer's legal name, agency or website host) or a debt (the words of
+    ``reveals.contact``)."""
+    from duecourse.channels.content import channel_checklists
+
+    patterns = [p for words in channel_checklists()["reveals"]["contact"].values() for p in words]
+    out: dict[str, LocationAgent] = {}
+    for code, table in _section(check, data, "location_agent").items():
+        path: KeyPath = ("location_agent", code)
+        if code not in LOCATION_AGENT_JURISDICTIONS:
+            message = (
+                f"[location_agent.{code}]: a location agent speaks for a third-party collector, whose "
+                f"location requests only {', '.join(LOCATION_AGENT_JURISDICTIONS)} law treats apart "
+                "(12 CFR 1006.10(b)); elsewhere the institution's own contact senders are used"
+            )
+            check.add("config.bad_value", message, path)
+            continue
+        before = len(check.problems)
+        _keys(check, table, path, LOCATION_AGENT_KEYS, required=LOCATION_AGENT_KEYS)
+        texts = {key: _text(check, table, key, path) for key in LOCATION_AGENT_KEYS}
+        for key in ("phone", "sms_from"):
+            value = texts[key]
+            if value is not None and not _E164.fullmatch(value):
+                message = f"{key} {_show(value)} is not an E.164 phone number (like +12125550147)"
+                check.add("config.bad_value", message, path + (key,))
+        mail = texts["email_from"]
+        if mail is not None and "@" not in mail:
+            message = f"email_from {_show(mail)} holds no e-mail address"
+            check.add("config.bad_value", message, path + ("email_from",))
+        base = texts["link_base"]
+        if base is not None and not base.startswith("https://"):
+            message = f"link_base must start with https://, not {_show(base)}"
+            check.add("config.bad_value", message, path + ("link_base",))
+        employer = employer_names(issuers.values())
+        for key in ("name", "email_from", "sms_from", "link_base"):
+            value = texts[key]
+            if value is None:
+                continue
+            folded = re.sub(r"[^a-z0-9]", "", value.lower())
+            named = [name for name, bare in employer if bare and bare in folded]
+            if named:
+                message = (
+                    f"{key} {_show(value)} names the employer ('{named[0]}'): a collector names his "
+                    "employer to a third party only if expressly asked (12 CFR 1006.10(b)(1), §1692b(1))"
+                )
+                check.add("config.location_agent", message, path + (key,))
+                continue
+            found = [m.group(0) for p in patterns for m in [re.search(p, value)] if m]
+            if found:
+                message = (
+                    f"{key} {_show(value)} reveals the debt to a third party with '{found[0]}' "
+                    "(US-3P-01: 12 CFR 1006.10(b)(2), 1006.22(f))"
+                )
+                check.add("config.location_agent", message, path + (key,))
+        if len(check.problems) == before:
+            out[code] = LocationAgent(**{key: value or "" for key, value in texts.items()})
+    return out
+
+
+# The legal form a company's name ends with, left out when the name is used in speech.
+_LEGAL_FORM = re.compile(
+    r"[,\s]+(N\.?A\.?|Inc\.?|L\.?L\.?C\.?|Ltd\.?|Limited|PLC|Corp\.?|Corporation|Co\.?|Company|"
+    r"有限公司|股份有限公司)$",
+    re.IGNORECASE,
+)
+
+
+def employer_names(issuers: Iterable[Issuer]) -> list[tuple[str, str]]:
+    """(as written, folded to lower-case letters and digits) of every name that identifies the employer: each
+    issuer's legal name and agency (``collector``) and the hosts of its website and portal."""
+    names: list[str] = []
+    for issuer in issuers:
+        for name in (issuer.legal_name, issuer.collector):
+            names.append(name)
+            short = _LEGAL_FORM.sub("", name.strip())
+            if short and short != name.strip():
+                names.append(short)  # "Example Bank, N.A." is named by "Example Bank" too
+        for url in (issuer.website, issuer.portal_url):
+            host = re.sub(r"^[a-z]+://", "", url.strip().lower()).split("/")[0].removeprefix("www.")
+            names.append(host)
+    return [(name, re.sub(r"[^a-z0-9]", "", name.lower())) for name in names if name.strip()]
 
 
 # ---------------------------------------------------------------- governor

@@ -595,3 +595,83 @@ def test_a_message_to_a_contact_rendered_without_the_contact_sender_is_not_sent(
     ((_, _, state, _, _),) = _to_contacts(db_url)
     assert state == "failed"
     assert not (tmp_path / "sms" / "sms.jsonl").exists()
+
+
+# ------------------------------------------------------------- a third-party collector asks through a person
+
+AGENT = """
+[location_agent.US]
+name = "Jordan Lee"
+phone = "+12125550147"
+email_from = "Jordan Lee <jordan.lee@locate.example>"
+sms_from = "+12125550148"
+link_base = "https://locate.example"
+"""
+
+
+@pytest.mark.parametrize(
+    ("channel", "agent"), [("sms", True), ("email", True), ("sms", False)], ids=["sms", "email", "no-agent"]
+)
+def test_a_collectors_account_contact_is_asked_by_a_person_who_names_no_employer(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, channel: str, agent: bool
+) -> None:
+    monkeypatch.setenv("DUECOURSE_PORTAL_SECRET", "c" * 32)
+    text = default_config_text()
+    marker = '[[strategy.stages]]\nname = "M2"'
+    text = text.replace(marker, ASK.replace('channel = "sms"', f'channel = "{channel}"') + marker) + (
+        f'\n[channels.email]\ntransport = "files"\ndir = "{tmp_path / "email"}"\n'
+        'from = "Example Bank <collect@example.com>"\ncontact_from = "Example Bank <hello@example.com>"\n'
+        f'\n[channels.sms]\ngateway = "files"\ndir = "{tmp_path / "sms"}"\ncontact_source_addr = "8800"\n'
+        f'\n[channels.post]\ndir = "{tmp_path / "print"}"\n'
+        '\n[governor]\nthird_party_products = ["card_us"]\n' + (AGENT if agent else "")
+    )
+    unpaid = tuple((k, b.replace("P3,A3,2025-04-24,40.00\n", "")) for k, b in PORTFOLIO)
+    cli, _ = cli_with(db_url, tmp_path, text, unpaid)
+    contacts = (
+        "contact_id,customer_id,relation,name,phone,email\n"
+        "K2,C2,family,John Roe,+12125550111,john@example.org\n"
+    )
+    assert cli("import", "contacts", str(write(tmp_path, "contacts.csv", contacts))) == 0
+    _bounce(db_url, "C2", "+12125550100", "jane@example.com")
+
+    assert cli("run", "--as-of", "2025-05-08") == 0
+    decided = list(_decided(db_url, "2025-05-08").values())
+    if not agent:
+        assert {v[:2] for v in decided} == {("suppressed", "US-3P-01")}
+        assert all("no [location_agent.US] is set" in v[2] for v in decided)
+        assert _to_contacts(db_url) == []
+        return
+    assert [v[0] for v in decided] == ["planned"], decided
+    assert cli("dispatch", "--once", "--now", "2025-05-08T15:00:00+00:00", "--quiet") == 0
+    ((_, contact, state, recipient, content),) = _to_contacts(db_url)
+    assert (contact, state) == ("K2", "sent")
+    debt_or_employer = r"(?i)example bank|example\.com|\(800\)|debt|owe|overdue|collect|account|pay|\$"
+    if channel == "sms":
+        assert recipient == "+12125550111"
+        words = content.decode()
+        assert words.startswith("Hello John Roe, this is Jordan Lee. I am confirming or correcting location")
+        assert "+12125550147" in words and "Jane Roe" in words
+        assert not re.search(debt_or_employer, words)
+        engine = make_engine(db_url)
+        try:
+            with engine.connect() as connection:
+                (meta,) = connection.execute(
+                    select(outbox.c.meta).where(outbox.c.contact_id == "K2")
+                ).scalars()
+        finally:
+            engine.dispose()
+        assert json.loads(meta)["source_addr"] == "+12125550148"  # the agent's number, not the bank's 8800
+        return
+    assert recipient == "john@example.org"
+    (sent,) = sorted((tmp_path / "email").glob("*.eml"))
+    message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    assert message["From"] == "Jordan Lee <jordan.lee@locate.example>"
+    assert message["Subject"] == "Confirming contact details for Jane Roe"
+    body = message.get_body(("plain",))
+    assert body is not None
+    words = body.get_content()
+    assert "My name is Jordan Lee. I am confirming or correcting location information for Jane Roe." in words
+    (link,) = re.findall(r"<(https?://[^>]+)>", str(message["List-Unsubscribe"]))
+    assert link.startswith("https://locate.example/opt-out/contact/") and link in words
+    headers = "\n".join(f"{k}: {v}" for k, v in message.items() if k not in ("Subject",))
+    assert not re.search(debt_or_employer, words + headers.replace("john@example.org", ""))

@@ -424,3 +424,86 @@ def test_a_subject_on_two_lines_is_sent_on_one(tmp_path: Path) -> None:
         "promise_confirmation", "en-GB", data, UK_LINKS, templates=load_content_templates(folder)
     )
     assert mail.subject == "Confirming our call"
+
+
+# ------------------------------------------------------------ a third-party collector's words to a contact
+
+COLLECTOR = "location_request_collector"
+
+
+def test_the_collectors_location_request_says_who_asks_and_why_and_names_no_employer() -> None:
+    from duecourse.channels.content import SAMPLE_AGENT, collector_contact_data, sample_agent_links
+
+    data = collector_contact_data(
+        "location_request",
+        "en-US",
+        "US",
+        contact_name="John Roe",
+        relation="family",
+        customer_name="Jane Roe",
+        agent=SAMPLE_AGENT,
+    )
+    links = sample_agent_links(SAMPLE_AGENT, "en-US")
+    text = sms_text(COLLECTOR, "en-US", data, links)
+    assert text.startswith(
+        "Hello John Roe, this is Jordan Lee. I am confirming or correcting location information"
+    )
+    assert "+12125550147" in text and text.endswith("Reply STOP to opt out")
+    mail = email_content(COLLECTOR, "en-US", data, links)
+    assert mail.subject == "Confirming contact details for Jane Roe"
+    assert links.opt_out_url in mail.text and links.opt_out_url.startswith("https://locate.example/")
+    for words in (text, mail.subject, mail.text, read_html(mail.html).text()):
+        assert not re.search(
+            r"(?i)example bank|example\.com|\(800\) 123-4567|debt|owe|collect|account", words
+        )
+    # only the collector's own words: a contact kind's data is refused
+    with pytest.raises(ContentError):
+        collector_contact_data(
+            "overdue_reminder",
+            "en-US",
+            "US",
+            contact_name="John Roe",
+            relation="family",
+            customer_name="Jane Roe",
+            agent=SAMPLE_AGENT,
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "rule"),
+    [
+        (
+            "en-US/location_request_collector.sms.j2",
+            ("this is {{ agent.name }}.", "this is {{ agent.name }} of Example Bank."),
+            "contact.employer",
+        ),
+        (
+            "en-US/location_request_collector.email.txt.j2",
+            ("please call me on {{ agent.phone }}", "please call us on (800) 123-4567"),
+            "contact.employer",
+        ),
+        (
+            "en-US/location_request_collector.sms.j2",
+            ("I am confirming or correcting location information for", "I have a message for"),
+            "element.missing",
+        ),
+        (
+            "en-US/location_request_collector.email.html.j2",
+            ("for {{ customer.name }}.</p>", "for {{ customer.name }}, about a debt.</p>"),
+            "contact.reveals",
+        ),
+    ],
+    ids=["employer-in-text", "employer-hotline-in-email", "no-location-purpose", "debt-in-html"],
+)
+def test_the_lint_catches_a_collectors_words_that_name_the_employer_or_lose_their_purpose(
+    tmp_path: Path, name: str, change: tuple[str, str], rule: str
+) -> None:
+    folder = reviewed(tmp_path, name, change)
+    found = lint_content(folder, config(), kinds=[COLLECTOR], locales=["en-US"])
+    assert {(f.template, f.rule) for f in found} == {(name, rule)}, found
+
+
+def test_the_collectors_words_are_linted_only_where_their_law_applies() -> None:
+    assert lint_content(None, config(), kinds=[COLLECTOR], locales=["zh-CN", "en-GB", "en-US"]) == []
+    with pytest.raises(ContentNotUsed):
+        sms_text(COLLECTOR, "en-GB", {"kind": COLLECTOR, "locale": "en-GB"}, UK_LINKS)

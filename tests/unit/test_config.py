@@ -925,3 +925,64 @@ def test_an_action_to_contacts_needs_a_contact_sender_that_names_no_debt(in_tmp:
         'duecourse.toml:17: an action to = "contact" on sms needs [channels.sms] contact_source_addr: the '
         "customer's sender may reveal the debt to the contact (US-3P-01, CN-COL-07 Art 18)",
     ]
+
+
+# ------------------------------------------------------------- a third-party collector's location agent
+
+AGENT = """
+[location_agent.US]
+name = "Jordan Lee"
+phone = "+12125550147"
+email_from = "Jordan Lee <jordan.lee@locate.example>"
+sms_from = "+12125550147"
+link_base = "https://locate.example"
+"""
+
+
+def _line_of(text: str, needle: str) -> int:
+    return text[: text.index(needle)].count("\n") + 1
+
+
+def test_a_location_agent_is_read_for_the_us() -> None:
+    config = config_from_text(default_config_text() + AGENT)
+    agent = config.location_agents["US"]
+    assert (agent.name, agent.phone, agent.sms_from) == ("Jordan Lee", "+12125550147", "+12125550147")
+    assert (agent.email_from, agent.link_base) == (
+        "Jordan Lee <jordan.lee@locate.example>",
+        "https://locate.example",
+    )
+    assert config_from_text(default_config_text()).location_agents == {}
+
+
+def test_a_location_agent_names_neither_the_employer_nor_a_debt_and_is_us_only(in_tmp: Path) -> None:
+    text = default_config_text() + (
+        "\n[location_agent.US]\n"
+        'name = "Jordan Lee, Example Bank"\n'
+        'phone = "212-555-0147"\n'
+        'email_from = "Jordan Lee <jordan.lee@example.com>"\n'
+        'sms_from = "+12125550147"\n'
+        'link_base = "https://debt-help.example"\n'
+        "\n[location_agent.CN]\n"
+        'name = "李雷"\n'
+    )
+    Path("duecourse.toml").write_text(text, encoding="utf-8")
+    found = [str(p) for p in check_config(Path("duecourse.toml"))]
+    employer = "names his employer to a third party only if expressly asked (12 CFR 1006.10(b)(1), §1692b(1))"
+    phone, name = _line_of(text, 'phone = "212'), _line_of(text, 'name = "Jordan')
+    mail, base, cn = (
+        _line_of(text, "email_from = "),
+        _line_of(text, "link_base = "),
+        _line_of(text, "[location_agent.CN]"),
+    )
+    assert found == [
+        f'duecourse.toml:{phone}: phone "212-555-0147" is not an E.164 phone number (like +12125550147)',
+        f"duecourse.toml:{name}: name \"Jordan Lee, Example Bank\" names the employer ('Example Bank'): a "
+        f"collector {employer}",
+        f'duecourse.toml:{mail}: email_from "Jordan Lee <jordan.lee@example.com>" names the employer '
+        f"('example.com'): a collector {employer}",
+        f'duecourse.toml:{base}: link_base "https://debt-help.example" reveals the debt to a third party '
+        "with 'debt' (US-3P-01: 12 CFR 1006.10(b)(2), 1006.22(f))",
+        f"duecourse.toml:{cn}: [location_agent.CN]: a location agent speaks for a third-party collector, "
+        "whose location requests only US law treats apart (12 CFR 1006.10(b)); elsewhere the institution's "
+        "own contact senders are used",
+    ]

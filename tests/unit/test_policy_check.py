@@ -173,21 +173,47 @@ def test_an_action_to_contacts_is_flagged_where_the_pack_forbids_it(opened: bool
     assert all(f.severity == "note" for f in notes.values())
 
 
-@pytest.mark.parametrize("agency", [False, True], ids=["creditor-only", "third-party-products"])
-def test_an_action_to_contacts_warns_of_us_accounts_collected_as_a_third_party(agency: bool) -> None:
+AGENT = """
+[location_agent.US]
+name = "Jordan Lee"
+phone = "+12125550147"
+email_from = "Jordan Lee <jordan.lee@locate.example>"
+sms_from = "+12125550147"
+link_base = "https://locate.example"
+"""
+
+
+@pytest.mark.parametrize(
+    ("agency", "agent"),
+    [(False, False), (True, False), (True, True)],
+    ids=["creditor-only", "third-party-products", "with-a-location-agent"],
+)
+def test_an_action_to_contacts_warns_of_us_accounts_collected_as_a_third_party(
+    agency: bool, agent: bool
+) -> None:
     text = default_config_text()
     marker = '[[strategy.stages]]\nname = "M2"'
     text = text.replace(marker, ASK + marker) + CHANNELS
     if agency:
         text += '\n[governor]\nthird_party_products = ["card_us"]\n'
+    if agent:
+        text += AGENT
     found = [f for f in check_policy(config_from_text(text)) if f.code == "policy.third_party_collector"]
     if not agency:
         assert found == []
         return
-    (warning,) = found
-    assert warning.severity == "warning"
-    assert warning.message.startswith(
+    (finding,) = found
+    if agent:
+        assert finding.severity == "note"
+        assert finding.message.startswith(
+            "stage M1, action ask (sms location_request to contacts): in US the contacts of accounts of "
+            "[governor] third_party_products (card_us) are asked by Jordan Lee in a collector's words, "
+            "naming no employer (US-3P-01, 12 CFR 1006.10(b)(1)"
+        )
+        return
+    assert finding.severity == "warning"
+    assert finding.message.startswith(
         "stage M1, action ask (sms location_request to contacts): in US accounts of [governor] "
-        "third_party_products (card_us) are collected as a third party: their contacts get nothing from it "
-        "(no location-request template for a third-party collector yet; US-3P-01, 12 CFR 1006.10(b)(1)"
+        "third_party_products (card_us) are collected as a third party and no [location_agent.US] is set: "
+        "their contacts get nothing from it (US-3P-01, 12 CFR 1006.10(b)(1)"
     )

@@ -483,19 +483,26 @@ def test_an_action_to_contacts_falls_for_each_contact_in_the_contacts_time_zone(
     assert plan_frame(config, accounts, day, None).filter(pl.col("action") == "ask").is_empty()
 
 
-def test_a_us_account_collected_as_a_third_party_gets_no_location_request_yet() -> None:
+@pytest.mark.parametrize("agent", [False, True], ids=["no-agent", "agent"])
+def test_a_us_account_collected_as_a_third_party_is_asked_only_through_a_location_agent(agent: bool) -> None:
     planned = rows(
         ("own", "A3", "C2", "US", "K2"), ("agency", "A9", "C2", "US", "K3"), ("cn", "A1", "C1", "CN", "K1")
     )
     planned = planned.with_columns(third_party=pl.col("key") != "own")
-    passed, decided = screen(planned, inputs(), dt.date(2025, 5, 20))
+    given = replace(inputs(), agents=("US",) if agent else ())
+    passed, decided = screen(planned, given, dt.date(2025, 5, 20))
+    if agent:  # the agency's account's contact is asked too, in the agent's words (compose)
+        assert sorted(passed["key"].to_list()) == ["agency", "cn", "own"]
+        assert decided.is_empty()
+        return
     assert passed["key"].to_list() == ["own", "cn"]  # a CN account, and the creditor's own US account
     (row,) = decided.iter_rows(named=True)
     assert (row["key"], row["rule_id"]) == ("agency", "US-3P-01")
     assert row["citation"].startswith("12 CFR 1006.10(b)(1), FDCPA §1692b(1)")
     assert row["reason"] == (
-        "account A9 is collected as a third party ([governor] third_party_products): no location-request "
-        "template for a third-party collector yet"
+        "account A9 is collected as a third party ([governor] third_party_products) and no "
+        "[location_agent.US] is set: a collector asks a third party for location information in his own "
+        "name, without naming his employer"
     )
 
 

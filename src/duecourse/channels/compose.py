@@ -47,6 +47,19 @@ class NoContactSender(Exception):
     """The channel has no sender of its own for third parties (``contact_from``, ``contact_source_addr``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _ContactSender:
+    """Whom a message to a third party comes from: the base of its opt-out link, the SMS sender, the
+    e-mail sender and reply-to, and the home page (the institution's, or a collector's agent's link
+    base: never a page that names the employer)."""
+
+    link_base: str
+    sms_source: str
+    email_from: str
+    reply_to: str
+    home: str
+
+
 def _address(channel: str, customer: Any) -> str:
     """The contact point a message goes to: the e-mail address, the phone number, the customer (push),
     or the postal address in one line (a letter: a returned letter marks that address bad, and a new
@@ -172,7 +185,8 @@ class LetterComposer:
         own opt-out (``/opt-out/contact/TOKEN``, the reply keyword)."""
         from sqlalchemy import select
 
-        from duecourse.store.tables import customers, third_parties
+        from duecourse.services.third_parties import COLLECTOR_JURISDICTIONS
+        from duecourse.store.tables import accounts, customers, third_parties
 
         contact_ids = sorted({m.contact_id for m in messages})
         customer_ids = sorted({m.customer_id for m in messages})
@@ -190,6 +204,21 @@ class LetterComposer:
                 ).where(customers.c.customer_id.in_(customer_ids))
             )
         }
+        # the accounts collected as a third party get a collector's words (12 CFR 1006.10(b)(1))
+        third_party = set(self.app.config.governor.third_party_products)
+        collected = (
+            {
+                row.account_id
+                for row in connection.execute(
+                    select(accounts.c.account_id).where(
+                        accounts.c.account_id.in_(sorted({m.account_id for m in messages})),
+                        accounts.c.product_code.in_(sorted(third_party)),
+                    )
+                )
+            }
+            if third_party
+            else set()
+        )
         made: dict[int, Composed | NotComposed] = {}
         for message in messages:
             contact, person = contacts.get(message.contact_id), people.get(message.customer_id)
@@ -215,18 +244,41 @@ class LetterComposer:
                 )
                 continue
             locale = str(contact.locale or person.locale)
+            jurisdiction = str(person.jurisdiction)
             try:
-                data = words.contact_data(
-                    message.kind,
-                    locale,
-                    str(person.jurisdiction),
-                    contact_name=str(contact.name),
-                    relation=str(contact.relation),
-                    customer_name=str(person.name),
-                    issuer=issuer,
-                )
+                if jurisdiction in COLLECTOR_JURISDICTIONS and message.account_id in collected:
+                    agent = self.app.config.location_agents.get(jurisdiction)
+                    if agent is None:
+                        raise NoContactSender(
+                            f"account {message.account_id} is collected as a third party and there is no "
+                            f"[location_agent.{jurisdiction}] to ask for its location information "
+                            "(12 CFR 1006.10(b)(1))"
+                        )
+                    data = words.collector_contact_data(
+                        message.kind,
+                        "en-US",  # the collector's words are written for US law, in its language
+                        jurisdiction,
+                        contact_name=str(contact.name),
+                        relation=str(contact.relation),
+                        customer_name=str(person.name),
+                        agent=agent,
+                    )
+                    sender = _ContactSender(
+                        agent.link_base, agent.sms_from, agent.email_from, "", agent.link_base
+                    )
+                else:
+                    data = words.contact_data(
+                        message.kind,
+                        locale,
+                        jurisdiction,
+                        contact_name=str(contact.name),
+                        relation=str(contact.relation),
+                        customer_name=str(person.name),
+                        issuer=issuer,
+                    )
+                    sender = self._contact_sender(message.channel, issuer)
                 made[message.id] = self._contact_message(
-                    message, data, locale, address, str(contact.link_subject), now
+                    message, data, str(data["locale"]), address, str(contact.link_subject), now, sender
                 )
             except words.ContentNotUsed as error:
                 made[message.id] = NotComposed(
@@ -240,6 +292,19 @@ class LetterComposer:
                 )
         return made
 
+    def _contact_sender(self, channel: str, issuer: Any) -> _ContactSender:
+        """The institution's own sender to third parties: never the customer's sender, whose name or
+        address may say "collections" (US-3P-01, 1006.22(f); CN-COL-07 Art 18); ``config check`` refuses
+        an action to contacts on a channel without one."""
+        settings = self.app.config.channels[channel].values
+        source = str(settings.get("contact_source_addr", "")) if channel == "sms" else ""
+        if channel == "sms" and not source:
+            raise NoContactSender("[channels.sms] has no contact_source_addr")
+        sender = str(settings.get("contact_from", "")) if channel == "email" else ""
+        base = issuer.portal_url.rstrip("/")
+        reply_to = str(settings.get("contact_reply_to", ""))
+        return _ContactSender(base, source, sender, reply_to, issuer.website or base)
+
     def _contact_message(
         self,
         message: store.Message,
@@ -248,26 +313,23 @@ class LetterComposer:
         address: str,
         subject: str,
         now: dt.datetime,
+        sender: _ContactSender,
     ) -> Composed:
-        """The bytes of one message to a contact."""
-        issuer = self.app.config.issuers[str(data["jurisdiction"])]
-        base = issuer.portal_url.rstrip("/")
+        """The bytes of one message to a contact, under ``sender``; the words are those of ``data["kind"]``
+        (a contact kind, or a collector's words for it)."""
+        kind = str(data["kind"])
+        base = sender.link_base.rstrip("/")
         secret, _ = portal_secret()
         token = make_token(subject, message.planned_on + dt.timedelta(days=OPT_OUT_DAYS), secret)
         keyword = words.OPT_OUT_KEYWORDS.get(locale, "STOP")
         # the Links' portal link is never shown to a contact (not in their templates' fields)
-        links = words.Links(issuer.website or base, f"{base}/opt-out/contact/{token}", keyword)
+        links = words.Links(sender.home, f"{base}/opt-out/contact/{token}", keyword)
         reference = reference_for(message.key)
-        # Never the customer's sender: its name or address may say "collections" (US-3P-01, 1006.22(f);
-        # CN-COL-07 Art 18); ``config check`` refuses an action to contacts on a channel without one.
-        settings = self.app.config.channels[message.channel].values
         if message.channel == "sms":
             from duecourse.channels.sms import sms_encoding
 
-            source = str(settings.get("contact_source_addr", ""))
-            if not source:
-                raise NoContactSender("[channels.sms] has no contact_source_addr")
-            text = words.sms_text(message.kind, locale, data, links)
+            source = sender.sms_source
+            text = words.sms_text(kind, locale, data, links)
             shape = sms_encoding(text)
             meta = {
                 "encoding": shape.encoding,
@@ -278,16 +340,15 @@ class LetterComposer:
             return Composed(address, text.encode(), meta)
         from duecourse.channels import email
 
-        sender = str(settings.get("contact_from", ""))
-        if not email.address_of(sender):
+        if not email.address_of(sender.email_from):
             raise NoContactSender("[channels.email] has no contact_from")
-        content = words.email_content(message.kind, locale, data, links)
+        content = words.email_content(kind, locale, data, links)
         # the opt-out mailbox is the contact sender's: the issuer's e-mail may be a collections address
-        issuer_mail = email.address_of(sender)
+        issuer_mail = email.address_of(sender.email_from)
         domain = issuer_mail.rpartition("@")[2]
         body = email.build_email(
             key=message.key,
-            sender=sender,
+            sender=sender.email_from,
             recipient=address,
             subject=content.subject,
             text=content.text,
@@ -297,7 +358,7 @@ class LetterComposer:
             unsubscribe_mailto=f"mailto:{issuer_mail}?subject=unsubscribe",
             date=now,
             domain=domain,
-            reply_to=str(settings.get("contact_reply_to", "")),
+            reply_to=sender.reply_to,
         )
         meta = {
             "subject": content.subject,

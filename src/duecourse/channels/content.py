@@ -61,9 +61,9 @@ from typing import Any
 import jinja2
 from jinja2 import meta
 
-from duecourse.config import Config, load_config
+from duecourse.config import Config, LocationAgent, load_config
 from duecourse.domain import delinquency
-from duecourse.domain.strategy import CONTACT_CHANNELS, CONTACT_KINDS
+from duecourse.domain.strategy import COLLECTOR_CONTACT_KINDS, CONTACT_CHANNELS, CONTACT_KINDS
 from duecourse.letters import KindNotUsed, LetterError, TemplateError
 from duecourse.letters.data import letter_data
 from duecourse.letters.kinds import (
@@ -116,15 +116,36 @@ CONTACT_FIELDS: Schema = {
     "issuer": {"legal_name": LEAF, "hotline": LEAF, "hours": LEAF, "website": LEAF},
 }
 CONTACT_LINK_FIELDS: Schema = {"links": {"opt_out_url": LEAF, "opt_out_sms": LEAF}}
+# A third-party collector's words to a contact (``COLLECTOR_CONTACT_KINDS``): the person who asks and the
+# number that person answers, instead of the institution (12 CFR 1006.10(b)(1): the employer is named
+# only if expressly asked). No issuer field at all: a template cannot name the employer from the data.
+COLLECTOR_KINDS: tuple[str, ...] = tuple(COLLECTOR_CONTACT_KINDS.values())
+COLLECTOR_FIELDS: Schema = {
+    "kind": LEAF,
+    "locale": LEAF,
+    "jurisdiction": LEAF,
+    "contact": {"name": LEAF, "relation": LEAF},
+    "customer": {"name": LEAF},
+    "agent": {"name": LEAF, "phone": LEAF},
+}
+# Every kind whose words go to a third party: no account data, the contact's own opt-out.
+THIRD_PARTY_KINDS: tuple[str, ...] = (*CONTACT_KINDS, *COLLECTOR_KINDS)
+# The jurisdictions a collector's words are written for (the law that sets them apart: Reg F).
+COLLECTOR_LOCALES: tuple[str, ...] = ("en-US",)
 
 
 def _schema_of(kind: str) -> Schema:
-    """The fields of ``kind``'s data: a letter kind's, or a contact kind's (``CONTACT_FIELDS``)."""
-    return dict(CONTACT_FIELDS) if kind in CONTACT_KINDS else schema_for(KINDS[kind])
+    """The fields of ``kind``'s data: a letter kind's, a contact kind's (``CONTACT_FIELDS``) or a
+    collector's words to a contact (``COLLECTOR_FIELDS``)."""
+    if kind in CONTACT_KINDS:
+        return dict(CONTACT_FIELDS)
+    if kind in COLLECTOR_KINDS:
+        return dict(COLLECTOR_FIELDS)
+    return schema_for(KINDS[kind])
 
 
 def _links_of(kind: str) -> Schema:
-    return CONTACT_LINK_FIELDS if kind in CONTACT_KINDS else LINK_FIELDS
+    return CONTACT_LINK_FIELDS if kind in THIRD_PARTY_KINDS else LINK_FIELDS
 
 
 class ContentError(LetterError):
@@ -287,7 +308,7 @@ def _load_previews(
     previews: dict[tuple[str, str, str], Preview] = {}
     problems: list[FieldProblem] = []
     for kind, table in document.items():
-        if (kind not in KINDS and kind not in CONTACT_KINDS) or not isinstance(table, dict):
+        if (kind not in KINDS and kind not in THIRD_PARTY_KINDS) or not isinstance(table, dict):
             problems.append(FieldProblem(name, 1, f"[{kind}] is not a letter kind or a contact kind"))
             continue
         for key, source in table.items():
@@ -314,8 +335,8 @@ def _file_schema(name: str, path: Path, base: Path) -> Schema | str:
         return f"not a message template: KIND.{{{','.join(FILE_PARTS)}}}.j2"
     if stem in KINDS:
         return {**schema_for(KINDS[stem]), **MESSAGE_FIELDS}
-    if stem in CONTACT_KINDS:
-        return {**CONTACT_FIELDS, **CONTACT_LINK_FIELDS, "subject": LEAF}
+    if stem in THIRD_PARTY_KINDS:
+        return {**_schema_of(stem), **CONTACT_LINK_FIELDS, "subject": LEAF}
     if stem.startswith("_"):
         return {**COMMON_FIELDS, **MESSAGE_FIELDS}  # shared by every kind: only what every kind has
     return f"{stem} is not a letter kind or a part (_NAME)"
@@ -373,7 +394,7 @@ def _incomplete(templates: ContentTemplates, declared: set[tuple[str, str, str]]
 
     out = []
     for locale in LOCALES:
-        for kind in (*KINDS, *CONTACT_KINDS):
+        for kind in (*KINDS, *THIRD_PARTY_KINDS):
             for channel, parts in NEEDS.items():
                 present = [p for p in parts if there(kind, locale, p)]
                 if present and len(present) < len(parts):
@@ -400,7 +421,7 @@ def _context(kind: str, locale: str, data: Mapping[str, Any], links: Links) -> d
         raise ContentError(
             f"the data is for {data.get('kind')} in {data.get('locale')}, not {kind} in {locale}"
         )
-    if kind in CONTACT_KINDS:
+    if kind in THIRD_PARTY_KINDS:
         return {**data, "links": {"opt_out_url": links.opt_out_url, "opt_out_sms": links.opt_out_sms}}
     check_used(kind_named(kind), str(data.get("jurisdiction", "")))
     portal = data.get("portal")
@@ -603,12 +624,73 @@ def contact_data(
     }
 
 
+def collector_contact_data(
+    kind: str,
+    locale: str,
+    jurisdiction: str,
+    *,
+    contact_name: str,
+    relation: str,
+    customer_name: str,
+    agent: LocationAgent,
+) -> dict[str, Any]:
+    """The data of a third-party collector's message to a contact (``COLLECTOR_FIELDS``): ``kind`` is the
+    contact kind the strategy planned; the data is of its collector's words."""
+    words = COLLECTOR_CONTACT_KINDS.get(kind)
+    if words is None:
+        known = ", ".join(COLLECTOR_CONTACT_KINDS)
+        raise ContentError(f"{kind} has no words for a third-party collector ({known})")
+    return {
+        "kind": words,
+        "locale": locale,
+        "jurisdiction": jurisdiction,
+        "contact": {"name": contact_name, "relation": relation},
+        "customer": {"name": customer_name},
+        "agent": {"name": agent.name, "phone": agent.phone},
+    }
+
+
+# The location agent the lint renders a collector's words with when none is configured.
+SAMPLE_AGENT = LocationAgent(
+    name="Jordan Lee",
+    phone="+12125550147",
+    email_from="Jordan Lee <jordan.lee@locate.example>",
+    sms_from="+12125550147",
+    link_base="https://locate.example",
+)
+
+
+def sample_agent_links(agent: LocationAgent, locale: str) -> Links:
+    """Links like the outbox's for a collector's words: the agent's own link base, the locale's keyword."""
+    base = agent.link_base.rstrip("/")
+    return Links(base, f"{base}/opt-out/contact/SAMPLE-OPT-OUT-TOKEN", OPT_OUT_KEYWORDS[locale])
+
+
 # The sample contact the lint renders a contact kind for, per locale.
 _SAMPLE_CONTACTS = {
     "zh-CN": ("李雷", "王芳"),
     "en-US": ("John Doe", "Jane Roe"),
     "en-GB": ("John Smith", "Jane Roe"),
 }
+
+
+def sample_collector_data(config: Config, kind: str, locale: str) -> dict[str, Any]:
+    """The data of a collector's words ``kind`` (``COLLECTOR_KINDS``) for a sample contact of a sample
+    customer, from the configured ``[location_agent.US]`` or a sample agent."""
+    planned = next((k for k, words in COLLECTOR_CONTACT_KINDS.items() if words == kind), None)
+    if planned is None:
+        raise ContentError(f"{kind} is not a collector's words for a contact kind")
+    jurisdiction = JURISDICTION_OF[locale]
+    contact, customer = _SAMPLE_CONTACTS[locale]
+    return collector_contact_data(
+        planned,
+        locale,
+        jurisdiction,
+        contact_name=contact,
+        relation="emergency",
+        customer_name=customer,
+        agent=config.location_agents.get(jurisdiction, SAMPLE_AGENT),
+    )
 
 
 def sample_contact_data(config: Config, kind: str, locale: str) -> dict[str, Any]:
@@ -946,8 +1028,32 @@ class _Linter:
             out.append(Finding(part, line, "contact.reveals", message))
         return out
 
+    def employer(self, name: str, text: str, what: str) -> list[Finding]:
+        """A third-party collector's words name no employer: no issuer's legal name, agency, website or
+        portal host, nor its hotline (12 CFR 1006.10(b)(1), FDCPA §1692b(1): only if expressly asked)."""
+        from duecourse.config import employer_names
+
+        out = []
+        folded = text.lower()
+        names = [written for written, _ in employer_names(self.config.issuers.values())]
+        names += [issuer.hotline for issuer in self.config.issuers.values() if issuer.hotline.strip()]
+        for written in names:
+            if written.lower() in folded:
+                part, line = self.where(name, re.escape(written)) if name.endswith(".j2") else (name, 1)
+                message = (
+                    f"the {what} of a third-party collector names the employer with '{written}' "
+                    "(12 CFR 1006.10(b)(1), FDCPA §1692b(1): only if the third party expressly asks)"
+                )
+                out.append(Finding(part, line, "contact.employer", message))
+        return out
+
     def contact(self, kind: str) -> list[Finding]:
-        """A contact kind: in every locale, by text and e-mail, what it must say and nothing of the debt."""
+        """A contact kind: in every locale, by text and e-mail, what it must say and nothing of the debt.
+        A collector's words (``COLLECTOR_KINDS``): in the locales of the law that asks for them, and
+        nothing that names the employer either."""
+        collector = kind in COLLECTOR_KINDS
+        if collector and self.locale not in COLLECTOR_LOCALES:
+            return []
         out: list[Finding] = []
         missing = [c for c in CONTACT_CHANNELS if not self.t.has(kind, self.locale, c)]
         for channel in missing:
@@ -957,12 +1063,19 @@ class _Linter:
         if len(missing) == len(CONTACT_CHANNELS):
             return out
         try:
-            data = sample_contact_data(self.config, kind, self.locale)
+            if collector:
+                agent = self.config.location_agents.get(self.jurisdiction, SAMPLE_AGENT)
+                data = sample_collector_data(self.config, kind, self.locale)
+                links = sample_agent_links(agent, self.locale)
+            else:
+                data = sample_contact_data(self.config, kind, self.locale)
+                links = sample_links(self.config.issuers[self.jurisdiction], self.locale)
         except LetterError as exc:
             return [*out, Finding(f"{self.locale}/{kind}", 1, "template.error", str(exc))]
-        issuer = self.config.issuers[self.jurisdiction]
-        links = sample_links(issuer, self.locale)
         jurisdiction = self.jurisdiction
+        specs = ("contact_sms", "contact_email")
+        if collector:
+            specs = ("collector_contact_sms", "collector_contact_email")
         if "sms" not in missing:
             name = self.t.file_name(kind, self.locale, "sms")
             try:
@@ -972,7 +1085,7 @@ class _Linter:
             context = _context(kind, self.locale, data, links)
             from duecourse.channels.sms import sms_encoding
 
-            for element in _required("contact_sms", kind, jurisdiction):
+            for element in _required(specs[0], kind, jurisdiction):
                 lost = _missing(element, context, self.locale, text)
                 if lost:
                     what = self.lists["elements"][element]["what"]
@@ -986,6 +1099,8 @@ class _Linter:
                 )
                 out.append(Finding(name, 1, "sms.segments", message))
             out += self.contact_reveals(name, text, "text message") + self.words(name, text)
+            if collector:
+                out += self.employer(name, text, "text message")
         if "email" not in missing:
             txt = self.t.file_name(kind, self.locale, "email.txt")
             html = self.t.file_name(kind, self.locale, "email.html")
@@ -1002,13 +1117,17 @@ class _Linter:
                 html, shown, "e-mail"
             )
             for part, said in ((txt, content.text), (html, "\n".join([shown, *reader.hrefs]))):
-                for element in _required("contact_email", kind, jurisdiction):
+                for element in _required(specs[1], kind, jurisdiction):
                     lost = _missing(element, context, self.locale, said)
                     if lost:
                         what = self.lists["elements"][element]["what"]
                         message = f"{element} ({what}) is missing: no {', '.join(lost)}"
                         out.append(Finding(part, 1, "element.missing", message))
             out += self.words(txt, content.text) + self.words(html, shown)
+            if collector:
+                out += self.employer(p.file, content.subject, "e-mail subject")
+                out += self.employer(txt, content.text, "e-mail")
+                out += self.employer(html, "\n".join([shown, *reader.hrefs]), "e-mail")
             if reader.lang != self.locale:
                 out.append(
                     Finding(html, 1, "html.lang", f"<html lang> is {reader.lang!r}, not {self.locale!r}")
@@ -1025,7 +1144,7 @@ class _Linter:
         coverage = self.lists["coverage"]
         issuer = self.config.issuers.get(self.jurisdiction)
         for kind in kinds:
-            if kind in CONTACT_KINDS:
+            if kind in THIRD_PARTY_KINDS:
                 out += self.contact(kind)
                 continue
             if self.jurisdiction not in KINDS[kind].jurisdictions:
@@ -1074,5 +1193,5 @@ def lint_content(
     config = config or load_config(None)
     findings = [Finding(p.template, p.line, "template.field", p.message) for p in templates.problems]
     for locale in locales or LOCALES:
-        findings += _Linter(templates, config, locale).run(kinds or (*KINDS, *CONTACT_KINDS))
+        findings += _Linter(templates, config, locale).run(kinds or (*KINDS, *THIRD_PARTY_KINDS))
     return sorted(set(findings))

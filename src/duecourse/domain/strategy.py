@@ -28,6 +28,11 @@ TASK_KINDS: tuple[str, ...] = ("agency_placement", "charge_off_review", "credit_
 ACTION_TO: tuple[str, ...] = ("customer", "contact")
 CONTACT_CHANNELS: tuple[str, ...] = ("sms", "email")
 CONTACT_KINDS: tuple[str, ...] = ("location_request",)
+# A third-party collector's words for a contact kind (US accounts of ``[governor] third_party_products``):
+# from a person who says he is confirming or correcting location information and does not name his
+# employer (12 CFR 1006.10(b)(1), FDCPA §1692b(1)). Not a kind a strategy names: the message of the
+# contact kind is made with these words for such accounts.
+COLLECTOR_CONTACT_KINDS: dict[str, str] = {"location_request": "location_request_collector"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,7 @@ def plan_contacts(app: App, as_of: dt.date, now: dt.datetime) -> ContactPlan:
             found.filter(pl.col("contact_id") != ""),
             as_of,
             config.governor.third_party_contact_in,
+            tuple(config.location_agents),
         )
     found, decided = decide_with_fallbacks(
         found,

@@ -22,7 +22,8 @@ apply to every customer in that stage wherever they live:
   open: those customers' contacts get nothing from it (a warning); where it is allowed, the reminder of
   its conditions (a note: only when the customer is unreachable, once only in the US); and reaching the US
   while ``[governor] third_party_products`` names products: those accounts' contacts get nothing from it
-  (a warning: no location-request template for a third-party collector yet, US-3P-01);
+  without a ``[location_agent.US]`` (a warning, US-3P-01), and with one they are asked in its words (a
+  note);
 - the rule packs themselves: every rule carries an id and a citation (an error otherwise).
 """
 
@@ -95,16 +96,28 @@ def _third_parties(config: Config) -> list[Finding]:
                 continue
             if jurisdiction in COLLECTOR_JURISDICTIONS and config.governor.third_party_products:
                 products = ", ".join(config.governor.third_party_products)
-                found.append(
-                    Finding(
-                        "warning",
-                        "policy.third_party_collector",
-                        f"{where}: in {jurisdiction} accounts of [governor] third_party_products "
-                        f"({products}) are collected as a third party: "
-                        f"their contacts get nothing from it (no location-request template for a "
-                        f"third-party collector yet; {COLLECTOR_RULE}, {COLLECTOR_CITATION})",
+                agent = config.location_agents.get(jurisdiction)
+                if agent is None:
+                    found.append(
+                        Finding(
+                            "warning",
+                            "policy.third_party_collector",
+                            f"{where}: in {jurisdiction} accounts of [governor] third_party_products "
+                            f"({products}) are collected as a third party and no [location_agent."
+                            f"{jurisdiction}] is set: their contacts get nothing from it "
+                            f"({COLLECTOR_RULE}, {COLLECTOR_CITATION})",
+                        )
                     )
-                )
+                else:
+                    found.append(
+                        Finding(
+                            "note",
+                            "policy.third_party_collector",
+                            f"{where}: in {jurisdiction} the contacts of accounts of [governor] "
+                            f"third_party_products ({products}) are asked by {agent.name} in a collector's "
+                            f"words, naming no employer ({COLLECTOR_RULE}, {COLLECTOR_CITATION})",
+                        )
+                    )
             conditions = f"only when the customer is unreachable for {rules.unreachable_days} days"
             if rules.once:
                 conditions += f", once per contact ever ({rules.once_rule})"

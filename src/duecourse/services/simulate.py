@@ -424,7 +424,13 @@ def _third_party_inputs(
     if rows.is_empty():
         return None
     with app.engine.connect() as connection:
-        read = third_parties.read_inputs(connection, rows, day, app.config.governor.third_party_contact_in)
+        read = third_parties.read_inputs(
+            connection,
+            rows,
+            day,
+            app.config.governor.third_party_contact_in,
+            tuple(app.config.location_agents),
+        )
     return replace(
         read,
         earlier=pl.concat([read.earlier.filter(pl.col("planned_on") < first), asked]),

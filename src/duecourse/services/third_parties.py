@@ -32,10 +32,13 @@ a contact template that mentions the debt).
    phone or e-mail with one, is not contacted again, and of one run's messages to one person only the
    first goes.
 4b. **A third-party collector** (US accounts of ``[governor] third_party_products``, Reg F in full): a
-   collector names its employer only if asked and asks a third party for location information only
-   (12 CFR 1006.10(b)(1), FDCPA §1692b(1)); the en-US location request names the creditor and asks for a
-   call back, so no such account's contact is asked: suppressed (US-3P-01), until a template of its own.
-   The creditor's own US accounts are asked as the other rules say.
+   collector identifies himself, says he is confirming or correcting location information, and names his
+   employer only if expressly asked (12 CFR 1006.10(b)(1), FDCPA §1692b(1)). Such an account's contacts
+   get the collector's words (``location_request_collector``: from the person of ``[location_agent.US]``,
+   under that person's senders and link host, with the number that person answers; the lint's
+   ``contact.employer`` and ``config check`` keep the employer's names out of them), and without a
+   ``[location_agent.US]`` they are not asked: suppressed (US-3P-01). The creditor's own US accounts
+   are asked in the institution's words, as the other rules say.
 5. **Unreachable** (``unreachable_days`` N): the debtor must be unreachable (CN-COL-07 Art 14, CN-COL-09;
    in the US the creditor must lack location information, 1006.10(b)). Defined from what the store
    holds: for each of the customer's electronic channels (sms by the phone, e-mail by the address) the
@@ -353,6 +356,8 @@ class ThirdPartyInputs:
         through: ``customer_id, planned_on``: the customers' messages (not to contacts) on sms, e-mail, push
             or call, planned before the day, that went through or may still (sent, delivered, waiting).
         opened: the jurisdictions ``[governor] third_party_contact_in`` opens.
+        agents: the jurisdictions with a ``[location_agent.XX]``: there a third-party collector's
+            accounts' contacts are asked, in the agent's words (4b).
     """
 
     contacts: pl.DataFrame
@@ -362,9 +367,10 @@ class ThirdPartyInputs:
     bad: pl.DataFrame
     through: pl.DataFrame
     opened: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()
 
     @staticmethod
-    def empty(opened: tuple[str, ...] = ()) -> ThirdPartyInputs:
+    def empty(opened: tuple[str, ...] = (), agents: tuple[str, ...] = ()) -> ThirdPartyInputs:
         text, day = pl.String(), pl.Date()
         return ThirdPartyInputs(
             contacts=pl.DataFrame(schema={"contact_id": text, "phone": text, "email": text}),
@@ -374,6 +380,7 @@ class ThirdPartyInputs:
             bad=pl.DataFrame(schema={"customer_id": text, "channel": text, "address": text, "since": day}),
             through=pl.DataFrame(schema={"customer_id": text, "planned_on": day}),
             opened=opened,
+            agents=agents,
         )
 
 
@@ -396,13 +403,17 @@ _ELECTRONIC = ("sms", "email", "push", "call")
 
 
 def read_inputs(
-    connection: Connection, rows: pl.DataFrame, as_of: dt.date, opened: tuple[str, ...] = ()
+    connection: Connection,
+    rows: pl.DataFrame,
+    as_of: dt.date,
+    opened: tuple[str, ...] = (),
+    agents: tuple[str, ...] = (),
 ) -> ThirdPartyInputs:
     """The store's facts ``screen`` needs about ``rows`` (planned messages to contacts: ``customer_id``,
-    ``contact_id``)."""
+    ``contact_id``); ``opened`` and ``agents`` as in ``ThirdPartyInputs``."""
     from duecourse.store.tables import bad_contact_points, outbox
 
-    empty = ThirdPartyInputs.empty(opened)
+    empty = ThirdPartyInputs.empty(opened, agents)
     if rows.is_empty():
         return empty
     contact_ids = sorted(set(rows["contact_id"].to_list()))
@@ -475,7 +486,7 @@ def read_inputs(
         customer_ids,
         outbox.c.customer_id,
     )
-    return ThirdPartyInputs(contacts, stops, earlier, people, bad, through, opened)
+    return ThirdPartyInputs(contacts, stops, earlier, people, bad, through, opened, agents)
 
 
 def _rules_frame(jurisdictions: Iterable[str], opened: tuple[str, ...]) -> pl.DataFrame:
@@ -625,7 +636,11 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
         "customer_id", "channel", pl.col("address"), pl.col("since").alias("address_bad")
     ).unique(["customer_id", "channel", "address"])
     seen = seen.join(found_bad, on=["customer_id", "channel", "address"], how="left")
-    collector = pl.col("jurisdiction").is_in(COLLECTOR_JURISDICTIONS) & pl.col("third_party").fill_null(True)
+    collector = (
+        pl.col("jurisdiction").is_in(COLLECTOR_JURISDICTIONS)
+        & pl.col("third_party").fill_null(True)
+        & ~pl.col("jurisdiction").is_in(list(inputs.agents))
+    )
     refused = pl.col("stopped_at").is_not_null()
     no_address = (pl.col("address") == "") | pl.col("address_bad").is_not_null()
     again = pl.col("once") & pl.col("first_contacted").is_not_null()
@@ -688,9 +703,11 @@ def screen(rows: pl.DataFrame, inputs: ThirdPartyInputs, as_of: dt.date) -> tupl
         .when(collector)
         .then(
             pl.format(
-                "account {} is collected as a third party ([governor] third_party_products): no "
-                "location-request template for a third-party collector yet",
+                "account {} is collected as a third party ([governor] third_party_products) and no "
+                "[location_agent.{}] is set: a collector asks a third party for location information in "
+                "his own name, without naming his employer",
                 pl.col("account_id"),
+                jurisdiction,
             )
         )
         .when(refused)
