@@ -940,7 +940,8 @@ link_base = "https://locate.example"
 
 
 def _line_of(text: str, needle: str) -> int:
-    return text[: text.index(needle)].count("\n") + 1
+    """The line of the last ``needle`` (the test's table comes after the default's comments)."""
+    return text[: text.rindex(needle)].count("\n") + 1
 
 
 def test_a_location_agent_is_read_for_the_us() -> None:
@@ -968,7 +969,7 @@ def test_a_location_agent_names_neither_the_employer_nor_a_debt_and_is_us_only(i
     Path("duecourse.toml").write_text(text, encoding="utf-8")
     found = [str(p) for p in check_config(Path("duecourse.toml"))]
     employer = "names his employer to a third party only if expressly asked (12 CFR 1006.10(b)(1), §1692b(1))"
-    phone, name = _line_of(text, 'phone = "212'), _line_of(text, 'name = "Jordan')
+    phone, name = _line_of(text, 'phone = "212'), _line_of(text, 'name = "Jordan Lee, Example')
     mail, base, cn = (
         _line_of(text, "email_from = "),
         _line_of(text, "link_base = "),
