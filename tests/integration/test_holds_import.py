@@ -172,3 +172,31 @@ def test_a_vulnerable_uk_customer_goes_to_the_specialist_team_once(
     assert cli("export", "tasks", "--from", "2025-03-01", "--to", "2025-03-31", "--out", str(out)) == 0
     assert "1 tasks from 2025-03-01 to 2025-03-31" in capsys.readouterr().out
     assert "specialist_review" in out.read_text(encoding="utf-8")
+
+
+def test_a_lawsuit_leaves_the_uk_arrears_notice_due_and_a_judgment_ends_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    """CCA s86B: the notice of sums in arrears is due until the arrears are cleared or judgment is given."""
+    text = default_config_text() + f'\n[channels.post]\ndir = "{tmp_path / "print"}"\n'
+    two_missed = (  # L1 and L3 each miss two monthly instalments: the s86B trigger (2 payments, shortfall)
+        "account_id,due_id,due_date,amount,component\n"
+        "L1,L1-1,2025-02-01,200.00,principal\nL1,L1-2,2025-03-01,200.00,principal\n"
+        "L3,L3-1,2025-02-01,200.00,principal\nL3,L3-2,2025-03-01,200.00,principal\n"
+    )
+    files = (("customers", CUSTOMERS), ("accounts", ACCOUNTS), ("dues", two_missed), ("payments", PAYMENTS))
+    cli = cli_with(db_url, tmp_path, text, files)[0]
+    suits = _file(
+        tmp_path,
+        "holds.csv",
+        "H1,U1,L1,,litigation,2025-03-01,,claim issued\n"
+        "H2,U2,L3,,judgment,2025-03-01,,judgment for the bank\n",
+    )
+    assert cli("import", "holds", suits) == 0
+    assert cli("run", "--as-of", "2025-03-05") == 0
+    notices = {
+        d["account_id"]: (d["verdict"], d["rule_id"])
+        for d in _read(db_url, decisions)
+        if d["kind"] == "uk_nosia"
+    }
+    assert notices == {"L1": ("planned", "ALLOWED"), "L3": ("suppressed", "COMMON-HOLD-JUDGMENT")}

@@ -328,6 +328,34 @@ def test_an_arrangement_does_not_stop_the_uk_arrears_notice_but_a_dispute_does()
     assert disputed["nosia"]["verdict"] == "suppressed"
 
 
+def test_a_lawsuit_does_not_stop_the_uk_arrears_notice_until_judgment_is_given() -> None:
+    """CCA s86B: the notices go on while arrears last, until the arrears are cleared or judgment is given
+    (s86D: without them, no enforcement and no interest); a lawsuit under way stops the reminders only."""
+    uk = {"jurisdiction": "UK", "zones": ("Europe/London",)}
+    notice = {"channel": "letter", "kind": "uk_nosia", **uk}
+    suing = decide(
+        message("nosia", NOON, **notice),
+        message("reminder", NOON, channel="letter", **uk),
+        holds=(hold("litigation"),),
+    )
+    assert suing["nosia"]["verdict"] == "planned"
+    assert (suing["reminder"]["verdict"], suing["reminder"]["rule_id"]) == (
+        "suppressed",
+        "COMMON-HOLD-LITIGATION",
+    )
+    judged = decide(
+        message("nosia", NOON, **notice),
+        message("reminder", NOON, channel="letter", **uk),
+        holds=(hold("judgment"), hold("litigation")),
+    )
+    for key in ("nosia", "reminder"):
+        assert (judged[key]["verdict"], judged[key]["rule_id"]) == ("suppressed", "COMMON-HOLD-JUDGMENT"), key
+    assert (
+        "s86B, the duty to give notices of sums in arrears ends when judgment is given"
+        in (judged["nosia"]["citation"])
+    )
+
+
 def test_the_dispatchers_recheck_of_holds_agrees_with_the_governor() -> None:
     """What a hold stops at planning (the governor) it stops again at send time (the dispatcher)."""
     from types import SimpleNamespace

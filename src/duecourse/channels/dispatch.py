@@ -82,13 +82,25 @@ ANSWER_KINDS = frozenset({"dispute_ack", "dispute_outcome", "promise_confirmatio
 NOTICE_KINDS = frozenset({"us_validation_notice"})
 # Holds that stop collection contact; ``opt_out`` is per channel.
 STOPPING_HOLDS = frozenset(
-    {"dispute", "not_mine", "promise", "plan", "bankruptcy", "deceased", "litigation", "vulnerability"}
+    {
+        "dispute",
+        "not_mine",
+        "promise",
+        "plan",
+        "bankruptcy",
+        "deceased",
+        "litigation",
+        "judgment",
+        "vulnerability",
+    }
 )
-# An arrangement (a promise to pay, a repayment plan) pauses collection, but not the notices the law wants
-# while arrears last: the UK notice of sums in arrears is due during an arrangement too (CCA s86B, which
-# ends only when the arrears are cleared or a judgment is given).
-ARRANGEMENT_HOLDS = frozenset({"promise", "plan"})
-DURING_ARRANGEMENTS = frozenset({"uk_nosia"})
+# An arrangement (a promise to pay, a repayment plan) or a lawsuit under way pauses collection, but not
+# the notices the law wants while arrears last: the UK notice of sums in arrears is due during an
+# arrangement and while the court has not yet given judgment (CCA s86B: the duty ends only when the
+# arrears are cleared or a judgment is given; s86D: failing it, no enforcement and no interest for the
+# time). A ``judgment`` hold, the court's judgment given, stops it like any collection.
+PAUSING_HOLDS = frozenset({"promise", "plan", "litigation"})
+NOTICES_WHILE_PAUSED = frozenset({"uk_nosia"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -718,11 +730,11 @@ def _add_contacts(connection: Any, people: dict[str, _Customer], rows: Sequence[
 def _stops(hold_kind: str, row: store.Message) -> bool:
     """Whether a hold of ``hold_kind`` on the row's account stops it, as the governor decides at planning
     (``engine/governor.py``): a stopping hold stops all but the answers to the customer (and an arrangement
-    not the notices due during one, ``DURING_ARRANGEMENTS``); a ``vulnerability`` hold only the automated
+    not the notices due during one, ``NOTICES_WHILE_PAUSED``); a ``vulnerability`` hold only the automated
     reminders on e-mail, SMS and push (letters and required notices still go)."""
     if hold_kind == "vulnerability":
         return row.kind in REMINDER_KINDS and row.channel != "letter"
-    if hold_kind in ARRANGEMENT_HOLDS and row.kind in DURING_ARRANGEMENTS:
+    if hold_kind in PAUSING_HOLDS and row.kind in NOTICES_WHILE_PAUSED:
         return False
     return hold_kind in STOPPING_HOLDS and row.kind not in ANSWER_KINDS
 

@@ -12,8 +12,9 @@ and citation comes from the jurisdiction's rule pack, ``rulepacks/{cn,us,uk}.tom
 1. **Holds** in force on ``as_of`` (``starts_on <= as_of <= ends_on``, an open end for ``ends_on`` null),
    of the customer, the account or the channel. A stopping hold (``STOPPING_HOLDS``) stops every kind but
    the answers to the customer (``ANSWER_KINDS``: a dispute acknowledgement must still go), and an
-   arrangement (a promise, a plan) not the notices due during one (``DURING_ARRANGEMENTS``: the UK
-   arrears notice, CCA s86B); a hold on a
+   arrangement (a promise, a plan) or a lawsuit before judgment (``litigation``) not the notices due
+   during one (``NOTICES_WHILE_PAUSED``: the UK arrears notice, CCA s86B, due until judgment is given: a
+   ``judgment`` hold stops it); a hold on a
    channel (``opt_out``, per channel) closes that medium for everything, answers included; a
    ``vulnerability`` hold stops the automated pressure (``REMINDER_KINDS`` on e-mail, SMS, push and
    calls) while letters and required notices still go. Suppressed. An ``opt_out`` without a channel
@@ -80,9 +81,9 @@ import polars as pl
 
 from duecourse.channels.dispatch import (
     ANSWER_KINDS,
-    ARRANGEMENT_HOLDS,
-    DURING_ARRANGEMENTS,
     NOTICE_KINDS,
+    NOTICES_WHILE_PAUSED,
+    PAUSING_HOLDS,
     REMINDER_KINDS,
     STOPPING_HOLDS,
 )
@@ -338,7 +339,7 @@ def _hold_decisions(
         .when(
             kind.is_in(sorted(STOPPING_HOLDS - {VULNERABILITY}))
             & ~pl.col("kind").is_in(sorted(ANSWER_KINDS))
-            & ~(kind.is_in(sorted(ARRANGEMENT_HOLDS)) & pl.col("kind").is_in(sorted(DURING_ARRANGEMENTS)))
+            & ~(kind.is_in(sorted(PAUSING_HOLDS)) & pl.col("kind").is_in(sorted(NOTICES_WHILE_PAUSED)))
         )
         .then(pl.lit("stop"))
     )
