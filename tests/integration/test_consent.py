@@ -133,3 +133,11 @@ def test_a_consents_file_is_checked_row_by_row_and_nothing_is_written(
         f"{changed}:2:consent: customer C1 has another sms record from 2025-05-01 already"
         in capsys.readouterr().err
     )
+    # a column there twice is refused with the header's other problems, before any row is read
+    twice = write(
+        tmp_path, "twice.csv", "customer_id,channel,since,consent,consent,note\nC1,sms,2025-05-03,yes,no,x\n"
+    )
+    assert cli("import", "consents", str(twice)) == 1
+    err = capsys.readouterr().err
+    assert f"{twice}:1:note: 'note' is not a column of a consents file" in err
+    assert f"{twice}:1:consent: the column is there twice" in err

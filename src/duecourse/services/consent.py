@@ -29,7 +29,7 @@ from duecourse.bootstrap import App
 from duecourse.config import CONSENT_CHANNELS
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.engine import governor
-from duecourse.io.rows import read_rows
+from duecourse.io.rows import check_header, read_rows
 from duecourse.store import outbox as store
 from duecourse.store.frames import append_in, read_frame
 from duecourse.store.tables import consents, customers
@@ -59,20 +59,8 @@ def read_file(path: Path, known: set[str] | None) -> pl.DataFrame:
     """The records of a consents file (``STORED`` and its ``row``), every problem raised at once."""
     file = str(path)
     header, data = read_rows(path, parquet=False)
-    problems = [
-        Problem("import.missing_column", f"the header has no {name} column", f"{file}:1")
-        for name in COLUMNS
-        if name not in header
-    ]
-    problems += [
-        Problem(
-            "import.unexpected_column", f"{name!r} is not a column of a consents file", f"{file}:1:{name}"
-        )
-        for name in header
-        if name not in COLUMNS + OPTIONAL
-    ]
-    if problems:
-        raise ProblemsError(problems)
+    check_header(header, COLUMNS, OPTIONAL, file, "consents")
+    problems: list[Problem] = []
     at = {name: header.index(name) for name in header}
     rows: list[tuple[str, str, dt.date, bool, str, int]] = []
     seen: dict[tuple[str, str, dt.date], int] = {}
