@@ -1831,7 +1831,7 @@ CHANNEL_KEYS: dict[str, tuple[str, ...]] = {
         "receipt_statuses",
     ),
     "push": ("transport", "url", "secret_env", "timeout_seconds"),
-    "post": ("dir",),
+    "post": ("dir", "print_file"),
 }
 TRANSPORTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # channel: (the key naming the transport, its default, the choices)
@@ -1909,7 +1909,7 @@ def _channels(check: _Check, data: Mapping[str, Any]) -> dict[str, ChannelSettin
         if name == "email" and table.get("user") and table.get("starttls") is False and not table.get("ssl"):
             message = "user is set without starttls or ssl: the password would cross the network in clear"
             check.add("config.bad_value", message, path + ("starttls",))
-        for flag in ("starttls", "ssl"):
+        for flag in ("starttls", "ssl", "print_file"):
             _bool(check, table, flag, path)
         statuses = table.get("receipt_statuses")
         outcomes = ("delivered", "bounced", "failed", "pending")

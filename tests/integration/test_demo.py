@@ -7,6 +7,7 @@ import csv
 import email
 import email.policy
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -51,9 +52,15 @@ def test_the_demo_runs_the_days_and_sends_the_last_days_messages(
     assert len(lines) == sent.get("sms/sent", 0)
     assert all(json.loads(line)["segments"] <= 2 for line in lines)
     batches = [b for b in sorted((out / "print").iterdir()) if b.is_dir() and not b.name.startswith(".")]
-    letters = sum(len(list(batch.glob("*.pdf"))) for batch in batches)
+    letters = sum(len(list(batch.glob("[0-9]*.pdf"))) for batch in batches)
     assert letters == sent.get("letter/sent", 0) > 0
     for batch in batches:
         assert (batch / "READY").exists()
         check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=batch, check=False)
         assert check.returncode == 0, batch
+        # the print file: the cover sheet, then every letter of the manifest, page for page
+        with (batch / "manifest.csv").open(encoding="utf-8") as f:
+            pages = sum(int(row["pages"]) for row in csv.DictReader(f))
+        info = subprocess.run(["pdfinfo", "print.pdf"], cwd=batch, capture_output=True, text=True, check=True)
+        shown_pages = re.search(r"^Pages:\s+(\d+)$", info.stdout, re.MULTILINE)
+        assert shown_pages is not None and int(shown_pages.group(1)) == 1 + pages

@@ -313,3 +313,34 @@ def test_a_batch_whose_letters_fail_the_lint_is_refused(
     assert "zh-CN/overdue_reminder.typ.j2:" in err and "readability.sentence" in err
     assert not (tmp_path / "print").exists()
     assert stored_letters(loaded) == 0
+
+
+@pytest.mark.parametrize("by", ["letter", "fallback"])
+def test_a_stage_entry_batch_is_refused_when_the_strategy_posts_the_reminders(
+    loaded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], by: str
+) -> None:
+    """The strategy's letters go through the outbox and its print drop: a batch of stage-entry reminders
+    beside them would post a second letter to the same customers."""
+    from duecourse.config import default_config_text
+
+    action = (
+        'channel = "letter"\n  kind = "overdue_reminder"\n'
+        if by == "letter"
+        else 'channel = "email"\n  kind = "overdue_reminder"\n  fallback = ["letter"]\n'
+    )
+    marker = '[[strategy.stages]]\nname = "M2"'
+    text = default_config_text()
+    assert marker in text
+    text = text.replace(marker, f'\n  [[strategy.stages.actions]]\n  name = "post"\n  {action}\n{marker}')
+    text += f'\n[channels.post]\ndir = "{tmp_path / "drop"}"\n[channels.email]\ntransport = "files"\n'
+    text += f'dir = "{tmp_path / "mail"}"\nfrom = "Bank <bank@example.com>"\n'
+    posted = tmp_path / "duecourse.toml"
+    posted.write_text(text, encoding="utf-8")
+    capsys.readouterr()
+    args = ["--db", loaded, "--config", str(posted), "letters", "batch", "--date", "2025-04-11"]
+    assert main([*args, "--out", str(tmp_path / "print")]) == 1
+    err = capsys.readouterr().err
+    assert "the strategy sends the overdue_reminder by letter (stage M1, action post)" in err
+    assert "would post a second letter" in err
+    assert not (tmp_path / "print").exists()
+    assert stored_letters(loaded) == 0

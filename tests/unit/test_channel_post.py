@@ -360,3 +360,87 @@ def test_an_unreadable_returns_file_is_one_problem(tmp_path: Path, content: byte
         parse_returns(path)
 
     assert [(p.code, p.source) for p in raised.value.problems] == [(code, str(path))]
+
+
+# ------------------------------------------------------------------------ the print file of a batch
+
+
+def typst_letter(reference: str, postal_code: str, pages: int) -> Outgoing:
+    """A real letter PDF (typst's), of ``pages`` pages each saying its reference."""
+    from duecourse.letters.typeset import compile_pdf
+
+    body = "\n#pagebreak()\n".join(f"Letter {reference} page {n}" for n in range(1, pages + 1))
+    content = compile_pdf(f'#set page(paper: "a4")\n{body}\n', dt.date(2025, 1, 2))
+    meta = {
+        "reference": reference,
+        "postal_code": postal_code,
+        "letter_sha256": sha(content),
+        "pages": str(pages),
+    }
+    return Outgoing(1, f"key-{reference}", "letter", "C1", content, meta)
+
+
+def pdf_text(path: Path) -> list[str]:
+    """The text of each page of a PDF, read back with pdftotext."""
+    done = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    )
+    return [" ".join(page.split()) for page in done.stdout.split("\f")[:-1]]
+
+
+def test_a_batch_with_a_print_file_joins_a_cover_and_the_letters_in_order(tmp_path: Path) -> None:
+    drop = PrintDrop(tmp_path, print_file=True)
+    for item in (
+        typst_letter("r300", "200001", 1),
+        typst_letter("r100", "100022", 2),
+        typst_letter("r200", "100022", 1),
+    ):
+        drop.add(item)
+    result = drop.close_batch("20250102T150000-000001")
+    folder = result.folder
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "00001-r100.pdf",
+        "00002-r200.pdf",
+        "00003-r300.pdf",
+        "READY",
+        "SHA256SUMS",
+        "manifest.csv",
+        "print.pdf",
+    ]
+    pages = pdf_text(folder / "print.pdf")
+    assert pages[0].startswith("Print batch 20250102T150000-000001 Letters: 3 Pages (letters only): 4")
+    assert "Sorted by postal code, from 100022 to 200001." in pages[0]
+    assert "This sheet is not posted." in pages[0]
+    assert pages[1:] == [
+        "Letter r100 page 1",
+        "Letter r100 page 2",
+        "Letter r200 page 1",
+        "Letter r300 page 1",
+    ]
+    checked = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], check=False, cwd=folder, capture_output=True, text=True
+    )
+    assert checked.returncode == 0 and "print.pdf: OK" in checked.stdout.splitlines(), checked
+    assert (folder / "READY").read_text().startswith("letters: 3\n")
+    # the same letters closed again under the same id: the same files, byte for byte
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    again = PrintDrop(tmp_path / "again", print_file=True)
+    for item in (
+        typst_letter("r200", "100022", 1),
+        typst_letter("r100", "100022", 2),
+        typst_letter("r300", "200001", 1),
+    ):
+        again.add(item)
+    second = again.close_batch("20250102T150000-000001")
+    assert {p.name: p.read_bytes() for p in second.folder.iterdir()} == files
+
+
+def test_a_letter_that_cannot_be_joined_leaves_no_batch_and_stays_staged(tmp_path: Path) -> None:
+    drop = PrintDrop(tmp_path, print_file=True)
+    drop.add(typst_letter("r100", "100022", 1))
+    drop.add(letter("r200", "100023"))  # not a PDF the joiner can read
+    with pytest.raises(DropError, match=r"letter r200 cannot be joined into print\.pdf"):
+        drop.close_batch("b1")
+    assert not (tmp_path / "b1").exists()
+    assert drop.pending() == ("r100", "r200")
+    assert [p.name for p in tmp_path.iterdir() if p.name != ".staging"] == []

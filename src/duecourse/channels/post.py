@@ -6,6 +6,9 @@ lose it), and :meth:`PrintDrop.close_batch` turns everything staged into one fol
 
     {directory}/{batch_id}/00001-{reference}.pdf ...   one PDF per letter, sorted by postal code (postage
                           manifest.csv                 is cheaper presorted), then reference
+                          print.pdf                    with ``print_file``: a cover sheet (the batch, its
+                                                       letters and pages, not posted), then every letter
+                                                       in the same order, as one print-ready file
                           SHA256SUMS                   ``sha256sum -c`` checks every PDF and the manifest
                           READY                        written last; the shop takes the folder from here
 
@@ -48,6 +51,7 @@ from duecourse.channels.base import (
 from duecourse.domain.errors import DuecourseError, Problem, ProblemsError
 
 MANIFEST = "manifest.csv"
+PRINT_FILE = "print.pdf"
 SUMS = "SHA256SUMS"
 READY = "READY"
 MANIFEST_COLUMNS = ("sequence", "reference", "postal_code", "pages", "sha256", "file")
@@ -136,8 +140,9 @@ def _check_name(kind: str, value: str) -> str:
 class PrintDrop:
     """Stages letters in ``{directory}/.staging`` and closes them into print-shop batch folders."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, print_file: bool = False) -> None:
         self.directory = directory
+        self.print_file = print_file
         self._staging = directory / _STAGING
 
     def add(self, item: Outgoing) -> str:
@@ -205,7 +210,9 @@ class PrintDrop:
         folder = self.directory / batch_id
         if folder.exists():
             existing = _read_folder(folder)
-            if staged and existing != _batch_files(staged)[0]:
+            # the same letters in the same order: the same manifest (each letter's sha256), whatever the
+            # print file setting was then
+            if staged and existing.get(MANIFEST) != _manifest(_entries(staged)):
                 raise BatchConflict(
                     f"batch {batch_id} already exists in {self.directory} with other letters; "
                     "close the staged letters under a new batch id"
@@ -214,7 +221,7 @@ class PrintDrop:
             return DropResult(batch_id, folder, _entries_of(existing), new=False)
         if not staged:
             raise DropError(f"no letters staged in {self.directory}: nothing to close as batch {batch_id}")
-        files, entries = _batch_files(staged)
+        files, entries = _batch_files(staged, batch_id if self.print_file else None)
         partial = self.directory / f".{batch_id}.partial"
         if partial.exists():
             shutil.rmtree(partial)  # left by a crash before the rename: never seen by the shop
@@ -262,16 +269,15 @@ def _check_sums(folder: Path, files: Mapping[str, bytes]) -> None:
         raise DropError(f"batch folder {folder} does not match its {SUMS}; check it before the shop takes it")
 
 
-def _batch_files(staged: list[_Staged]) -> tuple[dict[str, bytes], tuple[DropEntry, ...]]:
-    """The files of a batch of ``staged`` (already in print order) and its entries."""
-    files: dict[str, bytes] = {}
-    entries: list[DropEntry] = []
-    for sequence, letter in enumerate(staged, 1):
-        name = f"{sequence:05d}-{letter.reference}.pdf"
-        files[name] = letter.pdf
-        entries.append(
-            DropEntry(sequence, letter.reference, letter.postal_code, letter.pages, letter.sha256, name)
-        )
+def _entries(staged: list[_Staged]) -> tuple[DropEntry, ...]:
+    """The manifest's entries of ``staged`` (already in print order)."""
+    return tuple(
+        DropEntry(n, s.reference, s.postal_code, s.pages, s.sha256, f"{n:05d}-{s.reference}.pdf")
+        for n, s in enumerate(staged, 1)
+    )
+
+
+def _manifest(entries: tuple[DropEntry, ...]) -> bytes:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(MANIFEST_COLUMNS)
@@ -279,14 +285,70 @@ def _batch_files(staged: list[_Staged]) -> tuple[dict[str, bytes], tuple[DropEnt
         writer.writerow(
             [e.sequence, e.reference, e.postal_code, "" if e.pages is None else e.pages, e.sha256, e.file]
         )
-    files[MANIFEST] = text.getvalue().encode()
+    return text.getvalue().encode()
+
+
+def _batch_files(
+    staged: list[_Staged], print_file_of: str | None = None
+) -> tuple[dict[str, bytes], tuple[DropEntry, ...]]:
+    """The files of a batch of ``staged`` (already in print order) and its entries; with
+    ``print_file_of`` (the batch id), the print file of the batch too."""
+    entries = _entries(staged)
+    files: dict[str, bytes] = {e.file: letter.pdf for e, letter in zip(entries, staged, strict=True)}
+    files[MANIFEST] = _manifest(entries)
+    if print_file_of is not None:
+        files[PRINT_FILE] = _print_file(print_file_of, entries, [letter.pdf for letter in staged])
     # GNU coreutils text format: hash, two spaces, name; one line per file, the manifest included.
     files[SUMS] = "".join(f"{_sha256(data)}  {name}\n" for name, data in files.items()).encode()
-    return files, tuple(entries)
+    return files, entries
+
+
+def _print_file(batch_id: str, entries: tuple[DropEntry, ...], pdfs: list[bytes]) -> bytes:
+    """The cover sheet, then every letter in order, joined into one PDF (``letters.pdfparts.Merger``, as
+    ``duecourse letters batch`` joins its batches): the same letters give the same bytes."""
+    from duecourse.letters import pdfparts
+    from duecourse.letters.typeset import compile_pdf
+
+    made = re.match(r"(\d{4})-?(\d{2})-?(\d{2})", batch_id)
+    try:
+        day = dt.date(*(int(part) for part in made.groups())) if made else dt.date(1970, 1, 1)
+    except ValueError:
+        day = dt.date(1970, 1, 1)
+    cover = compile_pdf(_cover_markup(batch_id, entries), day)
+    body, out = io.BytesIO(), io.BytesIO()
+    merger = pdfparts.Merger(body)
+    merger.add(cover)  # typst's own PDF, as every letter is
+    for entry, pdf in zip(entries, pdfs, strict=True):
+        try:
+            merger.add(pdf)
+        except pdfparts.Unsupported as exc:
+            message = f"letter {entry.reference} cannot be joined into {PRINT_FILE}: {exc}"
+            raise DropError(message) from exc
+    merger.finish(out)
+    return out.getvalue()
+
+
+def _cover_markup(batch_id: str, entries: tuple[DropEntry, ...]) -> str:
+    from duecourse.letters.render import typst_escape
+
+    known = [e.pages for e in entries if e.pages is not None]
+    pages = f"{sum(known)}" + ("" if len(known) == len(entries) else f" (of {len(known)} letters known)")
+    first, last = entries[0].postal_code or "-", entries[-1].postal_code or "-"
+    return f"""#set page(paper: "a4", margin: 25mm)
+#set text(font: ("Noto Sans CJK SC",), size: 11pt)
+= Print batch {typst_escape(batch_id)}
+#v(4mm)
+Letters: {len(entries)} #h(1fr) Pages (letters only): {pages}
+#v(2mm)
+Sorted by postal code, from {typst_escape(first)} to {typst_escape(last)}.
+#v(4mm)
+The letters follow this sheet in the order of {MANIFEST}, which lists each with its reference, postal code,
+pages and sha256; each is also in the folder as its own file. This sheet is not posted.
+"""
 
 
 def _ready_text(files: Mapping[str, bytes]) -> bytes:
-    letters = sum(1 for name in files if name.endswith(".pdf"))
+    letters = len(_entries_of(files))
     return f"letters: {letters}\nsha256 of {SUMS}: {_sha256(files[SUMS])}\n".encode()
 
 

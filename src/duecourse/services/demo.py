@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import shutil
@@ -256,19 +257,48 @@ def _simulate(
 
 
 def _letters(app: App, console: Console, end: dt.date, out: Path, summary: dict[str, object]) -> None:
-    """Sample letters of every kind and locale, and the print batch of the last day, under OUT/letters."""
+    """Sample letters of every kind and locale under OUT/letters, and the print batches: those of the
+    outbox's print drop under OUT/print when the strategy posts reminders (the demo's does), else the
+    stage-entry batch of the last day under OUT/letters/batch."""
     from duecourse.services import letters
 
     t0 = time.perf_counter()
     written = letters.sample_letters(app, end, out / "letters")
-    batch = letters.letters_batch(app, letters.last_letter_day(app, end) or end, out / "letters" / "batch")
+    if letters.strategy_prints_reminders(app.config):
+        folders, count, pages = _print_drop(out / "print")
+        where = f"{folders} print batches in {out / 'print'}, each with print.pdf and manifest.csv"
+    else:
+        day = letters.last_letter_day(app, end) or end
+        batch = letters.letters_batch(app, day, out / "letters" / "batch")
+        count, pages, folders = batch.letters, batch.pages, 1
+        where = f"print batch {batch.pdf_path}, manifest {batch.manifest_path.name}"
     seconds = time.perf_counter() - t0
     console.print(
-        f"{len(written)} sample letters in {out / 'letters'}; print batch {batch.pdf_path.name}: "
-        f"{batch.letters:,} letters, {batch.pages:,} pages, manifest {batch.manifest_path.name} "
+        f"{len(written)} sample letters in {out / 'letters'}; {where}: {count:,} letters, {pages:,} pages "
         f"({seconds:.1f}s)"
     )
-    summary["letters"] = {"samples": len(written), "batch_letters": batch.letters, "batch_pages": batch.pages}
+    summary["letters"] = {
+        "samples": len(written),
+        "print_batches": folders,
+        "batch_letters": count,
+        "batch_pages": pages,
+    }
+
+
+def _print_drop(directory: Path) -> tuple[int, int, int]:
+    """The batch folders the print drop closed (READY), their letters and pages (from their manifests)."""
+    from duecourse.channels.post import MANIFEST, READY
+
+    folders = letters = pages = 0
+    for folder in sorted(directory.iterdir()) if directory.is_dir() else []:
+        if folder.name.startswith(".") or not (folder / READY).exists():
+            continue
+        folders += 1
+        with (folder / MANIFEST).open(encoding="utf-8", newline="") as file:
+            for row in csv.DictReader(file):
+                letters += 1
+                pages += int(row["pages"] or 0)
+    return folders, letters, pages
 
 
 # ------------------------------------------------------------------------------------------------ outbox

@@ -151,7 +151,8 @@ def _transport(
         )
     from duecourse.channels import post
 
-    transport = post.PostTransport(post.PrintDrop(where("dir")))
+    # each batch folder also holds the merged print file with its cover sheet unless print_file = false
+    transport = post.PostTransport(post.PrintDrop(where("dir"), print_file=bool(v.get("print_file", True))))
     return transport
 
 

@@ -30,6 +30,7 @@ import polars as pl
 from sqlalchemy import Engine, select
 
 from duecourse.bootstrap import App
+from duecourse.config import Config
 from duecourse.domain import delinquency
 from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.model import Account, Customer, Due, Payment
@@ -646,6 +647,19 @@ def letters_batch(app: App, batch_date: dt.date, out: Path, *, workers: int | No
     """The print batch of a date: letters rendered and stored, one merged PDF sorted by postal code, the
     manifest CSV and a cover sheet. A re-run for the same date writes the same batch again from the store.
     Memory stays that of a few hundred letters whatever the batch's size (see the section's comment)."""
+    printed = strategy_prints_reminders(app.config)
+    if printed:
+        raise ProblemsError(
+            [
+                Problem(
+                    "letters.batch_strategy",
+                    f"the strategy sends the {BATCH_KIND} by letter ({'; '.join(printed)}): those letters go "
+                    "out through the outbox and the print drop of [channels.post], with its print file; a "
+                    "batch of stage-entry reminders would post a second letter",
+                    app.config.source,
+                )
+            ]
+        )
     recorded = store.batch_sha256(app.engine, batch_date)
     if recorded is not None:
         entries = stored_entries(app.engine, batch_date)
@@ -663,6 +677,16 @@ def letters_batch(app: App, batch_date: dt.date, out: Path, *, workers: int | No
     pdf_path, manifest, pages, by_kind, sha, manifest_sha = write_batch(app.engine, batch_date, entries, out)
     store.save_batch(app.engine, batch_date, [e.sha256 for e in entries], pages, sha, manifest_sha, now)
     return Batch(batch_date, pdf_path, manifest, len(entries), pages, by_kind, True)
+
+
+def strategy_prints_reminders(config: Config) -> list[str]:
+    """The strategy's actions that post the batch's kind (by letter, or falling back to one): with any,
+    those letters go through the outbox's print drop and ``letters_batch`` is refused."""
+    return [
+        f"stage {a.stage}, action {a.name}"
+        for a in (*config.actions, *config.pre_due)
+        if a.kind == BATCH_KIND and (a.channel == "letter" or "letter" in a.fallback)
+    ]
 
 
 def _rendered(app: App, batch_date: dt.date, workers: int | None, now: dt.datetime) -> list[Entry]:
