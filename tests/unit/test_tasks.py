@@ -8,15 +8,14 @@ import json
 
 import polars as pl
 
+from duecourse.domain.limitation import Limits, add_years
 from duecourse.letters.data import deadline_for
 from duecourse.letters.settings import DEFAULT_DEADLINES
 from duecourse.services.tasks import (
     AGES,
     HOLDS_EVER,
     NOTICES,
-    Limits,
     TaskInputs,
-    add_years,
     decide_tasks,
 )
 

@@ -39,6 +39,7 @@ import polars as pl
 from sqlalchemy import Connection, Engine, Select, and_, func, insert, or_, select, update
 
 from duecourse.config import GovernorSettings
+from duecourse.domain.limitation import Limits, period_of, state_of
 from duecourse.domain.strategy import TASK_CHANNEL
 from duecourse.engine import governor
 from duecourse.letters.data import deadline_for
@@ -96,16 +97,6 @@ AGES: dict[str, pl.DataType] = {
     "oldest_unpaid_due_date": pl.Date(),
     "last_paid_on": pl.Date(),
 }
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The institution's statutes of limitations (``[governor] limitation_years``) and the states where a
-    payment starts the period again (none unless said: counting from a payment where it does not would
-    open a review of a debt already time-barred)."""
-
-    years: Mapping[str, int] = field(default_factory=dict)
-    restarts_on_payment: frozenset[str] = frozenset()  # the states where a payment starts it again
 
 
 def limits_of(settings: GovernorSettings) -> Limits:
@@ -291,15 +282,6 @@ def _decision(
     return _row(row["key"], verdict, at, prerequisite.rule, prerequisite.citation, reason, seen)
 
 
-def add_years(day: dt.date, years: int) -> dt.date:
-    """The same day ``years`` later; 29 February becomes 28 February (the earlier day: a period is never
-    taken as longer than it is)."""
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:
-        return day.replace(year=day.year + years, day=28)
-
-
 def time_barred(
     limitation: Limitation, kind: str, age: Mapping[str, Any] | None, limits: Limits, as_of: dt.date
 ) -> tuple[bool, str, dict[str, Any]]:
@@ -314,7 +296,7 @@ def time_barred(
     if age is None:
         why = f"{kind} is not opened: the account's age for the limitation was not read ({rule})"
         return True, why, {}
-    region = "" if age["region"] is None else str(age["region"]).strip().upper()
+    region = state_of(age["region"])
     years = limits.years.get(region)
     if years is None:
         where = f"state {region}" if region else "a customer without a state (region)"
@@ -327,24 +309,20 @@ def time_barred(
     if oldest is None:
         why = f"{kind} is not opened: nothing is known past due on the account as of {as_of} ({rule})"
         return True, why, {"region": region, "limitation_years": years}
-    start, since = oldest + dt.timedelta(days=1), "the oldest unpaid due fell past due"
-    last = age["last_paid_on"]
-    if region in limits.restarts_on_payment and last is not None and last > start:
-        start, since = last, "the last payment"
-    barred_on = add_years(start, years)
+    period = period_of(region, oldest, age["last_paid_on"], limits)
+    assert period is not None  # the state's years were found above
     seen = {
         "region": region,
         "limitation_years": years,
-        "period_from": start.isoformat(),
-        "time_barred_on": barred_on.isoformat(),
+        "period_from": period.start.isoformat(),
+        "time_barred_on": period.barred_on.isoformat(),
     }
-    if as_of >= barred_on:
-        why = (
-            f"{kind} is barred: the debt is time-barred since {barred_on} ({years} years in {region} from "
-            f"{start}, when {since}; {rule})"
-        )
+    if period.barred(as_of):
+        since = f"the debt is time-barred since {period.barred_on}"
+        why = f"{kind} is barred: {since} ({period.describe()}; {rule})"
         return True, why, seen
-    return False, f"time-barred from {barred_on} ({years} years in {region} from {start}; {rule})", seen
+    why = f"time-barred from {period.barred_on} ({years} years in {region} from {period.start}; {rule})"
+    return False, why, seen
 
 
 def waiting_for(
