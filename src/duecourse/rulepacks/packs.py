@@ -3,15 +3,18 @@ and citation, so that a decision can say which rule made it.
 
 The contact hours are read by the dispatcher (again at send time) and by the governor; the governor also
 reads how each hold kind is cited, the call caps, the quiet days after a conversation and the daily cap's
-rule and exemptions (``governor_pack``).
+rule and exemptions (``governor_pack``). The US pack also says which states and cities require a
+disclosure on a time-barred debt, and its words (``disclosures``, read by ``services/time_barred.py``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from zoneinfo import ZoneInfo
 
@@ -534,3 +537,222 @@ def third_party_rules(jurisdiction: str) -> ThirdPartyRules:
     )
     reader.done()
     return rules
+
+
+# ------------------------------------------------------------------------------------------ disclosures
+# What a communication about a time-barred debt must say where a state or a city requires it (US-TBD-01;
+# ``[[disclosures]]``; ``services/time_barred.py`` decides which applies to an account on a day).
+
+DISCLOSURE_BINDS: tuple[str, ...] = ("all", "third_party")
+DISCLOSURE_CHANNELS: tuple[str, ...] = ("letter", "email", "sms", "push", "call")
+DISCLOSURE_WORDING: tuple[str, ...] = ("prescribed", "to_confirm")
+# The one placeholder a disclosure's words may hold: the collector's or the creditor's legal name.
+DISCLOSURE_FIELDS: tuple[str, ...] = ("creditor",)
+_DISCLOSURE_KEYS = frozenset(
+    {
+        "name",
+        "place",
+        "state",
+        "zip_prefixes",
+        "binds",
+        "channels",
+        "rule",
+        "citation",
+        "wording",
+        "text",
+        "reporting_years",
+        "reporting_delay_days",
+        "reporting_citation",
+        "text_after_reporting",
+    }
+)
+_LOCALE = re.compile(r"[a-z]{2}-[A-Z]{2}")
+_STATE = re.compile(r"[A-Z]{2}")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """A disclosure a state or a city requires in communications about a time-barred debt.
+
+    Attributes:
+        name: the entry's short name (``NYC``, ``CA``); ``place`` in words.
+        state: the US state code the customer's region must be.
+        zip_prefixes: the ZIP codes of a city within the state, as prefixes; empty: the whole state.
+        binds: ``all`` (creditors collecting their own debts too) or ``third_party`` (only accounts
+            collected as a third party, ``[governor] third_party_products``).
+        channels: the channels the rule covers; a channel that cannot carry the words is not used.
+        wording: ``prescribed`` (the rule's own text, found) or ``to_confirm`` (the institution's text,
+            written to the rule's elements, for its counsel to confirm).
+        texts: the words per locale, paragraphs separated by a blank line; ``{creditor}`` is replaced.
+        reporting_years / reporting_delay_days: where the words differ once the debt may no longer be
+            reported to the credit bureaus (California): how long after the delinquency began that is;
+            ``texts_after_reporting`` are the words from then on.
+        line: where the entry starts in its pack (``rulepacks/us.toml:LINE``).
+    """
+
+    jurisdiction: str
+    name: str
+    place: str
+    state: str
+    zip_prefixes: tuple[str, ...]
+    binds: str
+    channels: tuple[str, ...]
+    rule: str
+    citation: str
+    wording: str
+    texts: Mapping[str, str]
+    reporting_years: int = 0
+    reporting_delay_days: int = 0
+    reporting_citation: str = ""
+    texts_after_reporting: Mapping[str, str] = field(default_factory=dict)
+    line: int = 0
+
+    def is_city(self) -> bool:
+        return bool(self.zip_prefixes)
+
+    def covers_zip(self, zip5: str) -> bool:
+        return any(zip5.startswith(prefix) for prefix in self.zip_prefixes)
+
+
+def _headers(text: str, key: str) -> list[int]:
+    """The line of each ``[[key]]`` header in a pack's text, in order."""
+    header = re.compile(rf"\s*\[\[\s*{re.escape(key)}\s*\]\]")
+    return [n for n, line in enumerate(text.splitlines(), 1) if header.match(line)]
+
+
+def parse_disclosures(text: str, file: str, jurisdiction: str) -> tuple[Disclosure, ...]:
+    """The ``[[disclosures]]`` of a pack's text, checked; every problem at once as ``file:line: ...``."""
+    try:
+        pack = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulePackError(f"{file}: not valid TOML: {exc}") from None
+    tables = pack.get("disclosures", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise RulePackError(f"{file}: [[disclosures]] must be an array of tables")
+    lines = _headers(text, "disclosures")
+    problems: list[str] = []
+    found: list[Disclosure] = []
+    for number, table in enumerate(tables, start=1):
+        line = lines[number - 1] if number <= len(lines) else 1
+        entry = _disclosure(table, jurisdiction, line, f"{file}:{line}: [[disclosures]] #{number}", problems)
+        found.append(entry)
+    names = [d.name for d in found]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{file}: [[disclosures]] name {name!r} is listed more than once")
+    for later in found:
+        for earlier in found:
+            shadows = earlier.binds in ("all", later.binds)
+            if earlier.line >= later.line or earlier.state != later.state or not shadows:
+                continue
+            if not earlier.is_city() or all(earlier.covers_zip(p) for p in later.zip_prefixes):
+                problems.append(
+                    f"{file}:{later.line}: [[disclosures]] {later.name!r} is never reached: {earlier.name!r} "
+                    f"(line {earlier.line}) takes its customers first; put a city's entry before its state's"
+                )
+                break
+    if problems:
+        raise RulePackError("\n".join(problems))
+    return tuple(found)
+
+
+def _disclosure(
+    table: dict[str, object], jurisdiction: str, line: int, where: str, problems: list[str]
+) -> Disclosure:
+    def problem(message: str) -> None:
+        problems.append(f"{where}: {message}")
+
+    def text(key: str) -> str:
+        value = table.get(key)
+        if not isinstance(value, str) or not value.strip():
+            problem(f"{key} must be a non-empty text")
+            return ""
+        return value.strip()
+
+    def names(key: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            problem(f"{key} must be a list of texts")
+            return ()
+        for item in value:
+            if allowed is not None and item not in allowed:
+                problem(f"{key} names {item!r}; known: {', '.join(allowed)}")
+        return tuple(value)
+
+    def choice(key: str, allowed: tuple[str, ...]) -> str:
+        value = table.get(key)
+        if value not in allowed:
+            problem(f"{key} must be one of {', '.join(allowed)} (got {value!r})")
+            return allowed[0]
+        return str(value)
+
+    def words(key: str, required: bool) -> dict[str, str]:
+        value = table.get(key, {})
+        if not isinstance(value, dict) or (required and not value):
+            problem(f'{key} must be a table of words per locale, like {key}."en-US" = "..."')
+            return {}
+        out: dict[str, str] = {}
+        for locale, said in value.items():
+            if not _LOCALE.fullmatch(locale) or not isinstance(said, str) or not said.strip():
+                problem(f'{key}.{locale}: must be a locale like "en-US" with non-empty words')
+                continue
+            for field_name in _PLACEHOLDER.findall(said):
+                if field_name not in DISCLOSURE_FIELDS:
+                    known = ", ".join("{" + f + "}" for f in DISCLOSURE_FIELDS)
+                    problem(f"{key}.{locale}: {{{field_name}}} is not a field the words may hold ({known})")
+            out[locale] = said.strip()
+        return out
+
+    for key in sorted(set(table) - _DISCLOSURE_KEYS):
+        problem(f"unknown key {key!r}")
+    state = text("state")
+    if state and not _STATE.fullmatch(state):
+        problem(f'state must be a state code like "NY" (got {state!r})')
+    prefixes = names("zip_prefixes")
+    for prefix in prefixes:
+        if not (prefix.isdigit() and 1 <= len(prefix) <= 5):
+            problem(f"zip_prefixes: {prefix!r} is not the start of a 5-digit ZIP code")
+    channels = names("channels", DISCLOSURE_CHANNELS)
+    if not channels:
+        problem("channels must name at least one channel")
+    texts = words("text", required=True)
+    late = words("text_after_reporting", required=False)
+    years, delay = table.get("reporting_years", 0), table.get("reporting_delay_days", 0)
+    for key, value in (("reporting_years", years), ("reporting_delay_days", delay)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            problem(f"{key} must be a whole number")
+    reporting = isinstance(years, int) and not isinstance(years, bool) and years > 0
+    if bool(late) != reporting:
+        problem("reporting_years and text_after_reporting go together: set both or neither")
+    if late and set(late) != set(texts):
+        problem("text_after_reporting must have the same locales as text")
+    return Disclosure(
+        jurisdiction=jurisdiction,
+        name=text("name"),
+        place=text("place"),
+        state=state,
+        zip_prefixes=prefixes,
+        binds=choice("binds", DISCLOSURE_BINDS),
+        channels=channels,
+        rule=text("rule"),
+        citation=text("citation"),
+        wording=choice("wording", DISCLOSURE_WORDING),
+        texts=texts,
+        reporting_years=years if reporting and isinstance(years, int) else 0,
+        reporting_delay_days=delay if isinstance(delay, int) and not isinstance(delay, bool) else 0,
+        reporting_citation=text("reporting_citation") if reporting else "",
+        texts_after_reporting=late,
+        line=line,
+    )
+
+
+@functools.cache
+def _pack_text(jurisdiction: str) -> str:
+    _pack(jurisdiction)  # refuses an unknown jurisdiction
+    return resources.files("duecourse.rulepacks").joinpath(f"{jurisdiction.lower()}.toml").read_text("utf-8")
+
+
+@functools.cache
+def disclosures(jurisdiction: str) -> tuple[Disclosure, ...]:
+    """The ``[[disclosures]]`` of the jurisdiction's pack, in order (none: no place there requires one)."""
+    return parse_disclosures(_pack_text(jurisdiction), f"rulepacks/{jurisdiction.lower()}.toml", jurisdiction)
