@@ -69,7 +69,7 @@ def test_english_threats_are_caught_but_police_for_identity_theft_is_allowed(tmp
     )
     found = [f for f in findings(folder, "overdue_reminder", "en-US") if f.rule == "words.prohibited"]
     assert sorted(f.message.split("'")[1] for f in found) == ["police", "your employer"]
-    assert all(f.template == "en-US/overdue_reminder.typ.j2" and f.line == 10 for f in found)
+    assert all(f.template == "en-US/overdue_reminder.typ.j2" and f.line == 12 for f in found)
 
 
 def test_an_amount_or_date_typed_into_a_template_is_caught(tmp_path: Path) -> None:

@@ -11,6 +11,11 @@ specification, as ``explain`` computes it), and then:
 - **sms**: the text, UTF-8, with its encoding and segment count in ``meta`` (what the gateway bills);
 - **push**: a JSON body: a title and body that reveal no debt and the link to the detail.
 
+A debt that is time-barred where a state or a city requires a disclosure (US-TBD-01,
+``services/time_barred.py``) has it in its letter and e-mail; a text or a push notification the rule
+covers is not composed (the next channel goes), and one whose disclosure cannot be known (no period set
+for the state) is not composed at all, with the reason.
+
 Every e-mail and text carries an opt-out: a signed one-click link (12 CFR 1006.6(e), US-ELEC-01) and the
 reply keyword. A contact point found bad (a hard bounce) is not used: the message is not composed and
 falls back to the action's next channel.
@@ -374,6 +379,7 @@ class LetterComposer:
     ) -> _Ready | NotComposed:
         """The letter data of a message as of the day its action fell, or why it is not composed."""
         from duecourse.services import letters as letter_service
+        from duecourse.services import time_barred
 
         account, customer, dues, payments = found
         address = _address(message.channel, customer)
@@ -384,6 +390,11 @@ class LetterComposer:
             return NotComposed(f"{address} was found bad ({message.channel}); not used until it changes")
         day = message.planned_on
         data = letter_service.build_data(self.app, account, customer, dues, payments, message.kind, day)
+        # US-TBD-01: a text or a push notification cannot carry a time-barred debt's disclosure; where the
+        # rule covers the channel, the action's next channel goes (a letter or an e-mail carries it).
+        held = time_barred.covered_but_not_carried(data, message.channel)
+        if held:
+            return NotComposed(held)
         return _Ready(message, customer, address, data)
 
     def _letters(self, items: Sequence[_Ready]) -> dict[int, letter_store.StoredLetter | DuecourseError]:

@@ -72,6 +72,28 @@ class LetterInputs:
 DISPUTE_OUTCOMES = ("upheld", "rejected", "corrected")
 
 
+@dataclass(frozen=True, slots=True)
+class Disclosed:
+    """The disclosure a communication about a time-barred debt carries where a state or a city requires
+    one (US-TBD-01; ``services/time_barred.py`` decides it as of the letter date).
+
+    Attributes:
+        text: the words, in the letter's locale, paragraphs separated by a blank line.
+        name / rule / citation: the rule pack's entry (``rulepacks/us.toml [[disclosures]]``).
+        channels: the channels the rule covers (a text message it covers is not sent).
+        since: the first day the debt is time-barred.
+        reporting_ended: the debt may no longer be reported to the credit bureaus (FCRA §605(a)).
+    """
+
+    text: str
+    name: str
+    rule: str
+    citation: str
+    channels: tuple[str, ...]
+    since: dt.date
+    reporting_ended: bool = False
+
+
 # ---------------------------------------------------------------- formatting
 
 
@@ -228,8 +250,10 @@ def letter_data(
     letter_date: dt.date,
     inputs: LetterInputs | None = None,
     itemization: AccountSnapshot | None = None,
+    disclosure: Disclosed | None = None,
 ) -> dict[str, Any]:
-    """The fields of one letter (``kinds.schema_for``), all texts, as of ``letter_date``."""
+    """The fields of one letter (``kinds.schema_for``), all texts, as of ``letter_date``; ``disclosure``:
+    what the letter must say because its debt is time-barred (none: nothing)."""
     kind = kind_named(kind_name)
     jurisdiction = customer.jurisdiction
     check_used(kind, jurisdiction)
@@ -302,9 +326,34 @@ def letter_data(
             "unit": rule.unit,
         },
         "portal": {"url": url, "qr_svg": qr_svg(url)},
+        "disclosure": _disclosure_fields(disclosure, day),
     }
     _kind_fields(data, kind.name, inputs, snap, dues, payments, letter_date, itemization, money, day)
     return data
+
+
+def _disclosure_fields(disclosure: Disclosed | None, day: Any) -> dict[str, Any]:
+    if disclosure is None:
+        return {
+            "text": "",
+            "paragraphs": [],
+            "name": "",
+            "rule": "",
+            "citation": "",
+            "channels": [],
+            "since": "",
+            "reporting_ended": "",
+        }
+    return {
+        "text": disclosure.text,
+        "paragraphs": [" ".join(p.split()) for p in disclosure.text.split("\n\n") if p.strip()],
+        "name": disclosure.name,
+        "rule": disclosure.rule,
+        "citation": disclosure.citation,
+        "channels": list(disclosure.channels),
+        "since": day(disclosure.since),
+        "reporting_ended": "yes" if disclosure.reporting_ended else "",
+    }
 
 
 def _kind_fields(

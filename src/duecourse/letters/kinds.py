@@ -84,6 +84,18 @@ COMMON_FIELDS: Schema = {
     },
     "deadline": {"date": LEAF, "days": LEAF, "unit": LEAF},
     "portal": {"url": LEAF, "qr_svg": LEAF},
+    # A time-barred debt's disclosure where a state or a city requires one (US-TBD-01); empty texts and
+    # lists otherwise (``data.Disclosed``).
+    "disclosure": {
+        "text": LEAF,
+        "paragraphs": [LEAF],
+        "name": LEAF,
+        "rule": LEAF,
+        "citation": LEAF,
+        "channels": [LEAF],
+        "since": LEAF,
+        "reporting_ended": LEAF,
+    },
 }
 
 KINDS: dict[str, Kind] = {

@@ -36,11 +36,11 @@ from duecourse.domain.errors import Problem, ProblemsError
 from duecourse.domain.model import Account, Customer, Due, Payment
 from duecourse.letters import LetterError, pdfparts
 from duecourse.letters.data import LetterInputs, letter_data
-from duecourse.letters.kinds import kind_named
+from duecourse.letters.kinds import LOCALE_OF, kind_named
 from duecourse.letters.render import TemplateSet, data_json, load_templates, typst_escape
 from duecourse.letters.token import portal_secret
 from duecourse.letters.typeset import compile_letters, compile_pdf, page_count, single_threaded
-from duecourse.services import portfolio
+from duecourse.services import portfolio, time_barred
 from duecourse.store import letters as store
 from duecourse.store import repo
 from duecourse.store.frames import read_frame
@@ -120,6 +120,12 @@ def build_data(
             "(see `duecourse config example`)"
         )
     snap = _snapshot(app, account, customer, dues, payments, letter_date, on_hold)
+    locale = locale or customer.locale or LOCALE_OF[customer.jurisdiction]
+    # US-TBD-01: the disclosure its state or city requires once the debt is time-barred; refused
+    # (DisclosureUnknown) where that cannot be known.
+    notice = time_barred.notice_of(
+        app.config, account, customer, snap.oldest_unpaid_due_date, payments, letter_date, locale
+    )
     itemization = None
     if kind == "us_validation_notice" and snap.oldest_unpaid_due_date is not None:
         itemization = _snapshot(app, account, customer, dues, payments, snap.oldest_unpaid_due_date, on_hold)
@@ -137,6 +143,7 @@ def build_data(
         letter_date=letter_date,
         inputs=inputs,
         itemization=itemization,
+        disclosure=notice.carried(),
     )
 
 
@@ -733,7 +740,7 @@ def sample_letters(app: App, as_of: dt.date, out: Path, tries: int = 20) -> list
 
     Kinds whose inputs the store does not hold yet (plans, promises, disputes) take the lint's sample inputs.
     """
-    from duecourse.letters.kinds import LOCALE_OF, kinds_for
+    from duecourse.letters.kinds import kinds_for
     from duecourse.letters.samples import sample_for
 
     frame = read_frame(
