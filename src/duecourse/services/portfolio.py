@@ -552,6 +552,39 @@ def explain_account(app: App, account_id: str, as_of: dt.date) -> Explanation:
     text = explain_words.explain_text(
         snap, account, customer, product, bucket_set, ordered, payments, entered
     )
+    barred_text, barred_data = _time_barred(app, account, customer, snap, payments, as_of)
     contact_text, contact_data = explain_contacts(app, account_id, as_of)
     data = explain_words.explain_json(snap, entered) | {"contacts": contact_data}
-    return Explanation(text + contact_text, data, snap)
+    if barred_data:
+        data["time_barred"] = barred_data
+    return Explanation(text + barred_text + contact_text, data, snap)
+
+
+def _time_barred(
+    app: App,
+    account: Account,
+    customer: Customer | None,
+    snap: delinquency.AccountSnapshot,
+    payments: list[Payment],
+    as_of: dt.date,
+) -> tuple[str, dict[str, Any]]:
+    """A US account's debt as the letters and e-mails of the day see it (US-TBD-01): time-barred or not,
+    since when, and the disclosure they carry, or why they are refused."""
+    from duecourse.services import time_barred
+
+    if customer is None or customer.jurisdiction != "US":
+        return "", {}
+    notice: time_barred.Notice | time_barred.DisclosureUnknown
+    try:
+        notice = time_barred.notice_of(
+            app.config,
+            account,
+            customer,
+            snap.oldest_unpaid_due_date,
+            payments,
+            as_of,
+            customer.locale or "en-US",
+        )
+    except time_barred.DisclosureUnknown as refused:
+        notice = refused
+    return time_barred.explain(notice, customer)
