@@ -78,9 +78,31 @@ def test_the_command_prints_findings_and_exits_0_without_errors(
         "policy.outside_hours",
         "policy.kind_not_used",
         "policy.silent_stage",
+        "policy.no_limitation_disclosure",
     }
     assert main(["--config", str(config), "policy", "check"]) == 0
     assert "0 error(s)" in capsys.readouterr().out
+
+
+def test_a_state_requiring_a_time_barred_disclosure_without_a_period_is_reported() -> None:
+    """US-TBD-01 fails closed: with no period for New York or California, every letter about a debt past
+    due to a customer in New York City or California would be refused."""
+    lines = [f.line() for f in check_policy(config_from_text(_config_text()))]
+    found = sorted(line for line in lines if "policy.no_limitation_disclosure" in line)
+    assert [line.split(" require")[0] for line in found] == [
+        "warning: California",
+        "warning: New Mexico",
+        "warning: New York City",
+    ]
+    assert "Cal. Civ. Code §1788.14(d)" in found[0]
+    assert "[governor] limitation_years.NY" in found[2] and "(stages M1)" in found[2]
+    # New York State's rule binds third-party collectors only: named once some products are collected so.
+    third = _config_text() + '\n[governor]\nthird_party_products = ["card_us"]\n'
+    lines = [f.line() for f in check_policy(config_from_text(third))]
+    assert any("New York City and New York State (outside New York City) require" in line for line in lines)
+    periods = _config_text() + "\n[governor]\nlimitation_years = { NY = 3, CA = 4, NM = 6 }\n"
+    lines = [f.line() for f in check_policy(config_from_text(periods))]
+    assert not [line for line in lines if "policy.no_limitation_disclosure" in line]
 
 
 US_SEGMENT = """

@@ -24,7 +24,11 @@ apply to every customer in that stage wherever they live:
   while ``[governor] third_party_products`` names products: those accounts' contacts get nothing from it
   without a ``[location_agent.US]`` (a warning, US-3P-01), and with one they are asked in its words (a
   note);
-- the rule packs themselves: every rule carries an id and a citation (an error otherwise).
+- letters, e-mails or texts reaching US customers while a state or a city of the US pack requires a
+  disclosure on a time-barred debt and no statute of limitations is set for that state: every one about a
+  debt past due to a customer there is refused until it is (US-TBD-01 fails closed; a warning);
+- the rule packs themselves: every rule carries an id and a citation, and the US pack's disclosures load
+  (an error otherwise).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from duecourse.rulepacks.packs import (
     JURISDICTIONS,
     RulePackError,
     contact_hours,
+    disclosures,
     task_rules,
     third_party_rules,
 )
@@ -68,6 +73,7 @@ def check_policy(config: Config) -> list[Finding]:
     findings += _silent_stages(config)
     findings += _task_prerequisites(config)
     findings += _task_limitations(config)
+    findings += _disclosure_limitations(config)
     findings += _statutory_kinds(config)
     findings += _third_parties(config)
     return sorted(findings, key=lambda f: f.severity != "error")
@@ -138,6 +144,7 @@ def _rule_packs() -> list[Finding]:
     for jurisdiction in JURISDICTIONS:
         try:
             hours = contact_hours(jurisdiction)
+            disclosures(jurisdiction)
         except RulePackError as exc:
             found.append(Finding("error", "policy.rule_pack", str(exc)))
             continue
@@ -251,6 +258,47 @@ def _task_limitations(config: Config) -> list[Finding]:
                             "limitation_years): none would ever be opened",
                         )
                     )
+    return found
+
+
+def _disclosure_limitations(config: Config) -> list[Finding]:
+    """A state (or a city of it) requiring a disclosure on a time-barred debt, reached by the strategy's
+    letters, e-mails or texts, with no statute of limitations set for the state: whether a debt there is
+    time-barred cannot be known, so every communication about a debt past due is refused (it fails
+    closed)."""
+    reach = _reach(config)
+    sent = [
+        action
+        for action in (*config.actions, *config.pre_due)
+        if action.channel != TASK_CHANNEL
+        and action.to != "contact"
+        and "US" in reach.get(action.stage, JURISDICTIONS)
+        and (action.kind not in KINDS or "US" in KINDS[action.kind].jurisdictions)
+    ]
+    try:
+        entries = disclosures("US")
+    except RulePackError:
+        return []  # reported by _rule_packs
+    if not sent:
+        return []
+    third_party = bool(config.governor.third_party_products)
+    binding = [d for d in entries if d.binds == "all" or third_party]
+    found: list[Finding] = []
+    for state in sorted({d.state for d in binding} - set(config.governor.limitation_years)):
+        mine = [d for d in binding if d.state == state]
+        places = " and ".join(d.place for d in mine)
+        cited = "; ".join(dict.fromkeys(f"{d.rule}: {d.citation}" for d in mine))
+        found.append(
+            Finding(
+                "warning",
+                "policy.no_limitation_disclosure",
+                f"{places} {'require' if len(mine) > 1 else 'requires'} a disclosure in communications "
+                f"about a time-barred debt ({cited}), and "
+                f"no statute of limitations is set for {state} ([governor] limitation_years.{state}): every "
+                f"letter, e-mail or text about a debt past due to a customer there is refused until one is "
+                f"(stages {', '.join(dict.fromkeys(a.stage for a in sent))})",
+            )
+        )
     return found
 
 
