@@ -98,7 +98,7 @@ def _simulate(
 
     portfolio = repo.load_portfolio(app.engine)
     digits = svc.account_digits(app)
-    app = with_demo_channels(app, out)
+    app = with_demo_limitations(with_demo_channels(app, out))
     outbox = _DemoOutbox(app, out)
     daily_dir = out / "input" / "daily-payments"
     daily_dir.mkdir(parents=True, exist_ok=True)
@@ -342,6 +342,23 @@ def with_demo_channels(app: App, out: Path) -> App:
         "post": ChannelSettings("post", "drop", {"dir": str(out / "print")}),
     }
     return replace(app, config=replace(app.config, actions=DEMO_ACTIONS, channels=channels))
+
+
+# The demo's statutes of limitations when the configuration sets none, for the states whose rules require
+# a disclosure on a time-barred debt (rulepacks/us.toml [[disclosures]]): without one, every letter and
+# e-mail about a debt past due to a customer in New York City or California is refused (US-TBD-01 fails
+# closed). Illustrative, not advice: an institution sets its own with counsel. NY: 3 years for consumer
+# credit, CPLR 214-i (Consumer Credit Fairness Act, 2022) [S]; CA: 4 years on a written contract, CCP §337
+# [S]; NM: 6 years on a written contract, NMSA 1978 §37-1-3 [S].
+DEMO_LIMITATION_YEARS = {"NY": 3, "CA": 4, "NM": 6}
+
+
+def with_demo_limitations(app: App) -> App:
+    """The demo's periods (``DEMO_LIMITATION_YEARS``) when the configuration sets none."""
+    if app.config.governor.limitation_years:
+        return app
+    governor = replace(app.config.governor, limitation_years=dict(DEMO_LIMITATION_YEARS))
+    return replace(app, config=replace(app.config, governor=governor))
 
 
 class _DemoOutbox:
