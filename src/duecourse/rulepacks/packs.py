@@ -645,7 +645,8 @@ def parse_disclosures(text: str, file: str, jurisdiction: str) -> tuple[Disclosu
             shadows = earlier.binds in ("all", later.binds)
             if earlier.line >= later.line or earlier.state != later.state or not shadows:
                 continue
-            if not earlier.is_city() or all(earlier.covers_zip(p) for p in later.zip_prefixes):
+            covered = later.is_city() and all(earlier.covers_zip(p) for p in later.zip_prefixes)
+            if not earlier.is_city() or covered:
                 problems.append(
                     f"{file}:{later.line}: [[disclosures]] {later.name!r} is never reached: {earlier.name!r} "
                     f"(line {earlier.line}) takes its customers first; put a city's entry before its state's"
