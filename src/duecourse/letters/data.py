@@ -326,13 +326,14 @@ def letter_data(
             "unit": rule.unit,
         },
         "portal": {"url": url, "qr_svg": qr_svg(url)},
-        "disclosure": _disclosure_fields(disclosure, day),
+        "disclosure": disclosure_fields(disclosure, locale),
     }
     _kind_fields(data, kind.name, inputs, snap, dues, payments, letter_date, itemization, money, day)
     return data
 
 
-def _disclosure_fields(disclosure: Disclosed | None, day: Any) -> dict[str, Any]:
+def disclosure_fields(disclosure: Disclosed | None, locale: str) -> dict[str, Any]:
+    """The ``disclosure`` fields of a letter's data: empty texts and lists when it carries none."""
     if disclosure is None:
         return {
             "text": "",
@@ -351,7 +352,7 @@ def _disclosure_fields(disclosure: Disclosed | None, day: Any) -> dict[str, Any]
         "rule": disclosure.rule,
         "citation": disclosure.citation,
         "channels": list(disclosure.channels),
-        "since": day(disclosure.since),
+        "since": format_date(disclosure.since, locale),
         "reporting_ended": "yes" if disclosure.reporting_ended else "",
     }
 
