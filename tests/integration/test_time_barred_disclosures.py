@@ -140,6 +140,12 @@ def test_explain_says_whether_the_debt_is_time_barred_since_when_and_which_discl
     assert data["disclosure"]["name"] == "NYC" and data["disclosure"]["carried"] is False
     assert cli("explain", "B3", "--as-of", BARRED.isoformat()) == 0
     assert "refused: account B3 (customer N3): the customer lives in California" in capsys.readouterr().out
+    assert cli("explain", "B2", "--as-of", BARRED.isoformat()) == 0
+    albany = capsys.readouterr().out
+    assert (
+        "time-barred since 2024-01-11" in albany and "New York City: ZIP code 12207 is outside it" in albany
+    )
+    assert "New York State (outside New York City): binds accounts collected as a third party only" in albany
     assert cli("explain", "B4", "--as-of", BARRED.isoformat()) == 0
     assert "no state or city rule in rulepacks/us.toml requires a disclosure there" in capsys.readouterr().out
 

@@ -250,9 +250,10 @@ def explain(notice: Notice | DisclosureUnknown, customer: Customer | None) -> tu
     lines.append(f"  time-barred {when} {period.barred_on} ({period.describe()})")
     entry = notice.disclosure
     if entry is None:
+        why = _not_binding(notice.state, customer.postal_code)
         lines.append(
             f"  no state or city rule in rulepacks/us.toml requires a disclosure in {notice.state} for this "
-            "account: letters and e-mails carry none"
+            f"account{f' ({why})' if why else ''}: letters and e-mails carry none"
         )
         return "\n" + "\n".join(lines) + "\n", data
     data["disclosure"] = {
@@ -278,3 +279,20 @@ def explain(notice: Notice | DisclosureUnknown, customer: Customer | None) -> tu
         lines.append(f"  not sent by {', '.join(held)}: the rule covers them and they cannot carry it")
     lines += [f"  | {line}" for line in notice.text.splitlines() if line.strip()]
     return "\n" + "\n".join(lines) + "\n", data
+
+
+def _not_binding(state: str, postal_code: str) -> str:
+    """Why the pack's entries for ``state`` do not bind an account there ("" when it has none)."""
+    code = zip5(postal_code) or postal_code
+    why = []
+    for entry in disclosures("US"):
+        if entry.state != state:
+            continue
+        if entry.is_city() and not entry.covers_zip(code):
+            why.append(f"{entry.place}: ZIP code {code} is outside it")
+        elif entry.binds == "third_party":
+            why.append(
+                f"{entry.place}: binds accounts collected as a third party only ([governor] "
+                "third_party_products)"
+            )
+    return "; ".join(why)
