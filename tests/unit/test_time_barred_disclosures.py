@@ -9,6 +9,7 @@ with three years (New York) it is time-barred from 2024-01-11, with four (Califo
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -195,6 +196,12 @@ def test_new_york_city_is_new_york_state_with_a_zip_code_of_the_five_boroughs(
 def test_a_new_york_customer_without_a_zip_code_is_refused_as_the_city_rule_may_apply() -> None:
     with pytest.raises(DisclosureUnknown, match=r"account A1 \(customer C1\): the customer's ZIP code 'N/A'"):
         _notice(customer("NY", "N/A"))
+
+
+@pytest.mark.parametrize("region", ["New York", "N.Y.", "XX"])
+def test_a_region_that_is_not_a_state_code_is_refused_as_a_states_rule_may_apply(region: str) -> None:
+    with pytest.raises(DisclosureUnknown, match=rf"the customer's region '{re.escape(region)}' is not a US"):
+        _notice(customer(region, "11201", "Brooklyn"))
 
 
 def test_the_day_before_the_debt_is_time_barred_it_carries_nothing_and_from_that_day_the_disclosure() -> None:

@@ -36,6 +36,14 @@ def add_years(day: dt.date, years: int) -> dt.date:
         return day.replace(year=day.year + years, day=28)
 
 
+# The USPS codes of the states, the District of Columbia, the territories and the military post offices: a
+# region that is none of them ("New York", "N.Y.") cannot say which state's rules apply.
+US_STATE_CODES = frozenset(
+    "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
+    "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC PR GU VI AS MP AA AE AP".split()
+)
+
+
 def state_of(region: object) -> str:
     """A customer's region as a US state code (``" ny "`` → ``"NY"``; nothing → ``""``)."""
     return "" if region is None else str(region).strip().upper()

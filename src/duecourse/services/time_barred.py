@@ -16,8 +16,9 @@ communication about an account, as of its date (a letter's date, the day an e-ma
 
 It fails closed (``DisclosureUnknown``: the communication is refused, naming the account, the state and
 what to set) where an entry would bind the account but the answer is not known: no period set for the
-state, a US customer with something past due but no state, a ZIP code that cannot tell whether a city's
-rule applies, or no words in the communication's locale.
+state, a US customer with something past due but no state (or a region that is not a state code, like
+"New York"), a ZIP code that cannot tell whether a city's rule applies, or no words in the
+communication's locale.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from duecourse.config import Config
-from duecourse.domain.limitation import Limits, Period, add_years, period_of, state_of
+from duecourse.domain.limitation import US_STATE_CODES, Limits, Period, add_years, period_of, state_of
 from duecourse.domain.model import Account, Customer, Payment
 from duecourse.letters import LetterError
 from duecourse.letters.data import Disclosed
@@ -123,6 +124,12 @@ def notice_for(
             f"{who}: the customer has no state (region), so whether a state's disclosure on a time-barred "
             f"debt applies ({RULE}) is unknown; nothing about the debt goes out until the customer's "
             "region is set"
+        )
+    if state not in US_STATE_CODES:
+        raise DisclosureUnknown(
+            f"{who}: the customer's region {customer.region!r} is not a US state code (like NY), so whether "
+            f"a state's disclosure on a time-barred debt applies ({RULE}) is unknown; nothing about the debt "
+            "goes out until the customer's region is a state code"
         )
     chosen = _entry(entries, state, customer.postal_code, third_party, who)
     period = period_of(state, oldest_unpaid_due_date, last_paid_on, limits)
