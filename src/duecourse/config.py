@@ -2026,8 +2026,8 @@ def _location_agents(
     check: _Check, data: Mapping[str, Any], issuers: Mapping[str, Issuer]
 ) -> dict[str, LocationAgent]:
     """``[location_agent.US]``: every key given, numbers in E.164, a link base in https, and nothing in
-    it that names the employer (an issuer's legal name, agency or website host) or a debt (the words of
-    ``reveals.contact``)."""
+    it that names the employer (an issuer's legal name, agency, website host or hotline) or a debt (the
+    words of ``reveals.contact``)."""
     from duecourse.channels.content import channel_checklists
 
     patterns = [p for words in channel_checklists()["reveals"]["contact"].values() for p in words]
@@ -2059,6 +2059,16 @@ def _location_agents(
             message = f"link_base must start with https://, not {_show(base)}"
             check.add("config.bad_value", message, path + ("link_base",))
         employer = employer_names(issuers.values())
+        for key in ("phone", "sms_from"):
+            value = texts[key]
+            hotline = _hotline_of(issuers.values(), value) if value is not None else None
+            if hotline is not None:
+                message = (
+                    f"{key} {_show(value)} is the hotline of the employer ('{hotline}'): whoever answers or "
+                    "sends from it names the employer to a third party (12 CFR 1006.10(b)(1), §1692b(1)); "
+                    "use the agent's own number"
+                )
+                check.add("config.location_agent", message, path + (key,))
         for key in ("name", "email_from", "sms_from", "link_base"):
             value = texts[key]
             if value is None:
@@ -2082,6 +2092,17 @@ def _location_agents(
         if len(check.problems) == before:
             out[code] = LocationAgent(**{key: value or "" for key, value in texts.items()})
     return out
+
+
+def _hotline_of(issuers: Iterable[Issuer], number: str) -> str | None:
+    """The issuer hotline that ``number`` (E.164) dials, or None: the hotline's digits without a trunk
+    prefix 0 end the number's ("(800) 123-4567" is +18001234567, "0113 496 0000" is +441134960000)."""
+    digits = re.sub(r"[^0-9]", "", number)
+    for issuer in issuers:
+        own = re.sub(r"[^0-9]", "", issuer.hotline).lstrip("0")
+        if len(own) >= 7 and digits.endswith(own):
+            return issuer.hotline
+    return None
 
 
 # The legal form a company's name ends with, left out when the name is used in speech.

@@ -987,3 +987,18 @@ def test_a_location_agent_names_neither_the_employer_nor_a_debt_and_is_us_only(i
         "whose location requests only US law treats apart (12 CFR 1006.10(b)); elsewhere the institution's "
         "own contact senders are used",
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "number"),
+    [("phone", "+18001234567"), ("sms_from", "+18001234567"), ("phone", "+441134960000")],
+    ids=["us-hotline-to-call", "us-hotline-as-sender", "uk-hotline-to-call"],
+)
+def test_a_location_agents_number_is_not_the_employers_hotline(in_tmp: Path, key: str, number: str) -> None:
+    """The contact who calls the agent back must not reach the bank's own line, which answers in its name."""
+    text = default_config_text() + AGENT.replace(f'{key} = "+12125550147"', f'{key} = "{number}"')
+    Path("duecourse.toml").write_text(text, encoding="utf-8")
+    found = [str(p) for p in check_config(Path("duecourse.toml"))]
+    line = _line_of(text, f'{key} = "{number}"')
+    assert len(found) == 1, found
+    assert found[0].startswith(f'duecourse.toml:{line}: {key} "{number}" is the hotline of the employer')
