@@ -435,12 +435,38 @@ def test_a_batch_with_a_print_file_joins_a_cover_and_the_letters_in_order(tmp_pa
     assert {p.name: p.read_bytes() for p in second.folder.iterdir()} == files
 
 
-def test_a_letter_that_cannot_be_joined_leaves_no_batch_and_stays_staged(tmp_path: Path) -> None:
+def test_a_letter_that_cannot_be_joined_closes_the_batch_without_a_print_file(tmp_path: Path) -> None:
+    """The print file is a convenience: a letter the joiner cannot read never holds the batch back."""
     drop = PrintDrop(tmp_path, print_file=True)
     drop.add(typst_letter("r100", "100022", 1))
     drop.add(letter("r200", "100023"))  # not a PDF the joiner can read
-    with pytest.raises(DropError, match=r"letter r200 cannot be joined into print\.pdf"):
-        drop.close_batch("b1")
-    assert not (tmp_path / "b1").exists()
-    assert drop.pending() == ("r100", "r200")
-    assert [p.name for p in tmp_path.iterdir() if p.name != ".staging"] == []
+    result = drop.close_batch("b1")
+    assert result.note.startswith("letter r200 cannot be joined into print.pdf: ")
+    assert result.note.endswith("; the batch is closed without it, each letter in its own file")
+    assert sorted(p.name for p in result.folder.iterdir()) == [
+        "00001-r100.pdf",
+        "00002-r200.pdf",
+        "READY",
+        "SHA256SUMS",
+        "manifest.csv",
+    ]
+    assert drop.pending() == ()
+    checked = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], check=False, cwd=result.folder)
+    assert checked.returncode == 0
+
+
+def test_the_dispatchers_close_logs_a_batch_closed_without_its_print_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from duecourse.services.dispatching import close_post
+
+    drop = PrintDrop(tmp_path, print_file=True)
+    drop.add(typst_letter("r100", "100022", 1))
+    drop.add(letter("r200", "100023"))
+    clock = lambda: dt.datetime(2025, 1, 2, 15, tzinfo=dt.UTC)  # noqa: E731 - the dispatcher's clock
+    with caplog.at_level("WARNING", logger="duecourse.outbox"):
+        close_post({"letter": PostTransport(drop)}, clock, worker=7)
+    assert (tmp_path / "20250102T150000-000007" / "READY").exists()
+    assert drop.pending() == ()
+    (logged,) = [r.getMessage() for r in caplog.records if "post.print_file" in r.getMessage()]
+    assert '"batch": "20250102T150000-000007"' in logged and "letter r200 cannot be joined" in logged

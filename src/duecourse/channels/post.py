@@ -88,12 +88,14 @@ class DropResult:
         folder: ``{directory}/{batch_id}``.
         entries: the letters in print order.
         new: False when the batch had been written before (a re-run).
+        note: why the batch has no print file although one was asked for ("" otherwise).
     """
 
     batch_id: str
     folder: Path
     entries: tuple[DropEntry, ...]
     new: bool
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +223,7 @@ class PrintDrop:
             return DropResult(batch_id, folder, _entries_of(existing), new=False)
         if not staged:
             raise DropError(f"no letters staged in {self.directory}: nothing to close as batch {batch_id}")
-        files, entries = _batch_files(staged, batch_id if self.print_file else None)
+        files, entries, note = _batch_files(staged, batch_id if self.print_file else None)
         partial = self.directory / f".{batch_id}.partial"
         if partial.exists():
             shutil.rmtree(partial)  # left by a crash before the rename: never seen by the shop
@@ -231,7 +233,7 @@ class PrintDrop:
         partial.rename(folder)
         _fsync_dir(self.directory)
         self._finish(folder, files)
-        return DropResult(batch_id, folder, entries, new=True)
+        return DropResult(batch_id, folder, entries, new=True, note=note)
 
     def _recover(self) -> None:
         """Finish every batch folder that has a manifest and no READY (a crash after its rename)."""
@@ -290,17 +292,23 @@ def _manifest(entries: tuple[DropEntry, ...]) -> bytes:
 
 def _batch_files(
     staged: list[_Staged], print_file_of: str | None = None
-) -> tuple[dict[str, bytes], tuple[DropEntry, ...]]:
-    """The files of a batch of ``staged`` (already in print order) and its entries; with
-    ``print_file_of`` (the batch id), the print file of the batch too."""
+) -> tuple[dict[str, bytes], tuple[DropEntry, ...], str]:
+    """The files of a batch of ``staged`` (already in print order), its entries, and why it has no print
+    file when one was asked for: with ``print_file_of`` (the batch id), the print file of the batch too,
+    unless a letter cannot be joined. The print file is a convenience for the shop; the letters never wait
+    for it: the batch closes with each letter as its own file, and the reason is given (and logged)."""
     entries = _entries(staged)
     files: dict[str, bytes] = {e.file: letter.pdf for e, letter in zip(entries, staged, strict=True)}
     files[MANIFEST] = _manifest(entries)
+    note = ""
     if print_file_of is not None:
-        files[PRINT_FILE] = _print_file(print_file_of, entries, [letter.pdf for letter in staged])
+        try:
+            files[PRINT_FILE] = _print_file(print_file_of, entries, [letter.pdf for letter in staged])
+        except DropError as error:
+            note = f"{error}; the batch is closed without it, each letter in its own file"
     # GNU coreutils text format: hash, two spaces, name; one line per file, the manifest included.
     files[SUMS] = "".join(f"{_sha256(data)}  {name}\n" for name, data in files.items()).encode()
-    return files, entries
+    return files, entries, note
 
 
 def _print_file(batch_id: str, entries: tuple[DropEntry, ...], pdfs: list[bytes]) -> bytes:

@@ -316,7 +316,14 @@ def close_post(transports: dict[str, Transport], clock: Callable[[], dt.datetime
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if transport.drop.pending():
-                transport.drop.close_batch(f"{clock():%Y%m%dT%H%M%S}-{worker % 1_000_000:06d}")
+                closed = transport.drop.close_batch(f"{clock():%Y%m%dT%H%M%S}-{worker % 1_000_000:06d}")
+                if closed.note:
+                    logging.getLogger("duecourse.outbox").warning(
+                        json.dumps(
+                            {"event": "post.print_file", "batch": closed.batch_id, "note": closed.note},
+                            ensure_ascii=False,
+                        )
+                    )
         except post.DropError as error:
             logging.getLogger("duecourse.outbox").error(
                 json.dumps({"event": "post.drop", "error": str(error)}, ensure_ascii=False)
