@@ -174,23 +174,28 @@ def test_a_vulnerable_uk_customer_goes_to_the_specialist_team_once(
     assert "specialist_review" in out.read_text(encoding="utf-8")
 
 
-def test_a_lawsuit_leaves_the_uk_arrears_notice_due_and_a_judgment_ends_it(
+def test_a_lawsuit_leaves_the_uk_arrears_notice_due_and_a_judgment_before_the_trigger_starts_none(
     db_url: str, tmp_path: Path
 ) -> None:
-    """CCA s86B: the notice of sums in arrears is due until the arrears are cleared or judgment is given."""
+    """CCA s86B: the notice of sums in arrears is due until the arrears are cleared or judgment is given;
+    a judgment before the trigger starts no duty (s86B(1)(e)), one after it still wants the first notice
+    (s86B(3))."""
     text = default_config_text() + f'\n[channels.post]\ndir = "{tmp_path / "print"}"\n'
-    two_missed = (  # L1 and L3 each miss two monthly instalments: the s86B trigger (2 payments, shortfall)
+    two_missed = (  # L1, L2 and L3 each miss two monthly instalments: the s86B trigger on 03-01
         "account_id,due_id,due_date,amount,component\n"
         "L1,L1-1,2025-02-01,200.00,principal\nL1,L1-2,2025-03-01,200.00,principal\n"
+        "L2,L2-1,2025-02-01,200.00,principal\nL2,L2-2,2025-03-01,200.00,principal\n"
         "L3,L3-1,2025-02-01,200.00,principal\nL3,L3-2,2025-03-01,200.00,principal\n"
     )
-    files = (("customers", CUSTOMERS), ("accounts", ACCOUNTS), ("dues", two_missed), ("payments", PAYMENTS))
+    files = (("customers", CUSTOMERS), ("accounts", ACCOUNTS), ("dues", two_missed), ("payments", ""))
+    files = tuple((k, v or "payment_id,account_id,paid_on,amount\n") for k, v in files)
     cli = cli_with(db_url, tmp_path, text, files)[0]
     suits = _file(
         tmp_path,
         "holds.csv",
-        "H1,U1,L1,,litigation,2025-03-01,,claim issued\n"
-        "H2,U2,L3,,judgment,2025-03-01,,judgment for the bank\n",
+        "H1,U1,L1,,litigation,2025-02-20,,claim issued\n"
+        "H2,U1,L2,,judgment,2025-03-03,,judgment for the bank after the trigger\n"
+        "H3,U2,L3,,judgment,2025-02-20,,judgment for the bank before the trigger\n",
     )
     assert cli("import", "holds", suits) == 0
     assert cli("run", "--as-of", "2025-03-05") == 0
@@ -199,4 +204,4 @@ def test_a_lawsuit_leaves_the_uk_arrears_notice_due_and_a_judgment_ends_it(
         for d in _read(db_url, decisions)
         if d["kind"] == "uk_nosia"
     }
-    assert notices == {"L1": ("planned", "ALLOWED"), "L3": ("suppressed", "COMMON-HOLD-JUDGMENT")}
+    assert notices == {"L1": ("planned", "ALLOWED"), "L2": ("planned", "ALLOWED")}

@@ -14,6 +14,7 @@ from duecourse.services.statutory import (
     NOTICES,
     PAID_DAYS,
     card_notices,
+    judged_on,
     loan_arrears,
     loan_notices,
     validation_notices,
@@ -155,6 +156,55 @@ def test_a_notice_before_the_trigger_or_in_an_earlier_episode_does_not_count() -
     assert _one(_loan_notice(D(2025, 6, 1), older, paid))["notice"] == "first"
 
 
+def _judged(account: str, on: dt.date) -> pl.DataFrame:
+    return pl.DataFrame({"account_id": [account], "judged_on": [on]})
+
+
+def _judged_loan(as_of: dt.date, notices: pl.DataFrame, judged: pl.DataFrame) -> pl.DataFrame:
+    arrears = loan_arrears(E_UK_1, JANUARY, as_of).with_columns(digits=pl.lit(2, pl.Int32()))
+    return loan_notices(arrears, notices, as_of, judged)
+
+
+def test_a_trigger_after_a_judgment_starts_no_duty() -> None:
+    """s86B(1)(e): the conditions include no sum still to pay under a judgment given before."""
+    assert _judged_loan(D(2025, 3, 1), NONE, _judged("L1", D(2025, 2, 28))).is_empty()
+    assert _judged_loan(D(2025, 4, 2), NONE, _judged("L1", D(2025, 2, 28))).is_empty()
+
+
+def test_a_judgment_after_the_trigger_still_wants_the_first_notice_but_no_further_one() -> None:
+    """s86B(3): the duty ceases on judgment (4)(b), but not before the first notice is given; a judgment
+    on the trigger day itself is taken as after it (a notice too many breaks no rule)."""
+    for judged in (D(2025, 3, 1), D(2025, 3, 5)):
+        row = _one(_judged_loan(D(2025, 3, 6), NONE, _judged("L1", judged)))
+        assert (row["notice"], row["due_by"]) == ("first", D(2025, 3, 14))
+    given = _notices(("L1", D(2025, 3, 10), D(2025, 3, 10)))
+    assert _one(_loan_notice(D(2025, 8, 27), given))["notice"] == "further"  # without the judgment
+    assert _judged_loan(D(2025, 8, 27), given, _judged("L1", D(2025, 5, 1))).is_empty()
+    assert _judged_loan(D(2025, 9, 11), given, _judged("L1", D(2025, 5, 1))).is_empty()
+
+
+def test_judgments_are_the_judgment_holds_in_force_of_the_account_or_its_customer() -> None:
+    holds = pl.DataFrame(
+        {
+            "scope": ["account", "customer", "account", "account", "customer"],
+            "customer_id": ["C1", "C2", "C3", "C4", "C5"],
+            "account_id": ["A1", None, "A3", "A4", None],
+            "kind": ["judgment", "judgment", "judgment", "litigation", "judgment"],
+            "starts_on": [D(2025, 3, 1), D(2025, 2, 1), D(2025, 1, 1), D(2025, 1, 1), D(2025, 6, 1)],
+            "ends_on": [None, None, D(2025, 2, 1), None, None],
+        }
+    )
+    accounts = pl.DataFrame(
+        {
+            "account_id": ["A1", "A2a", "A2b", "A3", "A4", "A5"],
+            "customer_id": ["C1", "C2", "C2", "C3", "C4", "C5"],
+        }
+    )
+    found = judged_on(holds, accounts, D(2025, 4, 1)).sort("account_id")
+    # A3's judgment was paid (its hold ended); A4's hold is a lawsuit; C5's judgment comes later
+    assert found.rows() == [("A1", D(2025, 3, 1)), ("A2a", D(2025, 2, 1)), ("A2b", D(2025, 2, 1))]
+
+
 CARD_DUES = _frame(
     [
         {"account_id": "K1", "due_date": D(2025, m, 28), "required_minor": 2_500, "posted_on": D(2025, m, 3)}
@@ -184,6 +234,15 @@ def test_a_card_notice_answers_for_its_two_payments_only() -> None:
     assert _card(D(2025, 3, 29), D(2025, 1, 28), given).is_empty()  # 3 missed, the last pair shares 02-28
     row = _one(_card(D(2025, 4, 29), D(2025, 1, 28), given))  # 03-28 and 04-28: a new pair
     assert (row["trigger"], row["due_by"]) == (D(2025, 4, 29), D(2025, 5, 3))
+
+
+def test_a_card_trigger_after_a_judgment_wants_no_notice() -> None:
+    """s86C(1)(d): no sum payable under a judgment given before the trigger."""
+    cards = pl.DataFrame({"account_id": ["K1"], "oldest": [D(2025, 1, 28)]})
+    before = card_notices(cards, CARD_DUES, NONE, D(2025, 3, 1), _judged("K1", D(2025, 2, 15)))
+    assert before.is_empty()
+    after = card_notices(cards, CARD_DUES, NONE, D(2025, 3, 2), _judged("K1", D(2025, 3, 2)))
+    assert _one(after)["trigger"] == D(2025, 3, 1)
 
 
 def test_a_card_without_a_known_next_statement_gets_30_days() -> None:

@@ -94,12 +94,13 @@ STOPPING_HOLDS = frozenset(
         "vulnerability",
     }
 )
-# An arrangement (a promise to pay, a repayment plan) or a lawsuit under way pauses collection, but not
-# the notices the law wants while arrears last: the UK notice of sums in arrears is due during an
-# arrangement and while the court has not yet given judgment (CCA s86B: the duty ends only when the
+# An arrangement (a promise to pay, a repayment plan), a lawsuit under way or a judgment pauses
+# collection, but not the notices the law wants while arrears last: the UK notice of sums in arrears is due
+# during an arrangement and while the court has not yet given judgment (CCA s86B: the duty ends when the
 # arrears are cleared or a judgment is given; s86D: failing it, no enforcement and no interest for the
-# time). A ``judgment`` hold, the court's judgment given, stops it like any collection.
-PAUSING_HOLDS = frozenset({"promise", "plan", "litigation"})
+# time), and after a judgment the first notice of an episode that triggered before it is still due
+# (s86B(3)): ``services/statutory.py`` plans only the notices the law wants once judgment is given.
+PAUSING_HOLDS = frozenset({"promise", "plan", "litigation", "judgment"})
 NOTICES_WHILE_PAUSED = frozenset({"uk_nosia"})
 
 

@@ -12,9 +12,9 @@ and citation comes from the jurisdiction's rule pack, ``rulepacks/{cn,us,uk}.tom
 1. **Holds** in force on ``as_of`` (``starts_on <= as_of <= ends_on``, an open end for ``ends_on`` null),
    of the customer, the account or the channel. A stopping hold (``STOPPING_HOLDS``) stops every kind but
    the answers to the customer (``ANSWER_KINDS``: a dispute acknowledgement must still go), and an
-   arrangement (a promise, a plan) or a lawsuit before judgment (``litigation``) not the notices due
-   during one (``NOTICES_WHILE_PAUSED``: the UK arrears notice, CCA s86B, due until judgment is given: a
-   ``judgment`` hold stops it); a hold on a
+   arrangement (a promise, a plan), a lawsuit (``litigation``) or a judgment not the notices due during
+   one (``NOTICES_WHILE_PAUSED``: the UK arrears notice, CCA s86B: the statutory planning plans only what
+   the law wants after a judgment, the first notice of an episode that triggered before it); a hold on a
    channel (``opt_out``, per channel) closes that medium for everything, answers included; a
    ``vulnerability`` hold stops the automated pressure (``REMINDER_KINDS`` on e-mail, SMS, push and
    calls) while letters and required notices still go. Suppressed. An ``opt_out`` without a channel

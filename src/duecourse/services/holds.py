@@ -9,8 +9,10 @@ elsewhere (the legal team, the branch, a bankruptcy or deceased register). The f
 - ``channel`` (optional, with ``kind = opt_out`` only: the customer opted out of that channel; an opt-out
   without a channel stops every channel);
 - ``kind``: ``dispute``, ``not_mine``, ``promise``, ``plan``, ``bankruptcy``, ``deceased``,
-  ``litigation`` (a lawsuit under way), ``judgment`` (the court's judgment given: collection follows the
-  court's order, and the UK notices of sums in arrears end, CCA s86B), ``vulnerability`` or ``opt_out``;
+  ``litigation`` (a lawsuit under way), ``judgment`` (the court's judgment given, from ``starts_on``;
+  ended when it is paid: collection follows the court's order, and the UK notices of sums in arrears end
+  but for the first of an episode that triggered before it, CCA s86B(3)), ``vulnerability`` or
+  ``opt_out``;
 - ``starts_on``, ``ends_on`` (optional: until lifted), ISO dates; ``reason`` (what the people who look at
   the account will read).
 

@@ -333,7 +333,13 @@ def _replay(app: App, stored: _Stored, first: dt.date, last: dt.date) -> pl.Data
         more = _pre_due(config, portfolio, rows.filter(pl.col("stage") == PRE_DUE_STAGE), day)
         if law_state is not None and law_inputs is not None:
             more += simulate_statutory.parts(
-                config, portfolio, law_inputs, law_state, rows.select("account_id", "stage"), day
+                config,
+                portfolio,
+                law_inputs,
+                law_state,
+                rows.select("account_id", "stage"),
+                day,
+                stored.holds,
             )
         found = plan_frame(config, rows, day, None, arms=arms, extra=("locale",), more=more, contacts=named)
         found = _one_notice(found)

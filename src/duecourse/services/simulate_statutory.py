@@ -181,19 +181,24 @@ def parts(
     state: StatutoryState,
     stages: pl.DataFrame,
     day: dt.date,
+    holds: pl.DataFrame | None = None,
 ) -> list[pl.DataFrame]:
     """The law's notices due to plan on ``day``, shaped for ``plan_frame``'s ``more`` (with ``locale``);
-    ``stages``: ``account_id, stage`` of the accounts the simulation follows that day."""
+    ``stages``: ``account_id, stage`` of the accounts the simulation follows that day; ``holds``: the
+    stored holds (``governor.HOLDS``), of which the judgments change the UK notices (``law.judged_on``)."""
     from duecourse.services.simulate import snapshots_of  # the module that calls this one
 
     why: list[tuple[str, str, int, pl.DataFrame]] = []
+    judged = law.NO_JUDGMENTS
+    if holds is not None and (found.uk_loans.height or found.uk_cards.height):
+        judged = law.judged_on(holds, found.info.select("account_id", "customer_id"), day)
     if found.uk_loans.height:
         arrears = law.loan_arrears(
             found.due_days.join(found.uk_loans, on="account_id", how="semi"),
             found.paid_days.filter(pl.col("paid_on") <= day),
             day,
         ).join(found.info.select("account_id", "digits"), on="account_id")
-        loans = law.loan_notices(arrears, state.uk_notices, day).select("account_id", "why")
+        loans = law.loan_notices(arrears, state.uk_notices, day, judged).select("account_id", "why")
         if loans.height:
             why.append((law.NOSIA_ACTION, law.NOSIA_KIND, law.NOSIA_PRIORITY, loans))
     if found.uk_cards.height:
@@ -204,7 +209,7 @@ def parts(
             .select("account_id", oldest="oldest_unpaid_due_date")
         )
         cards = law.card_notices(
-            oldest, found.due_days.join(ids, on="account_id", how="semi"), state.uk_notices, day
+            oldest, found.due_days.join(ids, on="account_id", how="semi"), state.uk_notices, day, judged
         ).select("account_id", "why")
         if cards.height:
             why.append((law.NOSIA_ACTION, law.NOSIA_KIND, law.NOSIA_PRIORITY, cards))

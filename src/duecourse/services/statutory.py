@@ -21,6 +21,13 @@ them like any other contact and ``_replace_decisions`` stores them with the day'
     statement: the posting date of the next statement when the dues already hold it, else 30 days after
     the trigger; the earlier of the two.
 
+  A **judgment** (a ``judgment`` hold in force on the day, from ``duecourse import holds``; its start the
+  day judgment was given) changes the duty: a trigger after a judgment with sums still to pay under it
+  starts none (s86B(1)(e), s86C(1)(d)); a judgment given after the trigger ends the further notices
+  (s86B(3), (4)(b)) but not the first one, if not yet given (s86B(3): "the duty shall not cease until
+  that notice is given"). A judgment given on the trigger day itself is taken as after it (the law's
+  order within a day cannot be known; a notice too many breaks no rule, one too few does: s86D).
+
   An **arrears episode** runs from the first day an instalment (a card's minimum) is unpaid after its due
   date to the first day none is; a later episode starts the sequence again. A notice counts when it is
   in the outbox (``uk_nosia``, planned by this module or by the strategy) in a state other than
@@ -60,9 +67,19 @@ from duecourse.bootstrap import App
 from duecourse.domain.calendar import calendar_for
 from duecourse.domain.money import CURRENCIES
 from duecourse.store.frames import many_accounts, read_frames
-from duecourse.store.tables import accounts, customers, dues, outbox, payments, snapshots, stage_history
+from duecourse.store.tables import (
+    accounts,
+    customers,
+    dues,
+    holds,
+    outbox,
+    payments,
+    snapshots,
+    stage_history,
+)
 
 NOSIA_KIND = "uk_nosia"
+JUDGMENT = "judgment"  # the hold kind of a judgment given (services/holds.py)
 VALIDATION_KIND = "us_validation_notice"
 NOSIA_ACTION = f"statutory-{NOSIA_KIND}"
 VALIDATION_ACTION = f"statutory-{VALIDATION_KIND}"
@@ -178,6 +195,7 @@ def _nosia_part(
     cards: set[str],
 ) -> pl.DataFrame:
     base = read["uk"].with_columns(digits=_digits("currency"))
+    judged = judged_on(read["uk_judgments"], base.select("account_id", "customer_id"), as_of)
     notices = read["uk_notices"].with_columns(
         given_on=_local_days(
             read["uk_notices"].select("timezone", at=pl.coalesce("sent_at", "scheduled_at")), "at"
@@ -193,7 +211,7 @@ def _nosia_part(
         as_of,
     ).join(loan_rows.select("account_id", "digits"), on="account_id")
     wanted = [
-        loan_notices(arrears, notices.select(list(NOTICES)), as_of),
+        loan_notices(arrears, notices.select(list(NOTICES)), as_of, judged),
         card_notices(
             card_rows.filter(pl.col("oldest_unpaid_due_date").is_not_null()).select(
                 "account_id", oldest="oldest_unpaid_due_date"
@@ -201,6 +219,7 @@ def _nosia_part(
             due_days.join(card_rows.select("account_id"), on="account_id", how="semi"),
             notices.select(list(NOTICES)),
             as_of,
+            judged,
         ),
     ]
     why = pl.concat([frame.select("account_id", "why") for frame in wanted])
@@ -262,7 +281,45 @@ def _uk_sources(uk: Select[Any], as_of: dt.date, loans: Sequence[str]) -> dict[s
         .where(and_(payments.c.paid_on <= as_of, base.c.product_code.in_(loans)))
         .group_by(payments.c.account_id, payments.c.paid_on),
         "uk_notices": _notices(base, NOSIA_KIND, NOSIA_ACTION, as_of),
+        "uk_judgments": select(
+            holds.c.scope, holds.c.customer_id, holds.c.account_id, holds.c.starts_on, holds.c.ends_on
+        ).where(
+            and_(
+                holds.c.kind == JUDGMENT,
+                holds.c.starts_on <= as_of,
+                holds.c.customer_id.in_(select(base.c.customer_id)),
+            )
+        ),
     }
+
+
+def judged_on(judgments: pl.DataFrame, accounts_: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
+    """``account_id, judged_on``: the day judgment was given on each of ``accounts_`` (``account_id,
+    customer_id``) that has a ``judgment`` hold in force on ``as_of`` (``judgments``: holds with ``scope,
+    customer_id, account_id, starts_on, ends_on``; of the account, or of its customer); the earliest when
+    several. A judgment hold that has ended (the judgment paid) is none."""
+    in_force = judgments.filter(
+        (pl.col("starts_on") <= as_of) & (pl.col("ends_on").is_null() | (pl.col("ends_on") >= as_of))
+    )
+    if "kind" in in_force.columns:
+        in_force = in_force.filter(pl.col("kind") == JUDGMENT)
+    on_account = in_force.filter(pl.col("scope") == "account").select("account_id", "starts_on")
+    on_customer = (
+        in_force.filter(pl.col("scope") == "customer")
+        .select("customer_id", "starts_on")
+        .join(accounts_.select("account_id", "customer_id"), on="customer_id")
+        .select("account_id", "starts_on")
+    )
+    return (
+        pl.concat([on_account, on_customer])
+        .join(accounts_.select("account_id"), on="account_id", how="semi")
+        .group_by("account_id")
+        .agg(judged_on=pl.col("starts_on").min())
+        .cast({"account_id": pl.String(), "judged_on": pl.Date()})
+    )
+
+
+NO_JUDGMENTS = pl.DataFrame(schema={"account_id": pl.String(), "judged_on": pl.Date()})
 
 
 def _notices(base: Any, kind: str, action: str, as_of: dt.date) -> Select[Any]:
@@ -439,13 +496,20 @@ def loan_arrears(due_days: pl.DataFrame, paid_days: pl.DataFrame, as_of: dt.date
     )
 
 
-def loan_notices(arrears: pl.DataFrame, notices: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
+def loan_notices(
+    arrears: pl.DataFrame, notices: pl.DataFrame, as_of: dt.date, judged: pl.DataFrame = NO_JUDGMENTS
+) -> pl.DataFrame:
     """The s86B notice due to plan on ``as_of`` for each of ``arrears`` (``loan_arrears``'s rows with the
     currency's minor ``digits``), given the notices so far (``NOTICES``): the first of the episode when
     none was given since its trigger day, else the next one once the six months since the last are within
-    ``FURTHER_NOTICE_MARGIN_DAYS``. Columns: ``account_id``, ``notice`` (first, further), ``due_by``,
-    ``why``."""
-    triggered = arrears.filter(pl.col("trigger").is_not_null())
+    ``FURTHER_NOTICE_MARGIN_DAYS``; ``judged`` (``judged_on``): no duty for a trigger after a judgment
+    (s86B(1)(e)), and no further notice once judgment is given, the first still (s86B(3), (4)(b)).
+    Columns: ``account_id``, ``notice`` (first, further), ``due_by``, ``why``."""
+    triggered = (
+        arrears.filter(pl.col("trigger").is_not_null())
+        .join(judged, on="account_id", how="left")
+        .filter(pl.col("judged_on").is_null() | (pl.col("judged_on") >= pl.col("trigger")))
+    )
     last = (
         notices.join(triggered.select("account_id", "trigger"), on="account_id")
         .filter(pl.col("planned_on") >= pl.col("trigger"))
@@ -480,7 +544,7 @@ def loan_notices(arrears: pl.DataFrame, notices: pl.DataFrame, as_of: dt.date) -
         )
     )
     further = (
-        rows.filter(pl.col("last_given").is_not_null())
+        rows.filter(pl.col("last_given").is_not_null() & pl.col("judged_on").is_null())
         .with_columns(
             notice=pl.lit("further"),
             due_by=pl.col("last_given").dt.offset_by(f"{FURTHER_NOTICE_MONTHS}mo"),
@@ -503,7 +567,11 @@ def loan_notices(arrears: pl.DataFrame, notices: pl.DataFrame, as_of: dt.date) -
 
 
 def card_notices(
-    cards: pl.DataFrame, due_days: pl.DataFrame, notices: pl.DataFrame, as_of: dt.date
+    cards: pl.DataFrame,
+    due_days: pl.DataFrame,
+    notices: pl.DataFrame,
+    as_of: dt.date,
+    judged: pl.DataFrame = NO_JUDGMENTS,
 ) -> pl.DataFrame:
     """The s86C notice due to plan on ``as_of`` for each card of ``cards`` (``account_id``, ``oldest``: the
     oldest due date whose minimum is unpaid today, from the day's snapshot).
@@ -515,7 +583,8 @@ def card_notices(
     trigger is the day after the second of them fell due. Notices given before ``oldest`` are left out:
     every unpaid due date is on or after them, so they change nothing. ``due_days`` (``DUE_DAYS``) gives
     the due dates and the statements' posting days; ``notices`` (``NOTICES``) the notices so far.
-    Columns: ``account_id``, ``trigger``, ``due_by``, ``why``."""
+    ``judged`` (``judged_on``): no notice for a trigger after a judgment with sums still to pay under it
+    (s86C(1)(d)). Columns: ``account_id``, ``trigger``, ``due_by``, ``why``."""
     schema = {"account_id": pl.String(), "trigger": pl.Date(), "due_by": pl.Date(), "why": pl.String()}
     if cards.is_empty():
         return pl.DataFrame(schema=schema)
@@ -552,6 +621,8 @@ def card_notices(
     fallback = pl.col("trigger") + pl.duration(days=CARD_STATEMENT_DAYS)
     rows = (
         pairs.join(following, on="account_id", how="left")
+        .join(judged, on="account_id", how="left")
+        .filter(pl.col("judged_on").is_null() | (pl.col("judged_on") >= pl.col("trigger")))
         .with_columns(due_by=pl.min_horizontal("statement", fallback))
         .with_columns(
             basis=pl.when(pl.col("statement") == pl.col("due_by"))
