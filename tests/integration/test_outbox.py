@@ -78,6 +78,25 @@ def test_a_payment_since_planning_cancels_a_reminder_but_not_an_answer(book: Eng
     assert [item.key for item in email.sent] == [ack.key]
 
 
+def test_a_payment_since_planning_does_not_cancel_the_statutory_notices(book: Engine) -> None:
+    """The UK notice of sums in arrears goes whatever is paid since planning: the first of an episode is
+    due even when the arrears are cleared before it is given (CCA s86B(3)); the US validation notice too
+    (12 CFR 1006.34). A reminder planned beside them is cancelled."""
+    planned = [
+        planned_message("A1", kind="uk_nosia", action="statutory-uk_nosia"),
+        planned_message("A1", kind="us_validation_notice", action="statutory-us_validation_notice"),
+        planned_message("A1"),
+    ]
+    store.plan(book, planned, NOON_CN, "run")
+    with book.begin() as c:
+        c.execute(insert(payments).values(payment_id="P1", account_id="A1", paid_on=DAY, amount_minor=100_00))
+    email = FakeTransport("email")
+    summary = dispatcher_for(book, Clock(NOON_CN), email=email).run_once()
+    states = {row.kind: row.state for row in outbox_rows(book)}
+    assert states == {"uk_nosia": "sent", "us_validation_notice": "sent", "overdue_reminder": "cancelled"}
+    assert (summary.cancelled, summary.sent) == (1, 2)
+
+
 def test_a_payment_already_known_at_planning_does_not_cancel(book: Engine) -> None:
     with book.begin() as c:
         c.execute(insert(payments).values(payment_id="P0", account_id="A1", paid_on=DAY, amount_minor=1_00))

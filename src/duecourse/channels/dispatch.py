@@ -14,7 +14,8 @@ The re-check (:meth:`Dispatcher._verdicts`, when a batch of up to ``batch`` rows
 contact hours once more for each message at the moment it goes) cancels or defers a message that
 should not go now:
 
-- a payment arrived since planning (reminder kinds only): cancelled, so no reminder follows a payment;
+- a payment arrived since planning (reminder kinds only, ``REMINDER_KINDS``; not the statutory notices):
+  cancelled, so no reminder follows a payment;
   that occurrence is not sent again, the action's later occurrences are planned as usual while the
   account stays in the stage;
 - an active hold (dispute, not-mine claim, promise, plan, bankruptcy, deceased, litigation) on the
@@ -71,15 +72,19 @@ from duecourse.store import outbox as store
 from duecourse.store.tables import customers, holds
 
 # Kinds that remind or demand: a payment since planning cancels them (the arrears they state are stale;
-# a UK arrears or default notice is due only while there are arrears).
+# a UK default notice is due only while there are arrears). Not the UK notice of sums in arrears: once
+# planned it goes whatever is paid since, as the law wants the first of an episode even when the arrears
+# are cleared before it is given (CCA s86B(3)), and a part payment does not end the arrears it states as
+# of its date (cancelling it would only make it late, s86D); the statutory planning plans no new one once
+# the arrears are cleared.
 REMINDER_KINDS = frozenset(
-    {"pre_due", "overdue_reminder", "final_demand", "credit_report_notice", "uk_nosia", "uk_default_notice"}
+    {"pre_due", "overdue_reminder", "final_demand", "credit_report_notice", "uk_default_notice"}
 )
 # Kinds that answer the customer: holds do not stop them (only the channel's opt-out does).
 ANSWER_KINDS = frozenset({"dispute_ack", "dispute_outcome", "promise_confirmation", "plan_confirmation"})
-# Notices the law requires whatever was paid (the US validation notice, 12 CFR 1006.34): a payment does not
-# cancel them; holds do.
-NOTICE_KINDS = frozenset({"us_validation_notice"})
+# Notices the law requires whatever was paid (the US validation notice, 12 CFR 1006.34; the UK notice of
+# sums in arrears, CCA s86B(3)): a payment does not cancel them; holds do (as their rules say).
+NOTICE_KINDS = frozenset({"us_validation_notice", "uk_nosia"})
 # Holds that stop collection contact; ``opt_out`` is per channel.
 STOPPING_HOLDS = frozenset(
     {

@@ -1171,8 +1171,9 @@ def _daily_cap(
             for j, pack in packs.items()
             for kind, why in [
                 *((k, "an answer to the customer") for k in sorted(ANSWER_KINDS)),
-                *((k, "a notice the law requires") for k in sorted(NOTICE_KINDS)),
+                # the pack's own citation first, where it names the kind
                 *((k, pack.daily_cap.exempt_citation) for k in pack.daily_cap.exempt_kinds),
+                *((k, "a notice the law requires") for k in sorted(NOTICE_KINDS)),
             ]
         ],
         schema={"jurisdiction": pl.String(), "kind": pl.String(), "exempt_why": pl.String()},
