@@ -21,7 +21,8 @@ def test_the_demo_runs_the_days_and_sends_the_last_days_messages(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the shipped configuration, no ./duecourse.toml
     out = tmp_path / "out"
-    assert main(["demo", "--accounts", "300", "--days", "16", "--seed", "3", "--out", str(out)]) == 0
+    # OUT as the user gives it, relative to the working directory: every file lands under it, not below
+    assert main(["demo", "--accounts", "300", "--days", "16", "--seed", "3", "--out", "out"]) == 0
     shown = capsys.readouterr().out
     assert "Messages of the last 14 days" in shown
 

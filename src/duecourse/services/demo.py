@@ -334,6 +334,7 @@ def with_demo_channels(app: App, out: Path) -> App:
     actions and channels is used as it is."""
     if app.config.actions and app.config.channels:
         return app
+    out = out.resolve()  # the transports take relative folders from a base: these are the demo's own
     channels = {
         "email": ChannelSettings(
             "email", "files", {"dir": str(out / "email"), "from": "Collections <collections@example.com>"}
