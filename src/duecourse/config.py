@@ -30,6 +30,7 @@ from typing import Any
 
 from duecourse.domain.calendar import KNOWN_CODES as CALENDARS
 from duecourse.domain.errors import Problem, ProblemsError
+from duecourse.domain.limitation import US_STATE_CODES
 from duecourse.domain.model import COMPONENTS, JURISDICTIONS
 from duecourse.domain.money import CURRENCIES, MoneyError, quantum, to_decimal
 from duecourse.domain.strategy import (
@@ -106,10 +107,13 @@ GOVERNOR_KEYS = (
     "third_party_contact_in",
 )
 # The regions of US customers a limitation period is set for: the states, DC and the territories (USPS).
-US_REGIONS = frozenset(
-    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC "
-    "ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR GU VI AS MP".split()
-)
+US_REGIONS = US_STATE_CODES  # one list of the US codes: the states, DC, the territories, the military
+# States where a payment no longer starts a consumer credit debt's time to sue again: the states listed in
+# limitation_restarts_on_payment would contradict the law there, and the disclosure the letters carry.
+NO_REVIVAL_BY_PAYMENT = {
+    "NY": "CPLR 214-i (Consumer Credit Fairness Act, in force 2022-04-07): a payment on a consumer credit "
+    "debt does not revive or extend the time to sue on it",
+}
 BUCKET_SET_KEYS = ("buckets", "current")
 BUCKET_KEYS = ("name", "min", "max")
 PRODUCT_KEYS = ("kind", "currency", "grace_days", "bucket_set", "calendar", "allocation_order", "charges")
@@ -2159,6 +2163,13 @@ def _governor(check: _Check, data: Mapping[str, Any], products: set[str]) -> Gov
                 )
         third = tuple(raw)
     restarts = _states(check, table, "limitation_restarts_on_payment", path)
+    for state in restarts:
+        if state in NO_REVIVAL_BY_PAYMENT:
+            message = (
+                f"limitation_restarts_on_payment names {state}, where a payment does not start the period "
+                f"again: {NO_REVIVAL_BY_PAYMENT[state]}"
+            )
+            check.add("config.bad_value", message, path + ("limitation_restarts_on_payment",))
     return GovernorSettings(
         daily_contacts_per_customer=daily if daily is not None else 1,
         us_creditor_calls_capped=capped if capped is not None else True,

@@ -1002,3 +1002,20 @@ def test_a_location_agents_number_is_not_the_employers_hotline(in_tmp: Path, key
     line = _line_of(text, f'{key} = "{number}"')
     assert len(found) == 1, found
     assert found[0].startswith(f'duecourse.toml:{line}: {key} "{number}" is the hotline of the employer')
+
+
+def test_a_payment_is_not_said_to_restart_the_limitation_where_the_law_says_it_does_not() -> None:
+    """New York's CPLR 214-i: a payment does not revive a consumer credit debt's time to sue; the NY
+    disclosure the letters carry says so too."""
+    text = default_config_text() + "\n[governor]\nlimitation_years = { NY = 3 }\n"
+    assert config_from_text(
+        text + 'limitation_restarts_on_payment = ["NJ"]\n'
+    ).governor.limitation_restarts_on_payment == ("NJ",)
+    with pytest.raises(ProblemsError) as caught:
+        config_from_text(text + 'limitation_restarts_on_payment = ["NJ", "NY"]\n')
+    (problem,) = caught.value.problems
+    assert problem.message == (
+        "limitation_restarts_on_payment names NY, where a payment does not start the period again: "
+        "CPLR 214-i (Consumer Credit Fairness Act, in force 2022-04-07): a payment on a consumer credit "
+        "debt does not revive or extend the time to sue on it"
+    )
