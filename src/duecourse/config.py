@@ -1949,13 +1949,23 @@ CONTACT_SENDERS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _debt_word(value: str) -> str:
+    """The first word of ``value`` that would tell a third party of the debt (``reveals.contact`` of
+    ``channels/checklists.toml``, every locale's, in their order), "" when none."""
+    from duecourse.channels.content import channel_checklists
+
+    for words in channel_checklists()["reveals"]["contact"].values():
+        for pattern in words:
+            found = re.search(pattern, value)
+            if found:
+                return found.group(0)
+    return ""
+
+
 def _contact_senders(check: _Check, data: Mapping[str, Any], channels: Mapping[str, ChannelSettings]) -> None:
     """A channel's contact sender names no debt (``reveals.contact`` of ``channels/checklists.toml``, in
     every locale), and an action ``to = "contact"`` needs its channel's contact sender: without it, a
     message to a contact would go out under the customer's sender."""
-    from duecourse.channels.content import channel_checklists
-
-    patterns = [p for words in channel_checklists()["reveals"]["contact"].values() for p in words]
     for name, keys in CONTACT_SENDERS.items():
         section = data.get("channels")
         table = section.get(name) if isinstance(section, dict) else None
@@ -1971,10 +1981,10 @@ def _contact_senders(check: _Check, data: Mapping[str, Any], channels: Mapping[s
                 continue
             if name == "email" and "@" not in value:
                 check.add("config.bad_value", f"{key} {_show(value)} holds no e-mail address", path)
-            found = [m.group(0) for p in patterns for m in [re.search(p, value)] if m]
+            found = _debt_word(value)
             if found:
                 message = (
-                    f"{key} {_show(value)} reveals the debt to a third party with '{found[0]}' "
+                    f"{key} {_show(value)} reveals the debt to a third party with '{found}' "
                     "(US-3P-01, CN-COL-07 Art 18, EU-GDPR-01): name the institution only"
                 )
                 check.add("config.contact_sender", message, path)
@@ -2032,9 +2042,6 @@ def _location_agents(
     """``[location_agent.US]``: every key given, numbers in E.164, a link base in https, and nothing in
     it that names the employer (an issuer's legal name, agency, website host or hotline) or a debt (the
     words of ``reveals.contact``)."""
-    from duecourse.channels.content import channel_checklists
-
-    patterns = [p for words in channel_checklists()["reveals"]["contact"].values() for p in words]
     out: dict[str, LocationAgent] = {}
     for code, table in _section(check, data, "location_agent").items():
         path: KeyPath = ("location_agent", code)
@@ -2086,10 +2093,10 @@ def _location_agents(
                 )
                 check.add("config.location_agent", message, path + (key,))
                 continue
-            found = [m.group(0) for p in patterns for m in [re.search(p, value)] if m]
+            found = _debt_word(value)
             if found:
                 message = (
-                    f"{key} {_show(value)} reveals the debt to a third party with '{found[0]}' "
+                    f"{key} {_show(value)} reveals the debt to a third party with '{found}' "
                     "(US-3P-01: 12 CFR 1006.10(b)(2), 1006.22(f))"
                 )
                 check.add("config.location_agent", message, path + (key,))
