@@ -470,3 +470,17 @@ def test_the_dispatchers_close_logs_a_batch_closed_without_its_print_file(
     assert drop.pending() == ()
     (logged,) = [r.getMessage() for r in caplog.records if "post.print_file" in r.getMessage()]
     assert '"batch": "20250102T150000-000007"' in logged and "letter r200 cannot be joined" in logged
+
+
+def test_closed_lists_the_batches_the_shop_may_take_with_their_letters(tmp_path: Path) -> None:
+    drop = PrintDrop(tmp_path)
+    assert PrintDrop(tmp_path / "none").closed() == []
+    for item in LETTERS[:2]:
+        drop.add(item)
+    drop.close_batch("b1")
+    drop.add(LETTERS[2])
+    drop.close_batch("b2")
+    (tmp_path / "b2" / "READY").unlink()  # not yet the shop's
+    ((batch, entries),) = drop.closed()
+    assert batch == "b1"
+    assert [(e.reference, e.pages) for e in entries] == [("r100", None), ("r300", 2)]

@@ -181,6 +181,16 @@ class PrintDrop:
         _write_atomic(meta_path, json.dumps(record, sort_keys=True).encode())
         return reference
 
+    def closed(self) -> list[tuple[str, tuple[DropEntry, ...]]]:
+        """The batches the shop may take (READY written), by id, with their letters from the manifest."""
+        if not self.directory.is_dir():
+            return []
+        return [
+            (folder.name, _entries_of({MANIFEST: (folder / MANIFEST).read_bytes()}))
+            for folder in sorted(self.directory.iterdir())
+            if folder.is_dir() and not folder.name.startswith(".") and (folder / READY).exists()
+        ]
+
     def pending(self) -> tuple[str, ...]:
         """References staged and not yet in a batch."""
         return tuple(sorted(staged.reference for staged in self._staged()))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import shutil
@@ -287,18 +286,11 @@ def _letters(app: App, console: Console, end: dt.date, out: Path, summary: dict[
 
 def _print_drop(directory: Path) -> tuple[int, int, int]:
     """The batch folders the print drop closed (READY), their letters and pages (from their manifests)."""
-    from duecourse.channels.post import MANIFEST, READY
+    from duecourse.channels.post import PrintDrop
 
-    folders = letters = pages = 0
-    for folder in sorted(directory.iterdir()) if directory.is_dir() else []:
-        if folder.name.startswith(".") or not (folder / READY).exists():
-            continue
-        folders += 1
-        with (folder / MANIFEST).open(encoding="utf-8", newline="") as file:
-            for row in csv.DictReader(file):
-                letters += 1
-                pages += int(row["pages"] or 0)
-    return folders, letters, pages
+    batches = PrintDrop(directory).closed()
+    entries = [entry for _, batch in batches for entry in batch]
+    return len(batches), len(entries), sum(entry.pages or 0 for entry in entries)
 
 
 # ------------------------------------------------------------------------------------------------ outbox
