@@ -345,11 +345,11 @@ class LetterComposer:
             return Composed(address, text.encode(), meta)
         from duecourse.channels import email
 
-        if not email.address_of(sender.email_from):
-            raise NoContactSender("[channels.email] has no contact_from")
-        content = words.email_content(kind, locale, data, links)
         # the opt-out mailbox is the contact sender's: the issuer's e-mail may be a collections address
         issuer_mail = email.address_of(sender.email_from)
+        if not issuer_mail:
+            raise NoContactSender("[channels.email] has no contact_from")
+        content = words.email_content(kind, locale, data, links)
         domain = issuer_mail.rpartition("@")[2]
         body = email.build_email(
             key=message.key,

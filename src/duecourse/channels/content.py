@@ -609,12 +609,7 @@ def contact_data(
     """The data of a message to a third party the customer named (``CONTACT_FIELDS``, nothing more)."""
     if kind not in CONTACT_KINDS:
         raise ContentError(f"{kind} is not a kind for third parties ({', '.join(CONTACT_KINDS)})")
-    return {
-        "kind": kind,
-        "locale": locale,
-        "jurisdiction": jurisdiction,
-        "contact": {"name": contact_name, "relation": relation},
-        "customer": {"name": customer_name},
+    return _to_contact(kind, locale, jurisdiction, contact_name, relation, customer_name) | {
         "issuer": {
             "legal_name": issuer.legal_name,
             "hotline": issuer.hotline,
@@ -640,13 +635,21 @@ def collector_contact_data(
     if words is None:
         known = ", ".join(COLLECTOR_CONTACT_KINDS)
         raise ContentError(f"{kind} has no words for a third-party collector ({known})")
+    return _to_contact(words, locale, jurisdiction, contact_name, relation, customer_name) | {
+        "agent": {"name": agent.name, "phone": agent.phone}
+    }
+
+
+def _to_contact(
+    kind: str, locale: str, jurisdiction: str, contact_name: str, relation: str, customer_name: str
+) -> dict[str, Any]:
+    """What every message to a third party is made from: whom it is for and whom it asks about."""
     return {
-        "kind": words,
+        "kind": kind,
         "locale": locale,
         "jurisdiction": jurisdiction,
         "contact": {"name": contact_name, "relation": relation},
         "customer": {"name": customer_name},
-        "agent": {"name": agent.name, "phone": agent.phone},
     }
 
 
