@@ -107,7 +107,6 @@ GOVERNOR_KEYS = (
     "third_party_contact_in",
 )
 # The regions of US customers a limitation period is set for: the states, DC and the territories (USPS).
-US_REGIONS = US_STATE_CODES  # one list of the US codes: the states, DC, the territories, the military
 # States where a payment no longer starts a consumer credit debt's time to sue again: the states listed in
 # limitation_restarts_on_payment would contradict the law there, and the disclosure the letters carry.
 NO_REVIVAL_BY_PAYMENT = {
@@ -2246,13 +2245,13 @@ def _states(check: _Check, table: Mapping[str, Any], key: str, path: KeyPath) ->
         )
         return ()
     for code in raw:
-        if code not in US_REGIONS:
-            near = _suggest(code, sorted(US_REGIONS))
+        if code not in US_STATE_CODES:
+            near = _suggest(code, sorted(US_STATE_CODES))
             hint = f"; did you mean '{near}'?" if near else ""
             check.add(
                 "config.bad_value", f"{key} names {_show(code)}, which is not a US state code{hint}", where
             )
-    return tuple(sorted({code for code in raw if code in US_REGIONS}))
+    return tuple(sorted({code for code in raw if code in US_STATE_CODES}))
 
 
 def _limitation_years(check: _Check, table: Mapping[str, Any], path: KeyPath) -> dict[str, int]:
@@ -2266,8 +2265,8 @@ def _limitation_years(check: _Check, table: Mapping[str, Any], path: KeyPath) ->
         return {}
     years: dict[str, int] = {}
     for state, value in raw.items():
-        if state not in US_REGIONS:
-            near = _suggest(str(state), sorted(US_REGIONS))
+        if state not in US_STATE_CODES:
+            near = _suggest(str(state), sorted(US_STATE_CODES))
             hint = f"; did you mean '{near}'?" if near else ""
             check.add(
                 "config.bad_value",

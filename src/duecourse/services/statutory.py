@@ -282,7 +282,12 @@ def _uk_sources(uk: Select[Any], as_of: dt.date, loans: Sequence[str]) -> dict[s
         .group_by(payments.c.account_id, payments.c.paid_on),
         "uk_notices": _notices(base, NOSIA_KIND, NOSIA_ACTION, as_of),
         "uk_judgments": select(
-            holds.c.scope, holds.c.customer_id, holds.c.account_id, holds.c.starts_on, holds.c.ends_on
+            holds.c.scope,
+            holds.c.customer_id,
+            holds.c.account_id,
+            holds.c.kind,
+            holds.c.starts_on,
+            holds.c.ends_on,
         ).where(
             and_(
                 holds.c.kind == JUDGMENT,
@@ -296,13 +301,13 @@ def _uk_sources(uk: Select[Any], as_of: dt.date, loans: Sequence[str]) -> dict[s
 def judged_on(judgments: pl.DataFrame, accounts_: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
     """``account_id, judged_on``: the day judgment was given on each of ``accounts_`` (``account_id,
     customer_id``) that has a ``judgment`` hold in force on ``as_of`` (``judgments``: holds with ``scope,
-    customer_id, account_id, starts_on, ends_on``; of the account, or of its customer); the earliest when
-    several. A judgment hold that has ended (the judgment paid) is none."""
+    customer_id, account_id, kind, starts_on, ends_on``, of any kind; of the account, or of its customer);
+    the earliest when several. A judgment hold that has ended (the judgment paid) is none."""
     in_force = judgments.filter(
-        (pl.col("starts_on") <= as_of) & (pl.col("ends_on").is_null() | (pl.col("ends_on") >= as_of))
+        (pl.col("kind") == JUDGMENT)
+        & (pl.col("starts_on") <= as_of)
+        & (pl.col("ends_on").is_null() | (pl.col("ends_on") >= as_of))
     )
-    if "kind" in in_force.columns:
-        in_force = in_force.filter(pl.col("kind") == JUDGMENT)
     on_account = in_force.filter(pl.col("scope") == "account").select("account_id", "starts_on")
     on_customer = (
         in_force.filter(pl.col("scope") == "customer")
